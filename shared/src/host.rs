@@ -1,0 +1,43 @@
+//! The one seam between policy logic and the proxy.
+//!
+//! Filters implement [`Host`] over proxy-wasm hostcalls, mapping every host status to a
+//! [`HostError`] rather than unwrapping it (an unwrapped `BadArgument` aborts the VM for every
+//! request on that worker). Tests implement it in memory.
+
+use std::time::SystemTime;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// A compare-and-swap write lost a race: read again and retry.
+    #[error("shared data was changed by another worker")]
+    CasMismatch,
+    #[error("host call {call} failed: {status}")]
+    Failed { call: &'static str, status: String },
+}
+
+/// What a filter needs from the proxy. Every call acts on the current (effective) stream.
+pub trait Host {
+    fn now(&self) -> SystemTime;
+
+    /// All request headers, in order, duplicates kept (two `Authorization` headers matter).
+    fn request_headers(&self) -> Result<Vec<(String, String)>, HostError>;
+    /// Sets (`Some`) or removes (`None`) a request header.
+    fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
+
+    /// A proxy property such as `["connection", "uri_san_peer_certificate"]`.
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
+
+    /// A shared-data value and its CAS token.
+    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError>;
+    /// Writes shared data; `cas` must match the current token or [`HostError::CasMismatch`].
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
+
+    /// Ends the stream with a reply generated here; the upstream is never called.
+    fn send_local_reply(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError>;
+}

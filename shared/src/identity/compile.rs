@@ -1,0 +1,541 @@
+//! The identity section checked and compiled once, at configure time. The request path
+//! never reads policy text.
+
+use super::config::*;
+use super::keys::{KeySet, Strictness};
+use crate::decision::{FailureMode, Mode};
+use crate::policy::PolicyError;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use std::str::FromStr;
+use std::time::Duration;
+
+const MIN_SHARED_SECRET_BYTES: usize = 32;
+const MAX_SESSION_SLOTS: u32 = 65_536;
+
+#[derive(Debug)]
+pub struct CompiledIdentity {
+    pub mode: Mode,
+    pub failure_mode: FailureMode,
+    pub issuers: Vec<Issuer>,
+    pub api_keys: Option<ApiKeys>,
+    pub trust_domains: Vec<String>,
+    pub agent_token: TokenSource,
+    pub user_token: Option<TokenSource>,
+    pub tenant: TenantSource,
+    pub session: Option<SessionPolicy>,
+    pub forward: ForwardConfig,
+    pub routes: Vec<Route>,
+    pub clock_skew: Duration,
+    pub max_token_bytes: usize,
+    pub key_wait: Duration,
+    pub forward_credentials: bool,
+}
+
+#[derive(Debug)]
+pub struct Issuer {
+    pub name: String,
+    pub iss: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub keys: IssuerKeys,
+    pub require_exp: bool,
+    pub scope_claim: String,
+    pub tenant_claim: Option<String>,
+}
+
+pub enum IssuerKeys {
+    Inline(KeySet),
+    Remote(RemoteJwks),
+    SharedSecret(DecodingKey),
+}
+
+impl std::fmt::Debug for IssuerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IssuerKeys::Inline(set) => write!(f, "Inline({} keys)", set.len()),
+            IssuerKeys::Remote(remote) => write!(f, "Remote({remote:?})"),
+            IssuerKeys::SharedSecret(_) => f.write_str("SharedSecret(..)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    pub path: String,
+    pub authority: String,
+    pub refresh_interval: Duration,
+    pub retry_interval: Duration,
+    pub timeout: Duration,
+    pub unknown_kid_refetch_interval: Duration,
+}
+
+#[derive(Debug)]
+pub struct ApiKeys {
+    pub header: String,
+    pub entries: Vec<ApiKeyPrincipal>,
+}
+
+#[derive(Debug)]
+pub struct ApiKeyPrincipal {
+    pub sha256: [u8; 32],
+    pub agent: String,
+    pub tenant: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// Where a token is read, and which issuers (by index) may have signed it.
+#[derive(Debug)]
+pub struct TokenSource {
+    pub header: String,
+    pub query_param: Option<String>,
+    pub issuers: Vec<usize>,
+}
+
+#[derive(Debug, Default)]
+pub struct TenantSource {
+    pub header: Option<(String, Vec<String>)>,
+    pub static_tenant: Option<String>,
+    pub required: bool,
+}
+
+#[derive(Debug)]
+pub struct SessionPolicy {
+    pub header: String,
+    pub idle_timeout: Duration,
+    pub slots: u32,
+    pub required: bool,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub route_name: Option<String>,
+    pub accept: Vec<CredentialKind>,
+    pub require_user: bool,
+    pub scopes: Vec<String>,
+    pub claims: Vec<(String, Vec<String>)>,
+}
+
+impl CompiledIdentity {
+    pub fn compile(config: &IdentityConfig) -> Result<CompiledIdentity, PolicyError> {
+        let issuers = config
+            .issuers
+            .iter()
+            .enumerate()
+            .map(|(i, issuer)| compile_issuer(issuer, &format!("identity.issuers[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, issuer) in issuers.iter().enumerate() {
+            if issuers[..i].iter().any(|other| other.name == issuer.name) {
+                return Err(PolicyError::at(
+                    format!("identity.issuers[{i}].name"),
+                    format!("issuer name {:?} is used twice", issuer.name),
+                ));
+            }
+        }
+        let names: Vec<&str> = issuers.iter().map(|i| i.name.as_str()).collect();
+
+        let agent_token = TokenSource {
+            header: header_name(&config.agent_token.header, "identity.agentToken.header")?,
+            query_param: config.agent_token.query_param.clone(),
+            issuers: if config.agent_token.issuers.is_empty() {
+                (0..issuers.len()).collect()
+            } else {
+                issuer_refs(
+                    &config.agent_token.issuers,
+                    &names,
+                    "identity.agentToken.issuers",
+                )?
+            },
+        };
+        let user_token = match &config.user_token {
+            None => None,
+            Some(user) => {
+                if user.issuers.is_empty() {
+                    return Err(PolicyError::at(
+                        "identity.userToken.issuers",
+                        "name at least one issuer",
+                    ));
+                }
+                Some(TokenSource {
+                    header: header_name(&user.header, "identity.userToken.header")?,
+                    query_param: None,
+                    issuers: issuer_refs(&user.issuers, &names, "identity.userToken.issuers")?,
+                })
+            }
+        };
+
+        let api_keys = config.api_keys.as_ref().map(compile_api_keys).transpose()?;
+        let trust_domains = match &config.mtls {
+            None => Vec::new(),
+            Some(mtls) => {
+                if mtls.trust_domains.is_empty() {
+                    return Err(PolicyError::at(
+                        "identity.mtls.trustDomains",
+                        "name at least one SPIFFE trust domain",
+                    ));
+                }
+                for (i, domain) in mtls.trust_domains.iter().enumerate() {
+                    if domain.is_empty() || domain.contains('/') || domain.contains(':') {
+                        return Err(PolicyError::at(
+                            format!("identity.mtls.trustDomains[{i}]"),
+                            format!("{domain:?} is not a trust domain name (e.g. example.org)"),
+                        ));
+                    }
+                }
+                mtls.trust_domains.clone()
+            }
+        };
+
+        let tenant = TenantSource {
+            header: match &config.tenant.header {
+                None => None,
+                Some(h) => {
+                    for (i, peer) in h.trusted_peers.iter().enumerate() {
+                        if !peer.starts_with("spiffe://") {
+                            return Err(PolicyError::at(
+                                format!("identity.tenant.header.trustedPeers[{i}]"),
+                                "must be a SPIFFE ID (spiffe://...)",
+                            ));
+                        }
+                    }
+                    Some((
+                        header_name(&h.name, "identity.tenant.header.name")?,
+                        h.trusted_peers.clone(),
+                    ))
+                }
+            },
+            static_tenant: config.tenant.static_tenant.clone(),
+            required: config.tenant.required,
+        };
+
+        let session = match &config.session {
+            None => None,
+            Some(s) => {
+                if s.slots == 0 || s.slots > MAX_SESSION_SLOTS {
+                    return Err(PolicyError::at(
+                        "identity.session.slots",
+                        format!("must be between 1 and {MAX_SESSION_SLOTS}"),
+                    ));
+                }
+                Some(SessionPolicy {
+                    header: header_name(&s.header, "identity.session.header")?,
+                    idle_timeout: s.idle_timeout.as_duration(),
+                    slots: s.slots,
+                    required: s.required,
+                })
+            }
+        };
+
+        let mut forward = config.forward.clone();
+        for (field, value) in [
+            ("agent", &mut forward.agent),
+            ("user", &mut forward.user),
+            ("tenant", &mut forward.tenant),
+            ("session", &mut forward.session),
+            ("authMethod", &mut forward.auth_method),
+        ] {
+            if let Some(name) = value {
+                *name = header_name(name, &format!("identity.forward.{field}"))?;
+            }
+        }
+
+        if config.routes.is_empty() {
+            return Err(PolicyError::at(
+                "identity.routes",
+                "name at least one route: with none, every request would be denied",
+            ));
+        }
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (i, route) in config.routes.iter().enumerate() {
+            let path = format!("identity.routes[{i}]");
+            if route.name.is_empty() {
+                return Err(PolicyError::at(format!("{path}.name"), "must not be empty"));
+            }
+            if config.routes[..i].iter().any(|r| r.name == route.name) {
+                return Err(PolicyError::at(
+                    format!("{path}.name"),
+                    format!("route name {:?} is used twice", route.name),
+                ));
+            }
+            if route.agent.is_empty() {
+                return Err(PolicyError::at(
+                    format!("{path}.agent"),
+                    "name at least one credential kind (mtls, jwt, apiKey)",
+                ));
+            }
+            for (k, kind) in route.agent.iter().enumerate() {
+                let missing = match kind {
+                    CredentialKind::Jwt => {
+                        agent_token.issuers.is_empty().then_some("identity.issuers")
+                    }
+                    CredentialKind::ApiKey => api_keys.is_none().then_some("identity.apiKeys"),
+                    CredentialKind::Mtls => trust_domains.is_empty().then_some("identity.mtls"),
+                };
+                if let Some(section) = missing {
+                    return Err(PolicyError::at(
+                        format!("{path}.agent[{k}]"),
+                        format!("{kind:?} needs {section} to be configured"),
+                    ));
+                }
+            }
+            if let Some(prefix) = &route.matcher.path_prefix {
+                if !prefix.starts_with('/') {
+                    return Err(PolicyError::at(
+                        format!("{path}.match.pathPrefix"),
+                        "must start with /",
+                    ));
+                }
+            }
+            routes.push(Route {
+                name: route.name.clone(),
+                host: route.matcher.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                path_prefix: route.matcher.path_prefix.clone(),
+                route_name: route.matcher.route_name.clone(),
+                accept: route.agent.clone(),
+                require_user: route.require_user,
+                scopes: route.scopes.clone(),
+                claims: route
+                    .claims
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            });
+        }
+
+        if !(256..=65_536).contains(&config.max_token_bytes) {
+            return Err(PolicyError::at(
+                "identity.maxTokenBytes",
+                "must be between 256 and 65536",
+            ));
+        }
+
+        Ok(CompiledIdentity {
+            mode: config.mode,
+            failure_mode: config.failure_mode,
+            issuers,
+            api_keys,
+            trust_domains,
+            agent_token,
+            user_token,
+            tenant,
+            session,
+            forward,
+            routes,
+            clock_skew: config.clock_skew.as_duration(),
+            max_token_bytes: config.max_token_bytes,
+            key_wait: config.key_wait.as_duration(),
+            forward_credentials: config.forward_credentials,
+        })
+    }
+
+    /// Indexes of issuers whose keys are fetched at run time.
+    pub fn remote_issuers(&self) -> impl Iterator<Item = (usize, &RemoteJwks)> {
+        self.issuers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, issuer)| match &issuer.keys {
+                IssuerKeys::Remote(remote) => Some((i, remote)),
+                _ => None,
+            })
+    }
+}
+
+fn compile_issuer(config: &IssuerConfig, path: &str) -> Result<Issuer, PolicyError> {
+    if config.name.is_empty() {
+        return Err(PolicyError::at(format!("{path}.name"), "must not be empty"));
+    }
+    if config.issuer.is_empty() {
+        return Err(PolicyError::at(
+            format!("{path}.issuer"),
+            "must not be empty",
+        ));
+    }
+    if config.algorithms.is_empty() {
+        return Err(PolicyError::at(
+            format!("{path}.algorithms"),
+            "name at least one algorithm",
+        ));
+    }
+    let mut algorithms = Vec::with_capacity(config.algorithms.len());
+    for (i, name) in config.algorithms.iter().enumerate() {
+        let alg = Algorithm::from_str(name).map_err(|_| {
+            PolicyError::at(format!("{path}.algorithms[{i}]"), format!("unknown algorithm {name:?} (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256)"))
+        })?;
+        algorithms.push(alg);
+    }
+    let hmac = algorithms
+        .iter()
+        .filter(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+        .count();
+    // HMAC and public-key algorithms never share an issuer: that mix is what key-confusion
+    // attacks exploit (a public key used as an HMAC secret).
+    if hmac != 0 && hmac != algorithms.len() {
+        return Err(PolicyError::at(
+            format!("{path}.algorithms"),
+            "HMAC algorithms cannot be mixed with public-key algorithms in one issuer",
+        ));
+    }
+    let keys = if hmac != 0 {
+        if config.jwks.is_some() {
+            return Err(PolicyError::at(
+                format!("{path}.jwks"),
+                "an HMAC issuer takes sharedSecret, not a JWKS",
+            ));
+        }
+        let secret = config.shared_secret.as_deref().ok_or_else(|| {
+            PolicyError::at(
+                format!("{path}.sharedSecret"),
+                "HMAC algorithms need a shared secret",
+            )
+        })?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(secret)
+            .map_err(|e| {
+                PolicyError::at(format!("{path}.sharedSecret"), format!("not base64: {e}"))
+            })?;
+        if bytes.len() < MIN_SHARED_SECRET_BYTES {
+            return Err(PolicyError::at(
+                format!("{path}.sharedSecret"),
+                format!("must be at least {MIN_SHARED_SECRET_BYTES} bytes"),
+            ));
+        }
+        IssuerKeys::SharedSecret(DecodingKey::from_secret(&bytes))
+    } else {
+        if config.shared_secret.is_some() {
+            return Err(PolicyError::at(
+                format!("{path}.sharedSecret"),
+                "only HMAC (HS256) issuers take a shared secret",
+            ));
+        }
+        let jwks = config.jwks.as_ref().ok_or_else(|| {
+            PolicyError::at(
+                format!("{path}.jwks"),
+                "public-key algorithms need a JWKS (inline or remote)",
+            )
+        })?;
+        match (&jwks.inline, &jwks.remote) {
+            (Some(inline), None) => IssuerKeys::Inline(
+                KeySet::parse(inline.as_bytes(), Strictness::EveryKey).map_err(|e| {
+                    PolicyError::at(format!("{path}.jwks.inline"), format!("JWKS {e}"))
+                })?,
+            ),
+            (None, Some(remote)) => {
+                if !remote.path.starts_with('/') {
+                    return Err(PolicyError::at(
+                        format!("{path}.jwks.remote.path"),
+                        "must start with /",
+                    ));
+                }
+                if remote.cluster.is_empty() {
+                    return Err(PolicyError::at(
+                        format!("{path}.jwks.remote.cluster"),
+                        "must not be empty",
+                    ));
+                }
+                IssuerKeys::Remote(RemoteJwks {
+                    cluster: remote.cluster.clone(),
+                    path: remote.path.clone(),
+                    authority: remote
+                        .authority
+                        .clone()
+                        .unwrap_or_else(|| remote.cluster.clone()),
+                    refresh_interval: remote.refresh_interval.as_duration(),
+                    retry_interval: remote.retry_interval.as_duration(),
+                    timeout: remote.timeout.as_duration(),
+                    unknown_kid_refetch_interval: remote.unknown_kid_refetch_interval.as_duration(),
+                })
+            }
+            _ => {
+                return Err(PolicyError::at(
+                    format!("{path}.jwks"),
+                    "set exactly one of inline or remote",
+                ))
+            }
+        }
+    };
+    Ok(Issuer {
+        name: config.name.clone(),
+        iss: config.issuer.clone(),
+        audiences: config.audiences.clone(),
+        algorithms,
+        keys,
+        require_exp: config.require_exp,
+        scope_claim: config.scope_claim.clone(),
+        tenant_claim: config.tenant_claim.clone(),
+    })
+}
+
+fn compile_api_keys(config: &ApiKeysConfig) -> Result<ApiKeys, PolicyError> {
+    if config.keys.is_empty() {
+        return Err(PolicyError::at(
+            "identity.apiKeys.keys",
+            "name at least one key",
+        ));
+    }
+    let mut entries = Vec::with_capacity(config.keys.len());
+    for (i, key) in config.keys.iter().enumerate() {
+        let path = format!("identity.apiKeys.keys[{i}]");
+        let mut sha256 = [0u8; 32];
+        hex::decode_to_slice(&key.sha256, &mut sha256).map_err(|_| {
+            PolicyError::at(
+                format!("{path}.sha256"),
+                "must be 64 hex digits: the SHA-256 of the key, never the key itself",
+            )
+        })?;
+        if key.agent.is_empty() {
+            return Err(PolicyError::at(
+                format!("{path}.agent"),
+                "must not be empty",
+            ));
+        }
+        if entries.iter().any(|e: &ApiKeyPrincipal| e.sha256 == sha256) {
+            return Err(PolicyError::at(
+                format!("{path}.sha256"),
+                "the same key hash is listed twice",
+            ));
+        }
+        entries.push(ApiKeyPrincipal {
+            sha256,
+            agent: key.agent.clone(),
+            tenant: key.tenant.clone(),
+            scopes: key.scopes.clone(),
+        });
+    }
+    Ok(ApiKeys {
+        header: header_name(&config.header, "identity.apiKeys.header")?,
+        entries,
+    })
+}
+
+fn issuer_refs(refs: &[String], names: &[&str], path: &str) -> Result<Vec<usize>, PolicyError> {
+    refs.iter()
+        .enumerate()
+        .map(|(i, name)| {
+            names.iter().position(|n| n == name).ok_or_else(|| {
+                PolicyError::at(
+                    format!("{path}[{i}]"),
+                    format!("no issuer is named {name:?}"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Header names are compared lowercase, as HTTP/2 and Envoy store them.
+fn header_name(name: &str, path: &str) -> Result<String, PolicyError> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(PolicyError::at(
+            path,
+            format!("{name:?} is not a header name"),
+        ));
+    }
+    Ok(name.to_ascii_lowercase())
+}

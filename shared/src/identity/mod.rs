@@ -1,0 +1,15 @@
+//! AUTHN: who is calling — the agent, the user it acts for, the tenant and the session —
+//! verified from mTLS, JWTs and API keys. Nothing a client sends is trusted unverified.
+
+pub mod api_key;
+pub mod authenticate;
+pub mod compile;
+pub mod config;
+pub mod denial;
+pub mod jwks_schedule;
+pub mod jwt;
+pub mod keys;
+pub mod principal;
+pub mod request;
+pub mod session;
+pub mod spiffe;

@@ -1,0 +1,294 @@
+//! The identity filter's request flow over the [`Host`] seam: capture what the request says,
+//! strip what a client must not set, decide, and act on the decision. The proxy-wasm glue only
+//! calls these and pauses or resumes the stream.
+
+use super::authenticate::{authenticate, Denial, KeyWait, Outcome, RequestFacts};
+use super::compile::CompiledIdentity;
+use super::denial;
+use super::jwt::KeyLookup;
+use super::session::{self, Binding};
+use crate::attributes;
+use crate::decision::{Decision, FailureMode, Mode, Verdict};
+use crate::host::{Host, HostError};
+
+/// A request as it arrived, kept so a paused request can be decided again later.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedRequest {
+    pub headers: Vec<(String, String)>,
+    pub authority: String,
+    pub path: String,
+    pub route_name: Option<String>,
+    pub peer_uri_san: Option<String>,
+    pub request_id: String,
+}
+
+impl CapturedRequest {
+    pub fn capture(host: &dyn Host) -> Result<Self, HostError> {
+        let headers = host.request_headers()?;
+        let find = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let text = |bytes: Option<Vec<u8>>| {
+            bytes
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|s| !s.is_empty())
+        };
+        Ok(CapturedRequest {
+            authority: find(":authority"),
+            path: find(":path"),
+            request_id: find(attributes::REQUEST_ID_HEADER),
+            route_name: text(host.property(&["xds", "route_name"])?),
+            peer_uri_san: text(host.property(&["connection", "uri_san_peer_certificate"])?),
+            headers,
+        })
+    }
+
+    pub fn facts(&self) -> RequestFacts<'_> {
+        RequestFacts {
+            headers: &self.headers,
+            authority: &self.authority,
+            path: &self.path,
+            route_name: self.route_name.as_deref(),
+            peer_uri_san: self.peer_uri_san.as_deref(),
+        }
+    }
+}
+
+/// Removes every header a client could use to pose as a verified principal: the reserved
+/// `x-warden-` prefix and the configured forward headers. Runs first, whatever the outcome.
+pub fn strip_untrusted_headers(
+    host: &dyn Host,
+    policy: &CompiledIdentity,
+    request: &CapturedRequest,
+) -> Result<(), HostError> {
+    let forwarded = [
+        &policy.forward.agent,
+        &policy.forward.user,
+        &policy.forward.tenant,
+        &policy.forward.session,
+        &policy.forward.auth_method,
+    ];
+    for (name, _) in &request.headers {
+        let reserved = name.starts_with(attributes::RESERVED_HEADER_PREFIX)
+            || forwarded
+                .iter()
+                .any(|f| f.as_deref() == Some(name.as_str()));
+        if reserved {
+            host.set_request_header(name, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the glue does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Let the request continue upstream.
+    Continue(Decision),
+    /// A local reply was sent; the stream is over.
+    Replied(Decision),
+    /// Pause until `issuer`'s keys are fetched, then call [`decide`] again.
+    WaitForKeys { issuer: usize, why: KeyWait },
+}
+
+impl Step {
+    pub fn decision(&self) -> Option<&Decision> {
+        match self {
+            Step::Continue(d) | Step::Replied(d) => Some(d),
+            Step::WaitForKeys { .. } => None,
+        }
+    }
+}
+
+/// Decides the request and acts on it. `may_wait` is false once the request has waited for
+/// keys already: a second miss is decided at once.
+pub fn decide(
+    host: &dyn Host,
+    policy: &CompiledIdentity,
+    keys: &dyn KeyLookup,
+    request: &CapturedRequest,
+    may_wait: bool,
+) -> Result<Step, HostError> {
+    let now = host.now();
+    let outcome = authenticate(policy, keys, &request.facts(), now);
+    let (rule, result) = match outcome {
+        Outcome::WaitForKeys { issuer, why, .. } if may_wait => {
+            return Ok(Step::WaitForKeys { issuer, why })
+        }
+        Outcome::WaitForKeys {
+            rule,
+            why: KeyWait::NotLoaded,
+            ..
+        } => {
+            // The keys could not be fetched: a runtime fault, decided by the failure mode.
+            return fault(
+                host,
+                policy,
+                request,
+                &rule,
+                Outcome::keys_unavailable(&rule, KeyWait::NotLoaded),
+            );
+        }
+        Outcome::WaitForKeys {
+            rule,
+            why: KeyWait::UnknownKid,
+            ..
+        } => {
+            let denial = Outcome::keys_unavailable(&rule, KeyWait::UnknownKid);
+            (rule, Err(denial))
+        }
+        Outcome::Deny(denial) => (denial.rule.clone(), Err(denial)),
+        Outcome::Allow {
+            rule,
+            mut principal,
+        } => {
+            let bound = match (&policy.session, &principal.session) {
+                (Some(session_policy), Some(id)) => {
+                    let tenant = principal.tenant.as_deref().unwrap_or("");
+                    match session::bind(host, session_policy, tenant, id, &principal.agent, now) {
+                        Ok(Binding::OwnedByAnotherAgent) => {
+                            let mut denial = Denial::forbidden(
+                                "session_agent_mismatch",
+                                "this session belongs to another agent",
+                            );
+                            denial.rule = rule.clone();
+                            Err(denial)
+                        }
+                        Ok(_) => Ok(()),
+                        Err(_) => {
+                            let mut denial = Denial::forbidden(
+                                "session_store_unavailable",
+                                "session bindings could not be checked",
+                            );
+                            denial.status = 503;
+                            denial.rule = rule.clone();
+                            return fault(host, policy, request, &rule, denial);
+                        }
+                    }
+                }
+                _ => Ok(()),
+            };
+            if bound.is_err() {
+                principal.session = None;
+            }
+            (rule, bound.map(|()| principal))
+        }
+    };
+
+    match result {
+        Ok(principal) => {
+            for (key, value) in principal.attributes() {
+                host.set_property(&[key], value.as_bytes())?;
+            }
+            forward_principal(host, policy, &principal)?;
+            strip_credentials(host, policy)?;
+            let decision = Decision {
+                verdict: Verdict::Allow,
+                rule,
+                reason: "authenticated",
+                shadowed: false,
+            };
+            record(host, &decision)?;
+            Ok(Step::Continue(decision))
+        }
+        Err(denial) => deny(host, policy, request, denial),
+    }
+}
+
+/// A request that could not be decided because of a runtime fault.
+fn fault(
+    host: &dyn Host,
+    policy: &CompiledIdentity,
+    request: &CapturedRequest,
+    rule: &str,
+    denial: Denial,
+) -> Result<Step, HostError> {
+    match policy.failure_mode {
+        FailureMode::Deny => deny(host, policy, request, denial),
+        FailureMode::Allow => {
+            strip_credentials(host, policy)?;
+            let decision = Decision {
+                verdict: Verdict::Allow,
+                rule: rule.to_string(),
+                reason: "failure_mode_allow",
+                shadowed: false,
+            };
+            record(host, &decision)?;
+            Ok(Step::Continue(decision))
+        }
+    }
+}
+
+fn deny(
+    host: &dyn Host,
+    policy: &CompiledIdentity,
+    request: &CapturedRequest,
+    denial: Denial,
+) -> Result<Step, HostError> {
+    let decision = Decision {
+        verdict: Verdict::Deny,
+        rule: denial.rule.clone(),
+        reason: denial.reason,
+        shadowed: policy.mode == Mode::Shadow,
+    };
+    record(host, &decision)?;
+    if decision.shadowed {
+        strip_credentials(host, policy)?;
+        return Ok(Step::Continue(decision));
+    }
+    let reply = denial::reply(&denial, &request.request_id);
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    host.send_local_reply(reply.status, &headers, &reply.body)?;
+    Ok(Step::Replied(decision))
+}
+
+fn record(host: &dyn Host, decision: &Decision) -> Result<(), HostError> {
+    host.set_property(
+        &[attributes::DECISION_IDENTITY],
+        decision.to_string().as_bytes(),
+    )
+}
+
+fn forward_principal(
+    host: &dyn Host,
+    policy: &CompiledIdentity,
+    principal: &super::principal::Principal,
+) -> Result<(), HostError> {
+    let auth_method = principal.auth_method();
+    let pairs = [
+        (&policy.forward.agent, Some(principal.agent.as_str())),
+        (&policy.forward.user, principal.user.as_deref()),
+        (&policy.forward.tenant, principal.tenant.as_deref()),
+        (&policy.forward.session, principal.session.as_deref()),
+        (&policy.forward.auth_method, Some(auth_method.as_str())),
+    ];
+    for (header, value) in pairs {
+        if let (Some(header), Some(value)) = (header, value) {
+            host.set_request_header(header, Some(value))?;
+        }
+    }
+    Ok(())
+}
+
+/// Agents' credentials stay at the gateway unless the policy says otherwise.
+fn strip_credentials(host: &dyn Host, policy: &CompiledIdentity) -> Result<(), HostError> {
+    if policy.forward_credentials {
+        return Ok(());
+    }
+    host.set_request_header(&policy.agent_token.header, None)?;
+    if let Some(user) = &policy.user_token {
+        host.set_request_header(&user.header, None)?;
+    }
+    if let Some(keys) = &policy.api_keys {
+        host.set_request_header(&keys.header, None)?;
+    }
+    Ok(())
+}

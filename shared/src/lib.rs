@@ -1,0 +1,17 @@
+//! Warden's policy crate.
+//!
+//! Everything that does not need a running proxy lives here: the policy document and its
+//! validation, identity verification, decisions and their precedence, the keys that carry
+//! what a filter learned to later filters and the access log, and the [`host::Host`] seam
+//! through which the thin proxy-wasm filters act. This crate never depends on `proxy-wasm`.
+
+pub mod attributes;
+pub mod decision;
+pub mod duration;
+pub mod host;
+pub mod identity;
+pub mod policy;
+pub mod strict_json;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -1,0 +1,236 @@
+//! An in-memory [`Host`] for native tests: headers, properties and shared data with real CAS.
+
+use crate::host::{Host, HostError};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryHost {
+    pub now_secs: Cell<u64>,
+    pub headers: RefCell<Vec<(String, String)>>,
+    pub properties: RefCell<BTreeMap<String, Vec<u8>>>,
+    shared: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
+    next_cas: Cell<u32>,
+    failing_cas_writes: Cell<u32>,
+    pub reply: RefCell<Option<LocalReply>>,
+}
+
+impl MemoryHost {
+    pub fn with_headers(headers: &[(&str, &str)]) -> Self {
+        let host = Self::default();
+        *host.headers.borrow_mut() = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        host
+    }
+
+    pub fn shared_keys(&self) -> Vec<String> {
+        self.shared.borrow().keys().cloned().collect()
+    }
+
+    /// The next `n` CAS writes fail as if another worker had written first.
+    pub fn fail_next_cas_writes(&self, n: u32) {
+        self.failing_cas_writes.set(n);
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .borrow()
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+impl Host for MemoryHost {
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs(self.now_secs.get())
+    }
+
+    fn request_headers(&self) -> Result<Vec<(String, String)>, HostError> {
+        Ok(self.headers.borrow().clone())
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        let mut headers = self.headers.borrow_mut();
+        headers.retain(|(k, _)| k != name);
+        if let Some(value) = value {
+            headers.push((name.to_string(), value.to_string()));
+        }
+        Ok(())
+    }
+
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(self.properties.borrow().get(&path.join(".")).cloned())
+    }
+
+    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
+        self.properties
+            .borrow_mut()
+            .insert(path.join("."), value.to_vec());
+        Ok(())
+    }
+
+    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        Ok(match self.shared.borrow().get(key) {
+            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+            None => (None, None),
+        })
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        let mut shared = self.shared.borrow_mut();
+        // Envoy's semantics: a CAS token is checked only against an existing key.
+        if let (Some((_, current)), Some(cas)) = (shared.get(key), cas) {
+            if *current != cas {
+                return Err(HostError::CasMismatch);
+            }
+            if self.failing_cas_writes.get() > 0 {
+                self.failing_cas_writes
+                    .set(self.failing_cas_writes.get() - 1);
+                // Simulate another worker's write winning the race.
+                let bumped = self.next_cas.get() + 1;
+                self.next_cas.set(bumped);
+                if let Some(entry) = shared.get_mut(key) {
+                    entry.1 = bumped;
+                }
+                return Err(HostError::CasMismatch);
+            }
+        }
+        let next = self.next_cas.get() + 1;
+        self.next_cas.set(next);
+        shared.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
+    }
+
+    fn send_local_reply(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        *self.reply.borrow_mut() = Some(LocalReply {
+            status,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+        });
+        Ok(())
+    }
+}
+
+/// Test-only signing keys (`testdata/keys`, made by `testdata/generate.sh`) and token minting,
+/// shared by native tests, the wasm harness, end-to-end tests and benchmarks.
+pub mod tokens {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{Algorithm, EncodingKey};
+
+    pub const RSA_PEM: &[u8] = include_bytes!("../../testdata/keys/rsa.pem");
+    pub const RSA_OTHER_PEM: &[u8] = include_bytes!("../../testdata/keys/rsa-other.pem");
+    pub const RSA_PUBLIC_PEM: &[u8] = include_bytes!("../../testdata/keys/rsa.pub.pem");
+    pub const EC256_PEM: &[u8] = include_bytes!("../../testdata/keys/ec256.pem");
+    pub const EC384_PEM: &[u8] = include_bytes!("../../testdata/keys/ec384.pem");
+    pub const ED25519_PEM: &[u8] = include_bytes!("../../testdata/keys/ed25519.pem");
+
+    /// A private key with the algorithm and `kid` it signs with.
+    pub struct SigningKey {
+        pub key: EncodingKey,
+        pub alg: Algorithm,
+        pub kid: String,
+    }
+
+    fn load(pem: &[u8], alg: Algorithm, kid: &str) -> SigningKey {
+        let key = match alg {
+            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(pem),
+            _ => EncodingKey::from_rsa_pem(pem),
+        };
+        #[allow(clippy::expect_used)]
+        SigningKey {
+            key: key.expect("test key PEM loads"),
+            alg,
+            kid: kid.to_string(),
+        }
+    }
+
+    pub fn rsa(alg: Algorithm) -> SigningKey {
+        load(RSA_PEM, alg, "rsa-1")
+    }
+    pub fn rsa_other() -> SigningKey {
+        load(RSA_OTHER_PEM, Algorithm::RS256, "rsa-2")
+    }
+    pub fn ec256() -> SigningKey {
+        load(EC256_PEM, Algorithm::ES256, "ec-256")
+    }
+    pub fn ec384() -> SigningKey {
+        load(EC384_PEM, Algorithm::ES384, "ec-384")
+    }
+    pub fn ed25519() -> SigningKey {
+        load(ED25519_PEM, Algorithm::EdDSA, "ed-1")
+    }
+
+    /// A JWKS with the public half of each key, `kid` and `alg` set.
+    pub fn jwks(keys: &[&SigningKey]) -> String {
+        let keys = keys
+            .iter()
+            .map(|k| {
+                #[allow(clippy::expect_used)]
+                let mut jwk =
+                    Jwk::from_encoding_key(&k.key, k.alg).expect("public JWK from test key");
+                jwk.common.key_id = Some(k.kid.clone());
+                jwk
+            })
+            .collect();
+        #[allow(clippy::expect_used)]
+        serde_json::to_string(&JwkSet { keys }).expect("JWKS serializes")
+    }
+
+    pub fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Signs exactly the given header and payload JSON text: attacks need byte-level control.
+    pub fn sign_raw(
+        header_json: &str,
+        payload_json: &str,
+        key: &EncodingKey,
+        alg: Algorithm,
+    ) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header_json.as_bytes()),
+            b64(payload_json.as_bytes())
+        );
+        #[allow(clippy::expect_used)]
+        let signature =
+            jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).expect("test token signs");
+        format!("{input}.{signature}")
+    }
+
+    /// A token with the key's `alg` and `kid` and the given claims.
+    pub fn token(key: &SigningKey, claims: &serde_json::Value) -> String {
+        let header =
+            serde_json::json!({"alg": format!("{:?}", key.alg), "typ": "JWT", "kid": key.kid});
+        sign_raw(&header.to_string(), &claims.to_string(), &key.key, key.alg)
+    }
+
+    pub fn now_secs() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
