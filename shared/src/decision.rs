@@ -101,11 +101,7 @@ pub struct Decision {
 
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.shadowed {
-            "shadow_deny"
-        } else {
-            self.verdict.as_str()
-        };
+        let verdict = if self.shadowed { "shadow_deny" } else { self.verdict.as_str() };
         write!(f, "{verdict};rule={};reason={}", self.rule, self.reason)
     }
 }
@@ -138,12 +134,7 @@ mod tests {
 
     #[test]
     fn decision_prints_for_the_access_log() {
-        let d = Decision {
-            verdict: Verdict::Deny,
-            rule: "mcp".into(),
-            reason: "token_expired",
-            shadowed: true,
-        };
+        let d = Decision { verdict: Verdict::Deny, rule: "mcp".into(), reason: "token_expired", shadowed: true };
         assert_eq!(d.to_string(), "shadow_deny;rule=mcp;reason=token_expired");
     }
 }

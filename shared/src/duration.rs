@@ -36,19 +36,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("duration {text:?} has no unit (use ms, s, m or h)"))?;
     let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("duration {text:?} does not start with a whole number"))?;
+    let value: u64 = digits.parse().map_err(|_| format!("duration {text:?} does not start with a whole number"))?;
     let millis_per_unit = match unit {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
-        _ => {
-            return Err(format!(
-                "duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)"
-            ))
-        }
+        _ => return Err(format!("duration {text:?} has unknown unit {unit:?} (use ms, s, m or h)")),
     };
     value
         .checked_mul(millis_per_unit)
@@ -59,9 +53,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 impl<'de> Deserialize<'de> for PolicyDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        parse_duration(&text)
-            .map(PolicyDuration)
-            .map_err(de::Error::custom)
+        parse_duration(&text).map(PolicyDuration).map_err(de::Error::custom)
     }
 }
 

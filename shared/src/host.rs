@@ -33,11 +33,11 @@ pub trait Host {
     /// Writes shared data; `cas` must match the current token or [`HostError::CasMismatch`].
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError>;
 
+    /// Adds to a counter, defining it on first use.
+    fn increment(&self, metric: &str, by: i64) -> Result<(), HostError>;
+    /// Sets a gauge, defining it on first use.
+    fn set_gauge(&self, metric: &str, value: u64) -> Result<(), HostError>;
+
     /// Ends the stream with a reply generated here; the upstream is never called.
-    fn send_local_reply(
-        &self,
-        status: u32,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<(), HostError>;
+    fn send_local_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
 }

@@ -16,10 +16,7 @@ pub struct PolicyError {
 
 impl PolicyError {
     pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
+        Self { path: path.into(), message: message.into() }
     }
 }
 
@@ -37,20 +34,19 @@ pub fn parse_document(text: &[u8]) -> Result<PolicyDocument, PolicyError> {
         None => return Err(PolicyError::at("(document)", "the policy is empty")),
         Some(b'{') => {
             let mut de = serde_json::Deserializer::from_slice(text);
-            serde_path_to_error::deserialize(&mut de)
-                .map_err(|e| (e.path().to_string(), e.inner().to_string()))
+            serde_path_to_error::deserialize(&mut de).map_err(|e| (e.path().to_string(), e.inner().to_string()))
         }
         Some(_) => {
             let de = serde_norway::Deserializer::from_slice(text);
-            serde_path_to_error::deserialize(de)
-                .map_err(|e| (e.path().to_string(), e.inner().to_string()))
+            serde_path_to_error::deserialize(de).map_err(|e| (e.path().to_string(), e.inner().to_string()))
         }
     };
     result.map_err(|(path, message)| {
-        let path = if path == "." || path.is_empty() {
-            "(document)".to_string()
-        } else {
-            path
+        let path = if path == "." || path.is_empty() { "(document)".to_string() } else { path };
+        // The YAML reader puts the parent's path in front of its own message; ours is more precise.
+        let message = match message.split_once(": ") {
+            Some((prefix, rest)) if path.starts_with(prefix) => rest.to_string(),
+            _ => message,
         };
         PolicyError::at(path, message)
     })

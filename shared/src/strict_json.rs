@@ -46,14 +46,9 @@ impl<'a> StrictObject<'a> {
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StrictJsonError> {
         match self.raw(key) {
             None => Ok(None),
-            Some(raw) => {
-                serde_json::from_str(raw.get())
-                    .map(Some)
-                    .map_err(|e| StrictJsonError::WrongType {
-                        member: key.to_string(),
-                        detail: e.to_string(),
-                    })
-            }
+            Some(raw) => serde_json::from_str(raw.get())
+                .map(Some)
+                .map_err(|e| StrictJsonError::WrongType { member: key.to_string(), detail: e.to_string() }),
         }
     }
 
@@ -95,9 +90,7 @@ impl<'de> Deserialize<'de> for StrictObject<'de> {
                 let mut members: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
                 while let Some(Key(key)) = map.next_key()? {
                     if members.len() == MAX_MEMBERS {
-                        return Err(de::Error::custom(format!(
-                            "more than {MAX_MEMBERS} members"
-                        )));
+                        return Err(de::Error::custom(format!("more than {MAX_MEMBERS} members")));
                     }
                     if members.iter().any(|(k, _)| *k == key) {
                         return Err(de::Error::custom(format!("duplicate key {key:?}")));
@@ -139,9 +132,6 @@ mod tests {
         assert!(StrictObject::parse(b"[1]").is_err());
         assert!(StrictObject::parse(b"{\"a\":").is_err());
         let obj = StrictObject::parse(br#"{"n":"3"}"#).unwrap();
-        assert!(matches!(
-            obj.get::<u64>("n"),
-            Err(StrictJsonError::WrongType { .. })
-        ));
+        assert!(matches!(obj.get::<u64>("n"), Err(StrictJsonError::WrongType { .. })));
     }
 }

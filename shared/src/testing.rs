@@ -21,15 +21,13 @@ pub struct MemoryHost {
     next_cas: Cell<u32>,
     failing_cas_writes: Cell<u32>,
     pub reply: RefCell<Option<LocalReply>>,
+    pub metrics: RefCell<BTreeMap<String, i64>>,
 }
 
 impl MemoryHost {
     pub fn with_headers(headers: &[(&str, &str)]) -> Self {
         let host = Self::default();
-        *host.headers.borrow_mut() = headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        *host.headers.borrow_mut() = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         host
     }
 
@@ -42,12 +40,12 @@ impl MemoryHost {
         self.failing_cas_writes.set(n);
     }
 
+    pub fn metric(&self, name: &str) -> i64 {
+        self.metrics.borrow().get(name).copied().unwrap_or(0)
+    }
+
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .borrow()
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+        self.headers.borrow().iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 }
 
@@ -74,14 +72,14 @@ impl Host for MemoryHost {
     }
 
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
-        self.properties
-            .borrow_mut()
-            .insert(path.join("."), value.to_vec());
+        self.properties.borrow_mut().insert(path.join("."), value.to_vec());
         Ok(())
     }
 
     fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
+        // As through the proxy-wasm SDK: an empty value reads as no value.
         Ok(match self.shared.borrow().get(key) {
+            Some((value, cas)) if value.is_empty() => (None, Some(*cas)),
             Some((value, cas)) => (Some(value.clone()), Some(*cas)),
             None => (None, None),
         })
@@ -95,8 +93,7 @@ impl Host for MemoryHost {
                 return Err(HostError::CasMismatch);
             }
             if self.failing_cas_writes.get() > 0 {
-                self.failing_cas_writes
-                    .set(self.failing_cas_writes.get() - 1);
+                self.failing_cas_writes.set(self.failing_cas_writes.get() - 1);
                 // Simulate another worker's write winning the race.
                 let bumped = self.next_cas.get() + 1;
                 self.next_cas.set(bumped);
@@ -112,18 +109,20 @@ impl Host for MemoryHost {
         Ok(())
     }
 
-    fn send_local_reply(
-        &self,
-        status: u32,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> Result<(), HostError> {
+    fn increment(&self, metric: &str, by: i64) -> Result<(), HostError> {
+        *self.metrics.borrow_mut().entry(metric.to_string()).or_default() += by;
+        Ok(())
+    }
+
+    fn set_gauge(&self, metric: &str, value: u64) -> Result<(), HostError> {
+        self.metrics.borrow_mut().insert(metric.to_string(), value as i64);
+        Ok(())
+    }
+
+    fn send_local_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
         *self.reply.borrow_mut() = Some(LocalReply {
             status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             body: body.to_vec(),
         });
         Ok(())
@@ -159,11 +158,7 @@ pub mod tokens {
             _ => EncodingKey::from_rsa_pem(pem),
         };
         #[allow(clippy::expect_used)]
-        SigningKey {
-            key: key.expect("test key PEM loads"),
-            alg,
-            kid: kid.to_string(),
-        }
+        SigningKey { key: key.expect("test key PEM loads"), alg, kid: kid.to_string() }
     }
 
     pub fn rsa(alg: Algorithm) -> SigningKey {
@@ -188,8 +183,7 @@ pub mod tokens {
             .iter()
             .map(|k| {
                 #[allow(clippy::expect_used)]
-                let mut jwk =
-                    Jwk::from_encoding_key(&k.key, k.alg).expect("public JWK from test key");
+                let mut jwk = Jwk::from_encoding_key(&k.key, k.alg).expect("public JWK from test key");
                 jwk.common.key_id = Some(k.kid.clone());
                 jwk
             })
@@ -203,34 +197,20 @@ pub mod tokens {
     }
 
     /// Signs exactly the given header and payload JSON text: attacks need byte-level control.
-    pub fn sign_raw(
-        header_json: &str,
-        payload_json: &str,
-        key: &EncodingKey,
-        alg: Algorithm,
-    ) -> String {
-        let input = format!(
-            "{}.{}",
-            b64(header_json.as_bytes()),
-            b64(payload_json.as_bytes())
-        );
+    pub fn sign_raw(header_json: &str, payload_json: &str, key: &EncodingKey, alg: Algorithm) -> String {
+        let input = format!("{}.{}", b64(header_json.as_bytes()), b64(payload_json.as_bytes()));
         #[allow(clippy::expect_used)]
-        let signature =
-            jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).expect("test token signs");
+        let signature = jsonwebtoken::crypto::sign(input.as_bytes(), key, alg).expect("test token signs");
         format!("{input}.{signature}")
     }
 
     /// A token with the key's `alg` and `kid` and the given claims.
     pub fn token(key: &SigningKey, claims: &serde_json::Value) -> String {
-        let header =
-            serde_json::json!({"alg": format!("{:?}", key.alg), "typ": "JWT", "kid": key.kid});
+        let header = serde_json::json!({"alg": format!("{:?}", key.alg), "typ": "JWT", "kid": key.kid});
         sign_raw(&header.to_string(), &claims.to_string(), &key.key, key.alg)
     }
 
     pub fn now_secs() -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
     }
 }

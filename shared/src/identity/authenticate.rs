@@ -34,10 +34,7 @@ impl<'a> RequestFacts<'a> {
         'a: 'n,
     {
         let headers = self.headers;
-        headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The single value of a header; two values of a credential header is an attack or a bug.
@@ -55,9 +52,7 @@ impl<'a> RequestFacts<'a> {
 
     fn query_param(&self, name: &str) -> Option<&'a str> {
         let (_, query) = self.path.split_once('?')?;
-        query
-            .split('&')
-            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
     }
 }
 
@@ -77,23 +72,11 @@ pub struct Denial {
 
 impl Denial {
     pub fn unauthenticated(reason: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status: 401,
-            reason,
-            description: description.into(),
-            required_scopes: Vec::new(),
-            rule: String::new(),
-        }
+        Self { status: 401, reason, description: description.into(), required_scopes: Vec::new(), rule: String::new() }
     }
 
     pub fn forbidden(reason: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status: 403,
-            reason,
-            description: description.into(),
-            required_scopes: Vec::new(),
-            rule: String::new(),
-        }
+        Self { status: 403, reason, description: description.into(), required_scopes: Vec::new(), rule: String::new() }
     }
 
     fn from_token(error: &TokenError, which: &str) -> Self {
@@ -134,68 +117,37 @@ impl Outcome {
     /// The denial for a request whose keys did not arrive in time or may not be refetched.
     pub fn keys_unavailable(rule: &str, why: KeyWait) -> Denial {
         let (reason, description) = match why {
-            KeyWait::NotLoaded => (
-                "keys_unavailable",
-                "agent token: the issuer's keys could not be loaded",
-            ),
-            KeyWait::UnknownKid => (
-                "unknown_kid",
-                "agent token: token key id is not in the issuer's key set",
-            ),
+            KeyWait::NotLoaded => ("keys_unavailable", "agent token: the issuer's keys could not be loaded"),
+            KeyWait::UnknownKid => ("unknown_kid", "agent token: token key id is not in the issuer's key set"),
         };
         Denial::unauthenticated(reason, description).on_route(rule)
     }
 }
 
 pub fn match_route<'p>(policy: &'p CompiledIdentity, facts: &RequestFacts) -> Option<&'p Route> {
-    let host = facts
-        .authority
-        .rsplit_once(':')
-        .map_or(facts.authority, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                facts.authority
-            }
-        });
+    let host = facts.authority.rsplit_once(':').map_or(facts.authority, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            facts.authority
+        }
+    });
     policy.routes.iter().find(|route| {
-        route
-            .host
-            .as_deref()
-            .is_none_or(|h| h.eq_ignore_ascii_case(host))
-            && route
-                .path_prefix
-                .as_deref()
-                .is_none_or(|p| facts.path.starts_with(p))
-            && route
-                .route_name
-                .as_deref()
-                .is_none_or(|r| facts.route_name == Some(r))
+        route.host.as_deref().is_none_or(|h| h.eq_ignore_ascii_case(host))
+            && route.path_prefix.as_deref().is_none_or(|p| facts.path.starts_with(p))
+            && route.route_name.as_deref().is_none_or(|r| facts.route_name == Some(r))
     })
 }
 
-pub fn authenticate(
-    policy: &CompiledIdentity,
-    keys: &dyn KeyLookup,
-    facts: &RequestFacts,
-    now: SystemTime,
-) -> Outcome {
+pub fn authenticate(policy: &CompiledIdentity, keys: &dyn KeyLookup, facts: &RequestFacts, now: SystemTime) -> Outcome {
     let Some(route) = match_route(policy, facts) else {
-        let denial = Denial::forbidden("no_route", "no identity route matches this request")
-            .on_route("default");
+        let denial = Denial::forbidden("no_route", "no identity route matches this request").on_route("default");
         return Outcome::Deny(denial);
     };
     match authenticate_on_route(policy, route, keys, facts, now) {
-        Ok(principal) => Outcome::Allow {
-            rule: route.name.clone(),
-            principal,
-        },
+        Ok(principal) => Outcome::Allow { rule: route.name.clone(), principal },
         Err(Failure::Denied(denial)) => Outcome::Deny(denial.on_route(&route.name)),
-        Err(Failure::Wait { issuer, why }) => Outcome::WaitForKeys {
-            rule: route.name.clone(),
-            issuer,
-            why,
-        },
+        Err(Failure::Wait { issuer, why }) => Outcome::WaitForKeys { rule: route.name.clone(), issuer, why },
     }
 }
 
@@ -212,14 +164,8 @@ impl From<Denial> for Failure {
 
 fn token_failure(error: TokenError, which: &str) -> Failure {
     match error {
-        TokenError::KeysNotLoaded { issuer } => Failure::Wait {
-            issuer,
-            why: KeyWait::NotLoaded,
-        },
-        TokenError::UnknownRemoteKid { issuer } => Failure::Wait {
-            issuer,
-            why: KeyWait::UnknownKid,
-        },
+        TokenError::KeysNotLoaded { issuer } => Failure::Wait { issuer, why: KeyWait::NotLoaded },
+        TokenError::UnknownRemoteKid { issuer } => Failure::Wait { issuer, why: KeyWait::UnknownKid },
         other => Failure::Denied(Denial::from_token(&other, which)),
     }
 }
@@ -229,11 +175,7 @@ fn claim_agent(principal: &mut Principal, agent: &str, method: AuthMethod) -> Re
     if principal.agent.is_empty() {
         principal.agent = agent.to_string();
     } else if principal.agent != agent {
-        return Err(Denial::unauthenticated(
-            "agent_mismatch",
-            "the credentials presented name different agents",
-        )
-        .into());
+        return Err(Denial::unauthenticated("agent_mismatch", "the credentials presented name different agents").into());
     }
     principal.methods.push(method);
     Ok(())
@@ -253,10 +195,7 @@ fn authenticate_on_route(
     if route.accept.contains(&CredentialKind::Mtls) {
         if let Some(san) = facts.peer_uri_san {
             let id = spiffe::trusted_id(san, &policy.trust_domains).ok_or_else(|| {
-                Denial::unauthenticated(
-                    "untrusted_peer",
-                    "the mTLS peer is not a SPIFFE ID in a trusted domain",
-                )
+                Denial::unauthenticated("untrusted_peer", "the mTLS peer is not a SPIFFE ID in a trusted domain")
             })?;
             claim_agent(&mut principal, id, AuthMethod::Mtls)?;
         }
@@ -264,17 +203,9 @@ fn authenticate_on_route(
 
     if route.accept.contains(&CredentialKind::Jwt) {
         if let Some(token) = bearer_token(policy, facts)? {
-            let claim_names: Vec<&str> =
-                route.claims.iter().map(|(name, _)| name.as_str()).collect();
-            let verified = jwt::verify(
-                token,
-                policy,
-                &policy.agent_token.issuers,
-                keys,
-                &claim_names,
-                now,
-            )
-            .map_err(|e| token_failure(e, "agent"))?;
+            let claim_names: Vec<&str> = route.claims.iter().map(|(name, _)| name.as_str()).collect();
+            let verified = jwt::verify(token, policy, &policy.agent_token.issuers, keys, &claim_names, now)
+                .map_err(|e| token_failure(e, "agent"))?;
             // With an RFC 8693 `act` claim the token speaks for a user (`sub`), and the agent is
             // the current actor; without one, the subject is the agent itself.
             let agent = verified.actors.first().unwrap_or(&verified.subject).clone();
@@ -288,14 +219,10 @@ fn authenticate_on_route(
         }
     }
 
-    if let (true, Some(keys_config)) = (
-        route.accept.contains(&CredentialKind::ApiKey),
-        &policy.api_keys,
-    ) {
+    if let (true, Some(keys_config)) = (route.accept.contains(&CredentialKind::ApiKey), &policy.api_keys) {
         if let Some(presented) = facts.single_header(&keys_config.header)? {
-            let entry = api_key::lookup(keys_config, presented.trim()).ok_or_else(|| {
-                Denial::unauthenticated("unknown_api_key", "the API key is not recognised")
-            })?;
+            let entry = api_key::lookup(keys_config, presented.trim())
+                .ok_or_else(|| Denial::unauthenticated("unknown_api_key", "the API key is not recognised"))?;
             claim_agent(&mut principal, &entry.agent, AuthMethod::ApiKey)?;
             principal.scopes.extend(entry.scopes.iter().cloned());
             key_tenant = entry.tenant.clone();
@@ -312,17 +239,9 @@ fn authenticate_on_route(
 
     if let Some(user_source) = &policy.user_token {
         if let Some(raw) = facts.single_header(&user_source.header)? {
-            let token = raw
-                .strip_prefix("Bearer ")
-                .or_else(|| raw.strip_prefix("bearer "))
-                .unwrap_or(raw)
-                .trim();
+            let token = raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")).unwrap_or(raw).trim();
             if token.is_empty() {
-                return Err(Denial::unauthenticated(
-                    "empty_user_token",
-                    "the user token header is empty",
-                )
-                .into());
+                return Err(Denial::unauthenticated("empty_user_token", "the user token header is empty").into());
             }
             let verified = jwt::verify(token, policy, &user_source.issuers, keys, &[], now)
                 .map_err(|e| token_failure(e, "user"))?;
@@ -348,43 +267,26 @@ fn authenticate_on_route(
 
     principal.scopes.sort();
     principal.scopes.dedup();
-    let missing: Vec<String> = route
-        .scopes
-        .iter()
-        .filter(|s| !principal.scopes.contains(s))
-        .cloned()
-        .collect();
+    let missing: Vec<String> = route.scopes.iter().filter(|s| !principal.scopes.contains(s)).cloned().collect();
     if !missing.is_empty() {
-        let mut denial = Denial::forbidden(
-            "insufficient_scope",
-            format!("this route needs the scopes: {}", route.scopes.join(" ")),
-        );
+        let mut denial =
+            Denial::forbidden("insufficient_scope", format!("this route needs the scopes: {}", route.scopes.join(" ")));
         denial.required_scopes = route.scopes.clone();
         return Err(denial.into());
     }
     for (claim, accepted) in &route.claims {
-        let found = agent_token
-            .as_ref()
-            .and_then(|t| t.claims.iter().find(|(name, _)| name == claim));
+        let found = agent_token.as_ref().and_then(|t| t.claims.iter().find(|(name, _)| name == claim));
         let met = found.is_some_and(|(_, values)| values.iter().any(|v| accepted.contains(v)));
         if !met {
             return Err(Denial::forbidden(
                 "insufficient_claims",
-                format!(
-                    "this route needs the claim {claim} to be one of: {}",
-                    accepted.join(", ")
-                ),
+                format!("this route needs the claim {claim} to be one of: {}", accepted.join(", ")),
             )
             .into());
         }
     }
 
-    principal.tenant = resolve_tenant(
-        policy,
-        facts,
-        agent_token.as_ref().and_then(|t| t.tenant.clone()),
-        key_tenant,
-    )?;
+    principal.tenant = resolve_tenant(policy, facts, agent_token.as_ref().and_then(|t| t.tenant.clone()), key_tenant)?;
 
     if let Some(session) = &policy.session {
         match facts.single_header(&session.header)? {
@@ -397,9 +299,7 @@ fn authenticate_on_route(
                 .into())
             }
             None if session.required => {
-                return Err(
-                    Denial::forbidden("missing_session", "this route needs a session id").into(),
-                )
+                return Err(Denial::forbidden("missing_session", "this route needs a session id").into())
             }
             None => {}
         }
@@ -409,10 +309,7 @@ fn authenticate_on_route(
 
 /// The agent's bearer token: from the configured header, or the query parameter when (and
 /// only when) the policy names one. Two places carrying a token is refused.
-fn bearer_token<'a>(
-    policy: &CompiledIdentity,
-    facts: &RequestFacts<'a>,
-) -> Result<Option<&'a str>, Failure> {
+fn bearer_token<'a>(policy: &CompiledIdentity, facts: &RequestFacts<'a>) -> Result<Option<&'a str>, Failure> {
     let from_header = match facts.single_header(&policy.agent_token.header)? {
         None => None,
         Some(value) => {
@@ -421,25 +318,18 @@ fn bearer_token<'a>(
                 // Another scheme (Basic, ApiKey ...) is not an agent token; it is no credential here.
                 None
             } else if token.trim().is_empty() {
-                return Err(
-                    Denial::unauthenticated("empty_bearer", "the bearer token is empty").into(),
-                );
+                return Err(Denial::unauthenticated("empty_bearer", "the bearer token is empty").into());
             } else {
                 Some(token.trim())
             }
         }
     };
-    let from_query = policy
-        .agent_token
-        .query_param
-        .as_deref()
-        .and_then(|name| facts.query_param(name));
+    let from_query = policy.agent_token.query_param.as_deref().and_then(|name| facts.query_param(name));
     match (from_header, from_query) {
-        (Some(_), Some(_)) => Err(Denial::unauthenticated(
-            "duplicate_credentials",
-            "a token was sent both in a header and in the query",
-        )
-        .into()),
+        (Some(_), Some(_)) => {
+            Err(Denial::unauthenticated("duplicate_credentials", "a token was sent both in a header and in the query")
+                .into())
+        }
         (Some(token), None) | (None, Some(token)) => Ok(Some(token)),
         (None, None) => Ok(None),
     }
@@ -455,11 +345,7 @@ fn resolve_tenant(
 ) -> Result<Option<String>, Failure> {
     let from_credentials = match (token_tenant, key_tenant) {
         (Some(a), Some(b)) if a != b => {
-            return Err(Denial::forbidden(
-                "tenant_mismatch",
-                "the credentials presented name different tenants",
-            )
-            .into());
+            return Err(Denial::forbidden("tenant_mismatch", "the credentials presented name different tenants").into());
         }
         (Some(a), _) | (None, Some(a)) => Some(a),
         (None, None) => None,
@@ -470,15 +356,9 @@ fn resolve_tenant(
         }
         _ => None,
     };
-    let tenant = from_credentials
-        .or(from_trusted_hop)
-        .or_else(|| policy.tenant.static_tenant.clone());
+    let tenant = from_credentials.or(from_trusted_hop).or_else(|| policy.tenant.static_tenant.clone());
     if tenant.is_none() && policy.tenant.required {
-        return Err(Denial::forbidden(
-            "missing_tenant",
-            "the tenant of this request could not be established",
-        )
-        .into());
+        return Err(Denial::forbidden("missing_tenant", "the tenant of this request could not be established").into());
     }
     Ok(tenant)
 }

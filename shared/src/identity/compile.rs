@@ -144,21 +144,14 @@ impl CompiledIdentity {
             issuers: if config.agent_token.issuers.is_empty() {
                 (0..issuers.len()).collect()
             } else {
-                issuer_refs(
-                    &config.agent_token.issuers,
-                    &names,
-                    "identity.agentToken.issuers",
-                )?
+                issuer_refs(&config.agent_token.issuers, &names, "identity.agentToken.issuers")?
             },
         };
         let user_token = match &config.user_token {
             None => None,
             Some(user) => {
                 if user.issuers.is_empty() {
-                    return Err(PolicyError::at(
-                        "identity.userToken.issuers",
-                        "name at least one issuer",
-                    ));
+                    return Err(PolicyError::at("identity.userToken.issuers", "name at least one issuer"));
                 }
                 Some(TokenSource {
                     header: header_name(&user.header, "identity.userToken.header")?,
@@ -173,10 +166,7 @@ impl CompiledIdentity {
             None => Vec::new(),
             Some(mtls) => {
                 if mtls.trust_domains.is_empty() {
-                    return Err(PolicyError::at(
-                        "identity.mtls.trustDomains",
-                        "name at least one SPIFFE trust domain",
-                    ));
+                    return Err(PolicyError::at("identity.mtls.trustDomains", "name at least one SPIFFE trust domain"));
                 }
                 for (i, domain) in mtls.trust_domains.iter().enumerate() {
                     if domain.is_empty() || domain.contains('/') || domain.contains(':') {
@@ -202,10 +192,7 @@ impl CompiledIdentity {
                             ));
                         }
                     }
-                    Some((
-                        header_name(&h.name, "identity.tenant.header.name")?,
-                        h.trusted_peers.clone(),
-                    ))
+                    Some((header_name(&h.name, "identity.tenant.header.name")?, h.trusted_peers.clone()))
                 }
             },
             static_tenant: config.tenant.static_tenant.clone(),
@@ -269,9 +256,7 @@ impl CompiledIdentity {
             }
             for (k, kind) in route.agent.iter().enumerate() {
                 let missing = match kind {
-                    CredentialKind::Jwt => {
-                        agent_token.issuers.is_empty().then_some("identity.issuers")
-                    }
+                    CredentialKind::Jwt => agent_token.issuers.is_empty().then_some("identity.issuers"),
                     CredentialKind::ApiKey => api_keys.is_none().then_some("identity.apiKeys"),
                     CredentialKind::Mtls => trust_domains.is_empty().then_some("identity.mtls"),
                 };
@@ -284,10 +269,7 @@ impl CompiledIdentity {
             }
             if let Some(prefix) = &route.matcher.path_prefix {
                 if !prefix.starts_with('/') {
-                    return Err(PolicyError::at(
-                        format!("{path}.match.pathPrefix"),
-                        "must start with /",
-                    ));
+                    return Err(PolicyError::at(format!("{path}.match.pathPrefix"), "must start with /"));
                 }
             }
             routes.push(Route {
@@ -298,19 +280,12 @@ impl CompiledIdentity {
                 accept: route.agent.clone(),
                 require_user: route.require_user,
                 scopes: route.scopes.clone(),
-                claims: route
-                    .claims
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                claims: route.claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             });
         }
 
         if !(256..=65_536).contains(&config.max_token_bytes) {
-            return Err(PolicyError::at(
-                "identity.maxTokenBytes",
-                "must be between 256 and 65536",
-            ));
+            return Err(PolicyError::at("identity.maxTokenBytes", "must be between 256 and 65536"));
         }
 
         Ok(CompiledIdentity {
@@ -334,13 +309,10 @@ impl CompiledIdentity {
 
     /// Indexes of issuers whose keys are fetched at run time.
     pub fn remote_issuers(&self) -> impl Iterator<Item = (usize, &RemoteJwks)> {
-        self.issuers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, issuer)| match &issuer.keys {
-                IssuerKeys::Remote(remote) => Some((i, remote)),
-                _ => None,
-            })
+        self.issuers.iter().enumerate().filter_map(|(i, issuer)| match &issuer.keys {
+            IssuerKeys::Remote(remote) => Some((i, remote)),
+            _ => None,
+        })
     }
 }
 
@@ -349,28 +321,25 @@ fn compile_issuer(config: &IssuerConfig, path: &str) -> Result<Issuer, PolicyErr
         return Err(PolicyError::at(format!("{path}.name"), "must not be empty"));
     }
     if config.issuer.is_empty() {
-        return Err(PolicyError::at(
-            format!("{path}.issuer"),
-            "must not be empty",
-        ));
+        return Err(PolicyError::at(format!("{path}.issuer"), "must not be empty"));
     }
     if config.algorithms.is_empty() {
-        return Err(PolicyError::at(
-            format!("{path}.algorithms"),
-            "name at least one algorithm",
-        ));
+        return Err(PolicyError::at(format!("{path}.algorithms"), "name at least one algorithm"));
     }
     let mut algorithms = Vec::with_capacity(config.algorithms.len());
     for (i, name) in config.algorithms.iter().enumerate() {
         let alg = Algorithm::from_str(name).map_err(|_| {
-            PolicyError::at(format!("{path}.algorithms[{i}]"), format!("unknown algorithm {name:?} (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256)"))
+            PolicyError::at(
+                format!("{path}.algorithms[{i}]"),
+                format!(
+                    "unknown algorithm {name:?} (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256)"
+                ),
+            )
         })?;
         algorithms.push(alg);
     }
-    let hmac = algorithms
-        .iter()
-        .filter(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
-        .count();
+    let hmac =
+        algorithms.iter().filter(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)).count();
     // HMAC and public-key algorithms never share an issuer: that mix is what key-confusion
     // attacks exploit (a public key used as an HMAC secret).
     if hmac != 0 && hmac != algorithms.len() {
@@ -381,22 +350,15 @@ fn compile_issuer(config: &IssuerConfig, path: &str) -> Result<Issuer, PolicyErr
     }
     let keys = if hmac != 0 {
         if config.jwks.is_some() {
-            return Err(PolicyError::at(
-                format!("{path}.jwks"),
-                "an HMAC issuer takes sharedSecret, not a JWKS",
-            ));
+            return Err(PolicyError::at(format!("{path}.jwks"), "an HMAC issuer takes sharedSecret, not a JWKS"));
         }
-        let secret = config.shared_secret.as_deref().ok_or_else(|| {
-            PolicyError::at(
-                format!("{path}.sharedSecret"),
-                "HMAC algorithms need a shared secret",
-            )
-        })?;
+        let secret = config
+            .shared_secret
+            .as_deref()
+            .ok_or_else(|| PolicyError::at(format!("{path}.sharedSecret"), "HMAC algorithms need a shared secret"))?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(secret)
-            .map_err(|e| {
-                PolicyError::at(format!("{path}.sharedSecret"), format!("not base64: {e}"))
-            })?;
+            .map_err(|e| PolicyError::at(format!("{path}.sharedSecret"), format!("not base64: {e}")))?;
         if bytes.len() < MIN_SHARED_SECRET_BYTES {
             return Err(PolicyError::at(
                 format!("{path}.sharedSecret"),
@@ -412,49 +374,31 @@ fn compile_issuer(config: &IssuerConfig, path: &str) -> Result<Issuer, PolicyErr
             ));
         }
         let jwks = config.jwks.as_ref().ok_or_else(|| {
-            PolicyError::at(
-                format!("{path}.jwks"),
-                "public-key algorithms need a JWKS (inline or remote)",
-            )
+            PolicyError::at(format!("{path}.jwks"), "public-key algorithms need a JWKS (inline or remote)")
         })?;
         match (&jwks.inline, &jwks.remote) {
             (Some(inline), None) => IssuerKeys::Inline(
-                KeySet::parse(inline.as_bytes(), Strictness::EveryKey).map_err(|e| {
-                    PolicyError::at(format!("{path}.jwks.inline"), format!("JWKS {e}"))
-                })?,
+                KeySet::parse(inline.as_bytes(), Strictness::EveryKey)
+                    .map_err(|e| PolicyError::at(format!("{path}.jwks.inline"), format!("JWKS {e}")))?,
             ),
             (None, Some(remote)) => {
                 if !remote.path.starts_with('/') {
-                    return Err(PolicyError::at(
-                        format!("{path}.jwks.remote.path"),
-                        "must start with /",
-                    ));
+                    return Err(PolicyError::at(format!("{path}.jwks.remote.path"), "must start with /"));
                 }
                 if remote.cluster.is_empty() {
-                    return Err(PolicyError::at(
-                        format!("{path}.jwks.remote.cluster"),
-                        "must not be empty",
-                    ));
+                    return Err(PolicyError::at(format!("{path}.jwks.remote.cluster"), "must not be empty"));
                 }
                 IssuerKeys::Remote(RemoteJwks {
                     cluster: remote.cluster.clone(),
                     path: remote.path.clone(),
-                    authority: remote
-                        .authority
-                        .clone()
-                        .unwrap_or_else(|| remote.cluster.clone()),
+                    authority: remote.authority.clone().unwrap_or_else(|| remote.cluster.clone()),
                     refresh_interval: remote.refresh_interval.as_duration(),
                     retry_interval: remote.retry_interval.as_duration(),
                     timeout: remote.timeout.as_duration(),
                     unknown_kid_refetch_interval: remote.unknown_kid_refetch_interval.as_duration(),
                 })
             }
-            _ => {
-                return Err(PolicyError::at(
-                    format!("{path}.jwks"),
-                    "set exactly one of inline or remote",
-                ))
-            }
+            _ => return Err(PolicyError::at(format!("{path}.jwks"), "set exactly one of inline or remote")),
         }
     };
     Ok(Issuer {
@@ -471,10 +415,7 @@ fn compile_issuer(config: &IssuerConfig, path: &str) -> Result<Issuer, PolicyErr
 
 fn compile_api_keys(config: &ApiKeysConfig) -> Result<ApiKeys, PolicyError> {
     if config.keys.is_empty() {
-        return Err(PolicyError::at(
-            "identity.apiKeys.keys",
-            "name at least one key",
-        ));
+        return Err(PolicyError::at("identity.apiKeys.keys", "name at least one key"));
     }
     let mut entries = Vec::with_capacity(config.keys.len());
     for (i, key) in config.keys.iter().enumerate() {
@@ -487,16 +428,10 @@ fn compile_api_keys(config: &ApiKeysConfig) -> Result<ApiKeys, PolicyError> {
             )
         })?;
         if key.agent.is_empty() {
-            return Err(PolicyError::at(
-                format!("{path}.agent"),
-                "must not be empty",
-            ));
+            return Err(PolicyError::at(format!("{path}.agent"), "must not be empty"));
         }
         if entries.iter().any(|e: &ApiKeyPrincipal| e.sha256 == sha256) {
-            return Err(PolicyError::at(
-                format!("{path}.sha256"),
-                "the same key hash is listed twice",
-            ));
+            return Err(PolicyError::at(format!("{path}.sha256"), "the same key hash is listed twice"));
         }
         entries.push(ApiKeyPrincipal {
             sha256,
@@ -505,37 +440,26 @@ fn compile_api_keys(config: &ApiKeysConfig) -> Result<ApiKeys, PolicyError> {
             scopes: key.scopes.clone(),
         });
     }
-    Ok(ApiKeys {
-        header: header_name(&config.header, "identity.apiKeys.header")?,
-        entries,
-    })
+    Ok(ApiKeys { header: header_name(&config.header, "identity.apiKeys.header")?, entries })
 }
 
 fn issuer_refs(refs: &[String], names: &[&str], path: &str) -> Result<Vec<usize>, PolicyError> {
     refs.iter()
         .enumerate()
         .map(|(i, name)| {
-            names.iter().position(|n| n == name).ok_or_else(|| {
-                PolicyError::at(
-                    format!("{path}[{i}]"),
-                    format!("no issuer is named {name:?}"),
-                )
-            })
+            names
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| PolicyError::at(format!("{path}[{i}]"), format!("no issuer is named {name:?}")))
         })
         .collect()
 }
 
 /// Header names are compared lowercase, as HTTP/2 and Envoy store them.
 fn header_name(name: &str, path: &str) -> Result<String, PolicyError> {
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let valid = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !valid {
-        return Err(PolicyError::at(
-            path,
-            format!("{name:?} is not a header name"),
-        ));
+        return Err(PolicyError::at(path, format!("{name:?} is not a header name")));
     }
     Ok(name.to_ascii_lowercase())
 }

@@ -201,11 +201,7 @@ pub struct AgentTokenConfig {
 
 impl Default for AgentTokenConfig {
     fn default() -> Self {
-        Self {
-            header: default_authorization(),
-            query_param: None,
-            issuers: Vec::new(),
-        }
+        Self { header: default_authorization(), query_param: None, issuers: Vec::new() }
     }
 }
 

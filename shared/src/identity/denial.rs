@@ -28,14 +28,18 @@ pub struct Reply {
 /// Quoted-string content for an auth-param: our descriptions are plain text, but a quote or
 /// backslash would end the string early, so they are dropped rather than trusted.
 fn quoted(text: &str) -> String {
-    text.chars()
-        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-        .collect()
+    text.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect()
 }
 
 pub fn reply(denial: &Denial, request_id: &str) -> Reply {
     let (kind, challenge) = match denial.status {
-        401 => ("authentication_error", Some(format!("Bearer realm=\"warden\", error=\"invalid_token\", error_description=\"{}\"", quoted(&denial.description)))),
+        401 => (
+            "authentication_error",
+            Some(format!(
+                "Bearer realm=\"warden\", error=\"invalid_token\", error_description=\"{}\"",
+                quoted(&denial.description)
+            )),
+        ),
         403 if denial.reason == "insufficient_scope" => (
             "permission_error",
             Some(format!(
@@ -48,21 +52,11 @@ pub fn reply(denial: &Denial, request_id: &str) -> Reply {
         _ => ("service_unavailable", None),
     };
     let body = ErrorBody {
-        error: ErrorDetail {
-            message: &denial.description,
-            kind,
-            code: denial.reason,
-            rule: &denial.rule,
-            request_id,
-        },
+        error: ErrorDetail { message: &denial.description, kind, code: denial.reason, rule: &denial.rule, request_id },
     };
     let mut headers = vec![("content-type", "application/json".to_string())];
     if let Some(challenge) = challenge {
         headers.push(("www-authenticate", challenge));
     }
-    Reply {
-        status: u32::from(denial.status),
-        headers,
-        body: serde_json::to_vec(&body).unwrap_or_default(),
-    }
+    Reply { status: u32::from(denial.status), headers, body: serde_json::to_vec(&body).unwrap_or_default() }
 }

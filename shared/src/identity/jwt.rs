@@ -139,18 +139,12 @@ pub fn verify(
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(TokenError::Malformed(
-            "a JWS compact token has exactly three parts",
-        ));
+        return Err(TokenError::Malformed("a JWS compact token has exactly three parts"));
     };
     let header_bytes = decode_part(header_b64, "header is not base64url")?;
     let header = StrictObject::parse(&header_bytes)
         .map_err(|_| TokenError::Malformed("header is not a JSON object with unique keys"))?;
-    let alg_name: String = header
-        .get("alg")
-        .ok()
-        .flatten()
-        .ok_or(TokenError::Malformed("header has no alg string"))?;
+    let alg_name: String = header.get("alg").ok().flatten().ok_or(TokenError::Malformed("header has no alg string"))?;
     if alg_name.eq_ignore_ascii_case("none") {
         return Err(TokenError::AlgNone);
     }
@@ -168,19 +162,10 @@ pub fn verify(
     let payload_bytes = decode_part(payload_b64, "payload is not base64url")?;
     let claims = StrictObject::parse(&payload_bytes)
         .map_err(|_| TokenError::Malformed("payload is not a JSON object with unique keys"))?;
-    let iss: String = claims
-        .get("iss")
-        .ok()
-        .flatten()
-        .ok_or(TokenError::UnknownIssuer)?;
+    let iss: String = claims.get("iss").ok().flatten().ok_or(TokenError::UnknownIssuer)?;
     let issuer_index = *allowed_issuers
         .iter()
-        .find(|&&i| {
-            policy
-                .issuers
-                .get(i)
-                .is_some_and(|issuer| issuer.iss == iss)
-        })
+        .find(|&&i| policy.issuers.get(i).is_some_and(|issuer| issuer.iss == iss))
         .ok_or(TokenError::UnknownIssuer)?;
     let issuer = &policy.issuers[issuer_index];
 
@@ -198,26 +183,16 @@ pub fn verify(
     // The signature holds: from here on the claims are the issuer's word.
     check_times(&claims, issuer, policy.clock_skew, now)?;
     check_audience(&claims, issuer)?;
-    let subject: String = claims
-        .get("sub")
-        .ok()
-        .flatten()
-        .filter(|s: &String| !s.is_empty())
-        .ok_or(TokenError::MissingSubject)?;
+    let subject: String =
+        claims.get("sub").ok().flatten().filter(|s: &String| !s.is_empty()).ok_or(TokenError::MissingSubject)?;
     let scopes = match claims.get::<StringOrList>(&issuer.scope_claim) {
         Ok(Some(StringOrList::One(s))) => s.split_ascii_whitespace().map(str::to_string).collect(),
         Ok(Some(StringOrList::Many(list))) => list,
         Ok(None) => Vec::new(),
-        Err(_) => {
-            return Err(TokenError::Malformed(
-                "scope claim is neither a string nor a list of strings",
-            ))
-        }
+        Err(_) => return Err(TokenError::Malformed("scope claim is neither a string nor a list of strings")),
     };
     let tenant = match &issuer.tenant_claim {
-        Some(name) => claims
-            .get::<String>(name)
-            .map_err(|_| TokenError::Malformed("tenant claim is not a string"))?,
+        Some(name) => claims.get::<String>(name).map_err(|_| TokenError::Malformed("tenant claim is not a string"))?,
         None => None,
     };
     let actors = match claims.raw("act") {
@@ -231,28 +206,17 @@ pub fn verify(
             _ => None,
         })
         .collect();
-    Ok(VerifiedToken {
-        issuer: issuer_index,
-        subject,
-        scopes,
-        tenant,
-        actors,
-        claims: extra,
-    })
+    Ok(VerifiedToken { issuer: issuer_index, subject, scopes, tenant, actors, claims: extra })
 }
 
 fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| TokenError::Malformed(what))
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed(what))
 }
 
 /// A `kid` is only ever compared, never used as a path or a query; still, anything outside a
 /// plain identifier alphabet is refused before it can reach a log line or trigger a refetch.
 fn check_kid(kid: &str) -> Result<(), TokenError> {
-    let plain = kid
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.:=+".contains(&b));
+    let plain = kid.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:=+".contains(&b));
     if kid.is_empty() || kid.len() > MAX_KID_BYTES || !plain || kid.contains("..") {
         return Err(TokenError::MalformedKid);
     }
@@ -270,13 +234,8 @@ fn select_key<'k>(
         IssuerKeys::SharedSecret(secret) => return Ok(secret),
         IssuerKeys::Inline(set) => (set, TokenError::UnknownKid),
         IssuerKeys::Remote(_) => (
-            keys.remote_keys(issuer_index)
-                .ok_or(TokenError::KeysNotLoaded {
-                    issuer: issuer_index,
-                })?,
-            TokenError::UnknownRemoteKid {
-                issuer: issuer_index,
-            },
+            keys.remote_keys(issuer_index).ok_or(TokenError::KeysNotLoaded { issuer: issuer_index })?,
+            TokenError::UnknownRemoteKid { issuer: issuer_index },
         ),
     };
     let key: &VerifyKey = match kid {
@@ -304,16 +263,8 @@ fn numeric_date(claims: &StrictObject, name: &'static str) -> Result<Option<f64>
     }
 }
 
-fn check_times(
-    claims: &StrictObject,
-    issuer: &Issuer,
-    skew: Duration,
-    now: SystemTime,
-) -> Result<(), TokenError> {
-    let now = now
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
+fn check_times(claims: &StrictObject, issuer: &Issuer, skew: Duration, now: SystemTime) -> Result<(), TokenError> {
+    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
     let skew = skew.as_secs_f64();
     match numeric_date(claims, "exp")? {
         Some(exp) if now > exp + skew => return Err(TokenError::Expired),
@@ -334,10 +285,7 @@ fn check_audience(claims: &StrictObject, issuer: &Issuer) -> Result<(), TokenErr
     if issuer.audiences.is_empty() {
         return Ok(());
     }
-    let aud = claims
-        .get::<StringOrList>("aud")
-        .map_err(|_| TokenError::BadAudience)?
-        .ok_or(TokenError::BadAudience)?;
+    let aud = claims.get::<StringOrList>("aud").map_err(|_| TokenError::BadAudience)?.ok_or(TokenError::BadAudience)?;
     if aud.into_vec().iter().any(|a| issuer.audiences.contains(a)) {
         Ok(())
     } else {
@@ -354,11 +302,7 @@ fn actor_chain(mut act: &[u8]) -> Result<Vec<String>, TokenError> {
         }
         let object = StrictObject::parse(act)
             .map_err(|_| TokenError::Malformed("act claim is not an object with unique keys"))?;
-        let sub: String = object
-            .get("sub")
-            .ok()
-            .flatten()
-            .ok_or(TokenError::Malformed("act claim has no sub"))?;
+        let sub: String = object.get("sub").ok().flatten().ok_or(TokenError::Malformed("act claim has no sub"))?;
         chain.push(sub);
         match object.raw("act") {
             Some(inner) => act = inner.get().as_bytes(),

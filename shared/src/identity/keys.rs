@@ -51,8 +51,7 @@ pub struct VerifyKey {
 impl VerifyKey {
     /// Whether this key may verify a token signed with `alg`.
     pub fn accepts(&self, alg: Algorithm) -> bool {
-        KeyFamily::for_algorithm(alg) == Some(self.family)
-            && self.alg.is_none_or(|pinned| pinned == alg)
+        KeyFamily::for_algorithm(alg) == Some(self.family) && self.alg.is_none_or(|pinned| pinned == alg)
     }
 }
 
@@ -71,11 +70,7 @@ pub enum JwksError {
     #[error("not a JWKS document: {0}")]
     Malformed(String),
     #[error("key {index} ({kid}): {detail}")]
-    BadKey {
-        index: usize,
-        kid: String,
-        detail: String,
-    },
+    BadKey { index: usize, kid: String, detail: String },
     #[error("has more than {MAX_KEYS} keys")]
     TooManyKeys,
     #[error("has no usable signing key")]
@@ -108,8 +103,7 @@ struct JwksDocument<'a> {
 
 impl KeySet {
     pub fn parse(json: &[u8], strictness: Strictness) -> Result<KeySet, JwksError> {
-        let document: JwksDocument =
-            serde_json::from_slice(json).map_err(|e| JwksError::Malformed(e.to_string()))?;
+        let document: JwksDocument = serde_json::from_slice(json).map_err(|e| JwksError::Malformed(e.to_string()))?;
         if document.keys.len() > MAX_KEYS {
             return Err(JwksError::TooManyKeys);
         }
@@ -148,15 +142,12 @@ impl KeySet {
 }
 
 fn read_key(raw: &RawValue) -> Result<VerifyKey, (String, String)> {
-    let jwk: Jwk = serde_json::from_str(raw.get())
-        .map_err(|e| ("?".to_string(), format!("not a JWK: {e}")))?;
+    let jwk: Jwk = serde_json::from_str(raw.get()).map_err(|e| ("?".to_string(), format!("not a JWK: {e}")))?;
     let kid = jwk.common.key_id.clone();
     let label = kid.clone().unwrap_or_else(|| "no kid".to_string());
     let fail = |detail: String| (label.clone(), detail);
     if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
-        return Err(fail(
-            "is not a signing key (use is not \"sig\")".to_string(),
-        ));
+        return Err(fail("is not a signing key (use is not \"sig\")".to_string()));
     }
     let alg = match &jwk.common.key_algorithm {
         None => None,
@@ -169,10 +160,7 @@ fn read_key(raw: &RawValue) -> Result<VerifyKey, (String, String)> {
         AlgorithmParameters::RSA(rsa) => {
             let modulus_len = base64_len(&rsa.n);
             if modulus_len < MIN_RSA_MODULUS_BYTES {
-                return Err(fail(format!(
-                    "RSA modulus is {} bits, below 2048",
-                    modulus_len * 8
-                )));
+                return Err(fail(format!("RSA modulus is {} bits, below 2048", modulus_len * 8)));
             }
             KeyFamily::Rsa
         }
@@ -181,16 +169,12 @@ fn read_key(raw: &RawValue) -> Result<VerifyKey, (String, String)> {
             EllipticCurve::P384 => KeyFamily::EcP384,
             ref other => return Err(fail(format!("curve {other:?} is not supported"))),
         },
-        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
-            KeyFamily::Ed25519
-        }
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => KeyFamily::Ed25519,
         AlgorithmParameters::OctetKeyPair(okp) => {
             return Err(fail(format!("curve {:?} is not supported", okp.curve)));
         }
         AlgorithmParameters::OctetKey(_) => {
-            return Err(fail(
-                "symmetric keys do not belong in a JWKS; use the issuer's sharedSecret".to_string(),
-            ));
+            return Err(fail("symmetric keys do not belong in a JWKS; use the issuer's sharedSecret".to_string()));
         }
         _ => return Err(fail("key type is not supported".to_string())),
     };
@@ -200,14 +184,8 @@ fn read_key(raw: &RawValue) -> Result<VerifyKey, (String, String)> {
             return Err(fail(format!("kty does not match its alg {alg:?}")));
         }
     }
-    let key =
-        DecodingKey::from_jwk(&jwk).map_err(|e| fail(format!("unusable key material: {e}")))?;
-    Ok(VerifyKey {
-        kid,
-        family,
-        alg,
-        key,
-    })
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| fail(format!("unusable key material: {e}")))?;
+    Ok(VerifyKey { kid, family, alg, key })
 }
 
 /// Decoded length of an unpadded base64url string.

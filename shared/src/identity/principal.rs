@@ -34,19 +34,12 @@ pub struct Principal {
 
 impl Principal {
     pub fn auth_method(&self) -> String {
-        self.methods
-            .iter()
-            .map(|m| m.as_str())
-            .collect::<Vec<_>>()
-            .join("+")
+        self.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join("+")
     }
 
     /// The principal as (attribute key, value) pairs for filter state; absent parts are skipped.
     pub fn attributes(&self) -> Vec<(&'static str, String)> {
-        let mut out = vec![
-            (attributes::AGENT, self.agent.clone()),
-            (attributes::AUTH_METHOD, self.auth_method()),
-        ];
+        let mut out = vec![(attributes::AGENT, self.agent.clone()), (attributes::AUTH_METHOD, self.auth_method())];
         if let Some(user) = &self.user {
             out.push((attributes::USER, user.clone()));
         }

@@ -6,6 +6,7 @@ use super::authenticate::{authenticate, Denial, KeyWait, Outcome, RequestFacts};
 use super::compile::CompiledIdentity;
 use super::denial;
 use super::jwt::KeyLookup;
+use super::metrics;
 use super::session::{self, Binding};
 use crate::attributes;
 use crate::decision::{Decision, FailureMode, Mode, Verdict};
@@ -25,18 +26,8 @@ pub struct CapturedRequest {
 impl CapturedRequest {
     pub fn capture(host: &dyn Host) -> Result<Self, HostError> {
         let headers = host.request_headers()?;
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let text = |bytes: Option<Vec<u8>>| {
-            bytes
-                .and_then(|b| String::from_utf8(b).ok())
-                .filter(|s| !s.is_empty())
-        };
+        let find = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        let text = |bytes: Option<Vec<u8>>| bytes.and_then(|b| String::from_utf8(b).ok()).filter(|s| !s.is_empty());
         Ok(CapturedRequest {
             authority: find(":authority"),
             path: find(":path"),
@@ -74,9 +65,7 @@ pub fn strip_untrusted_headers(
     ];
     for (name, _) in &request.headers {
         let reserved = name.starts_with(attributes::RESERVED_HEADER_PREFIX)
-            || forwarded
-                .iter()
-                .any(|f| f.as_deref() == Some(name.as_str()));
+            || forwarded.iter().any(|f| f.as_deref() == Some(name.as_str()));
         if reserved {
             host.set_request_header(name, None)?;
         }
@@ -116,54 +105,35 @@ pub fn decide(
     let now = host.now();
     let outcome = authenticate(policy, keys, &request.facts(), now);
     let (rule, result) = match outcome {
-        Outcome::WaitForKeys { issuer, why, .. } if may_wait => {
-            return Ok(Step::WaitForKeys { issuer, why })
-        }
-        Outcome::WaitForKeys {
-            rule,
-            why: KeyWait::NotLoaded,
-            ..
-        } => {
+        Outcome::WaitForKeys { issuer, why, .. } if may_wait => return Ok(Step::WaitForKeys { issuer, why }),
+        Outcome::WaitForKeys { rule, why: KeyWait::NotLoaded, .. } => {
             // The keys could not be fetched: a runtime fault, decided by the failure mode.
-            return fault(
-                host,
-                policy,
-                request,
-                &rule,
-                Outcome::keys_unavailable(&rule, KeyWait::NotLoaded),
-            );
+            return fault(host, policy, request, &rule, Outcome::keys_unavailable(&rule, KeyWait::NotLoaded));
         }
-        Outcome::WaitForKeys {
-            rule,
-            why: KeyWait::UnknownKid,
-            ..
-        } => {
+        Outcome::WaitForKeys { rule, why: KeyWait::UnknownKid, .. } => {
             let denial = Outcome::keys_unavailable(&rule, KeyWait::UnknownKid);
             (rule, Err(denial))
         }
         Outcome::Deny(denial) => (denial.rule.clone(), Err(denial)),
-        Outcome::Allow {
-            rule,
-            mut principal,
-        } => {
+        Outcome::Allow { rule, mut principal } => {
             let bound = match (&policy.session, &principal.session) {
                 (Some(session_policy), Some(id)) => {
                     let tenant = principal.tenant.as_deref().unwrap_or("");
                     match session::bind(host, session_policy, tenant, id, &principal.agent, now) {
                         Ok(Binding::OwnedByAnotherAgent) => {
-                            let mut denial = Denial::forbidden(
-                                "session_agent_mismatch",
-                                "this session belongs to another agent",
-                            );
+                            let mut denial =
+                                Denial::forbidden("session_agent_mismatch", "this session belongs to another agent");
                             denial.rule = rule.clone();
                             Err(denial)
                         }
+                        Ok(Binding::Opened { evicted: true }) => {
+                            host.increment(metrics::SESSION_EVICTED, 1)?;
+                            Ok(())
+                        }
                         Ok(_) => Ok(()),
                         Err(_) => {
-                            let mut denial = Denial::forbidden(
-                                "session_store_unavailable",
-                                "session bindings could not be checked",
-                            );
+                            let mut denial =
+                                Denial::forbidden("session_store_unavailable", "session bindings could not be checked");
                             denial.status = 503;
                             denial.rule = rule.clone();
                             return fault(host, policy, request, &rule, denial);
@@ -186,12 +156,7 @@ pub fn decide(
             }
             forward_principal(host, policy, &principal)?;
             strip_credentials(host, policy)?;
-            let decision = Decision {
-                verdict: Verdict::Allow,
-                rule,
-                reason: "authenticated",
-                shadowed: false,
-            };
+            let decision = Decision { verdict: Verdict::Allow, rule, reason: "authenticated", shadowed: false };
             record(host, &decision)?;
             Ok(Step::Continue(decision))
         }
@@ -241,20 +206,15 @@ fn deny(
         return Ok(Step::Continue(decision));
     }
     let reply = denial::reply(&denial, &request.request_id);
-    let headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect();
+    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     host.send_local_reply(reply.status, &headers, &reply.body)?;
     Ok(Step::Replied(decision))
 }
 
+/// Writes the decision for the access log and later filters, and counts it.
 fn record(host: &dyn Host, decision: &Decision) -> Result<(), HostError> {
-    host.set_property(
-        &[attributes::DECISION_IDENTITY],
-        decision.to_string().as_bytes(),
-    )
+    host.increment(&metrics::for_decision(decision), 1)?;
+    host.set_property(&[attributes::DECISION_IDENTITY], decision.to_string().as_bytes())
 }
 
 fn forward_principal(

@@ -7,7 +7,8 @@
 //! stored, never session ids or agent names.
 //!
 //! Writes use the CAS token. A set on a missing key ignores CAS, so a slot is first created
-//! empty and then updated with CAS; the one window left is two workers creating the same slot
+//! holding only a header line and then updated with CAS (an empty value cannot be told apart
+//! from a missing key through the proxy-wasm SDK); the one window left is two workers creating the same slot
 //! at the same instant, where one brand-new binding can be lost and is made again by its next
 //! request.
 
@@ -20,6 +21,8 @@ pub const ENTRIES_PER_SLOT: usize = 8;
 const CAS_RETRIES: usize = 16;
 /// Refresh a binding's last-seen time at most this often, to keep writes off the hot path.
 const TOUCH_EVERY_SECS: u64 = 10;
+/// The first line of every slot: names the format, and keeps a new slot non-empty.
+const SLOT_HEADER: &str = "v1\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binding {
@@ -67,11 +70,8 @@ fn parse(value: &[u8]) -> Vec<Entry> {
 }
 
 fn serialize(entries: &[Entry]) -> Vec<u8> {
-    entries
-        .iter()
-        .map(|e| format!("{} {} {}\n", e.session, e.agent, e.last_seen))
-        .collect::<String>()
-        .into_bytes()
+    let lines = entries.iter().map(|e| format!("{} {} {}\n", e.session, e.agent, e.last_seen));
+    std::iter::once(SLOT_HEADER.to_string()).chain(lines).collect::<String>().into_bytes()
 }
 
 /// Binds `session` (within `tenant`) to `agent`, or reports who owns it.
@@ -91,8 +91,8 @@ pub fn bind(
     for _ in 0..CAS_RETRIES {
         let (value, cas) = host.shared_data(&key)?;
         let Some(value) = value else {
-            // Create the slot empty, then go round again to update it under CAS.
-            host.set_shared_data(&key, b"", None)?;
+            // Create the slot, then go round again to update it under CAS.
+            host.set_shared_data(&key, SLOT_HEADER.as_bytes(), None)?;
             continue;
         };
         let mut entries = parse(&value);
@@ -100,30 +100,19 @@ pub fn bind(
         let mut evicted = false;
         let outcome = match entries.iter_mut().find(|e| e.session == session_hash) {
             Some(entry) if entry.agent != agent_hash => return Ok(Binding::OwnedByAnotherAgent),
-            Some(entry) if now.saturating_sub(entry.last_seen) < TOUCH_EVERY_SECS => {
-                return Ok(Binding::Continued)
-            }
+            Some(entry) if now.saturating_sub(entry.last_seen) < TOUCH_EVERY_SECS => return Ok(Binding::Continued),
             Some(entry) => {
                 entry.last_seen = now;
                 Binding::Continued
             }
             None => {
                 if entries.len() >= ENTRIES_PER_SLOT {
-                    if let Some(oldest) = entries
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, e)| e.last_seen)
-                        .map(|(i, _)| i)
-                    {
+                    if let Some(oldest) = entries.iter().enumerate().min_by_key(|(_, e)| e.last_seen).map(|(i, _)| i) {
                         entries.remove(oldest);
                         evicted = true;
                     }
                 }
-                entries.push(Entry {
-                    session: session_hash.clone(),
-                    agent: agent_hash.clone(),
-                    last_seen: now,
-                });
+                entries.push(Entry { session: session_hash.clone(), agent: agent_hash.clone(), last_seen: now });
                 Binding::Opened { evicted }
             }
         };
@@ -133,10 +122,7 @@ pub fn bind(
             Err(other) => return Err(other),
         }
     }
-    Err(HostError::Failed {
-        call: "set_shared_data",
-        status: "too many CAS conflicts".to_string(),
-    })
+    Err(HostError::Failed { call: "set_shared_data", status: "too many CAS conflicts".to_string() })
 }
 
 #[cfg(test)]
@@ -146,12 +132,7 @@ mod tests {
     use std::time::Duration;
 
     fn policy(slots: u32) -> SessionPolicy {
-        SessionPolicy {
-            header: "x-session".into(),
-            idle_timeout: Duration::from_secs(600),
-            slots,
-            required: false,
-        }
+        SessionPolicy { header: "x-session".into(), idle_timeout: Duration::from_secs(600), slots, required: false }
     }
 
     fn at(secs: u64) -> SystemTime {
@@ -162,18 +143,9 @@ mod tests {
     fn first_agent_owns_the_session() {
         let host = MemoryHost::default();
         let p = policy(16);
-        assert_eq!(
-            bind(&host, &p, "t", "s1", "agent-a", at(0)),
-            Ok(Binding::Opened { evicted: false })
-        );
-        assert_eq!(
-            bind(&host, &p, "t", "s1", "agent-a", at(1)),
-            Ok(Binding::Continued)
-        );
-        assert_eq!(
-            bind(&host, &p, "t", "s1", "agent-b", at(2)),
-            Ok(Binding::OwnedByAnotherAgent)
-        );
+        assert_eq!(bind(&host, &p, "t", "s1", "agent-a", at(0)), Ok(Binding::Opened { evicted: false }));
+        assert_eq!(bind(&host, &p, "t", "s1", "agent-a", at(1)), Ok(Binding::Continued));
+        assert_eq!(bind(&host, &p, "t", "s1", "agent-b", at(2)), Ok(Binding::OwnedByAnotherAgent));
     }
 
     #[test]
@@ -181,10 +153,7 @@ mod tests {
         let host = MemoryHost::default();
         let p = policy(16);
         bind(&host, &p, "t1", "s1", "agent-a", at(0)).unwrap();
-        assert_eq!(
-            bind(&host, &p, "t2", "s1", "agent-b", at(1)),
-            Ok(Binding::Opened { evicted: false })
-        );
+        assert_eq!(bind(&host, &p, "t2", "s1", "agent-b", at(1)), Ok(Binding::Opened { evicted: false }));
     }
 
     #[test]
@@ -192,10 +161,7 @@ mod tests {
         let host = MemoryHost::default();
         let p = policy(16);
         bind(&host, &p, "t", "s1", "agent-a", at(0)).unwrap();
-        assert_eq!(
-            bind(&host, &p, "t", "s1", "agent-b", at(601)),
-            Ok(Binding::Opened { evicted: false })
-        );
+        assert_eq!(bind(&host, &p, "t", "s1", "agent-b", at(601)), Ok(Binding::Opened { evicted: false }));
     }
 
     #[test]
@@ -215,21 +181,10 @@ mod tests {
     #[test]
     fn stores_only_hashes() {
         let host = MemoryHost::default();
-        bind(
-            &host,
-            &policy(1),
-            "tenant-x",
-            "secret-session",
-            "agent-a",
-            at(0),
-        )
-        .unwrap();
+        bind(&host, &policy(1), "tenant-x", "secret-session", "agent-a", at(0)).unwrap();
         let (value, _) = host.shared_data("warden.identity.session.0").unwrap();
         let text = String::from_utf8(value.unwrap()).unwrap();
-        assert!(
-            !text.contains("secret-session") && !text.contains("agent-a"),
-            "{text}"
-        );
+        assert!(!text.contains("secret-session") && !text.contains("agent-a"), "{text}");
     }
 
     #[test]
@@ -238,13 +193,7 @@ mod tests {
         let p = policy(1);
         bind(&host, &p, "t", "s1", "agent-a", at(0)).unwrap();
         host.fail_next_cas_writes(3);
-        assert_eq!(
-            bind(&host, &p, "t", "s2", "agent-b", at(1)),
-            Ok(Binding::Opened { evicted: false })
-        );
-        assert_eq!(
-            bind(&host, &p, "t", "s1", "agent-b", at(2)),
-            Ok(Binding::OwnedByAnotherAgent)
-        );
+        assert_eq!(bind(&host, &p, "t", "s2", "agent-b", at(1)), Ok(Binding::Opened { evicted: false }));
+        assert_eq!(bind(&host, &p, "t", "s1", "agent-b", at(2)), Ok(Binding::OwnedByAnotherAgent));
     }
 }

@@ -7,16 +7,10 @@ pub fn trusted_id<'a>(uri_san: &'a str, trust_domains: &[String]) -> Option<&'a 
     let rest = uri_san.strip_prefix("spiffe://")?;
     let (domain, path) = rest.split_once('/')?;
     let domain_ok = !domain.is_empty()
-        && domain
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+        && domain.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
     let path_ok = !path.is_empty()
-        && path
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b));
+        && path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b));
     (domain_ok && path_ok && trust_domains.iter().any(|d| d == domain)).then_some(uri_san)
 }
 

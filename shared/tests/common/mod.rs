@@ -56,15 +56,11 @@ pub fn policy_yaml(algorithms: &str, extra: &str) -> String {
 
 pub fn compile(yaml: &str) -> CompiledIdentity {
     let doc = parse_document(yaml.as_bytes()).expect("policy parses");
-    CompiledIdentity::compile(doc.identity.as_ref().expect("identity section"))
-        .expect("policy compiles")
+    CompiledIdentity::compile(doc.identity.as_ref().expect("identity section")).expect("policy compiles")
 }
 
 pub fn default_policy() -> CompiledIdentity {
-    compile(&policy_yaml(
-        "[RS256, RS384, RS512, PS256, ES256, ES384, EdDSA]",
-        "",
-    ))
+    compile(&policy_yaml("[RS256, RS384, RS512, PS256, ES256, ES384, EdDSA]", ""))
 }
 
 pub fn claims() -> serde_json::Value {
@@ -91,19 +87,8 @@ pub fn run(policy: &CompiledIdentity, headers: &[(String, String)]) -> Outcome {
     run_with(policy, headers, None, "/v1/chat/completions")
 }
 
-pub fn run_with(
-    policy: &CompiledIdentity,
-    headers: &[(String, String)],
-    peer: Option<&str>,
-    path: &str,
-) -> Outcome {
-    let facts = RequestFacts {
-        headers,
-        authority: "gw.warden.test",
-        path,
-        route_name: None,
-        peer_uri_san: peer,
-    };
+pub fn run_with(policy: &CompiledIdentity, headers: &[(String, String)], peer: Option<&str>, path: &str) -> Outcome {
+    let facts = RequestFacts { headers, authority: "gw.warden.test", path, route_name: None, peer_uri_san: peer };
     authenticate(policy, &NoRemoteKeys, &facts, now())
 }
 
@@ -116,11 +101,7 @@ pub fn bearer(token: &str) -> Vec<(String, String)> {
 pub fn assert_denied(outcome: Outcome, status: u16, reason: &str) {
     match outcome {
         Outcome::Deny(denial) => {
-            assert_eq!(
-                (denial.status, denial.reason),
-                (status, reason),
-                "{denial:?}"
-            );
+            assert_eq!((denial.status, denial.reason), (status, reason), "{denial:?}");
         }
         other => panic!("expected a {status} {reason} denial, got {other:?}"),
     }

@@ -1,0 +1,74 @@
+//! HTTP context: capture the request, strip what clients must not set, decide, and pause when
+//! the keys needed are still being fetched.
+
+use crate::host::ProxyHost;
+use crate::root::{action_for, State, Waiting};
+use log::error;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::cell::RefCell;
+use std::rc::Rc;
+use warden_policy::host::{Host, HostError};
+use warden_policy::identity::request::{decide, strip_untrusted_headers, CapturedRequest, Step};
+
+pub struct IdentityHttp {
+    context_id: u32,
+    state: Rc<RefCell<State>>,
+}
+
+impl IdentityHttp {
+    pub fn new(context_id: u32, state: Rc<RefCell<State>>) -> Self {
+        Self { context_id, state }
+    }
+
+    fn on_request(&mut self) -> Result<Action, HostError> {
+        let host = ProxyHost;
+        let policy = Rc::clone(&self.state.borrow().policy);
+        let request = CapturedRequest::capture(&host)?;
+        strip_untrusted_headers(&host, &policy, &request)?;
+        let step = decide(&host, &policy, &self.state.borrow().keys, &request, true)?;
+        // Both kinds of wait (keys not loaded, unknown kid) are handled alike: `decide` with
+        // `may_wait = false` turns each into its own outcome.
+        let Step::WaitForKeys { issuer, .. } = step else {
+            return Ok(action_for(&step));
+        };
+        let now = host.now();
+        let mut state = self.state.borrow_mut();
+        // Wait only where the root is fetching or will fetch on its next tick.
+        if state.keys.want_fetch(issuer, now) {
+            let deadline = now + policy.key_wait;
+            state.waiting.push(Waiting { context_id: self.context_id, request, issuer, deadline });
+            return Ok(Action::Pause);
+        }
+        drop(state);
+        let step = decide(&host, &policy, &self.state.borrow().keys, &request, false)?;
+        Ok(action_for(&step))
+    }
+}
+
+impl Context for IdentityHttp {
+    fn on_done(&mut self) -> bool {
+        // A stream reset while waiting must not be resumed later.
+        let id = self.context_id;
+        self.state.borrow_mut().waiting.retain(|w| w.context_id != id);
+        true
+    }
+}
+
+impl HttpContext for IdentityHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match self.on_request() {
+            Ok(action) => action,
+            Err(e) => {
+                // A host fault: refuse rather than pass a request nobody checked.
+                error!("warden identity: host call failed: {e}");
+                let _ = ProxyHost.send_local_reply(
+                    503,
+                    &[("content-type", "application/json")],
+                    br#"{"error":{"message":"identity check failed","type":"service_unavailable","code":"host_error"}}"#,
+                );
+                Action::Pause
+            }
+        }
+    }
+}

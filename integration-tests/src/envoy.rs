@@ -1,0 +1,296 @@
+//! The real Envoy, started from a repository config on free loopback ports.
+//!
+//! A test names a config under `envoy/`, the policy each Warden filter should get, and where
+//! each cluster's single endpoint listens. The harness rewrites the listener, admin and cluster
+//! ports, writes the result to a temporary folder, starts Envoy from the repository root (the
+//! configs use paths relative to it), waits until the admin endpoint says `LIVE`, and kills the
+//! process when dropped — printing Envoy's log if the test is failing.
+
+use crate::{ports, repo};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_norway::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct EnvoyBuilder {
+    config: PathBuf,
+    version: String,
+    policies: BTreeMap<String, String>,
+    clusters: BTreeMap<String, u16>,
+    concurrency: u32,
+}
+
+pub struct Envoy {
+    child: Child,
+    dir: tempfile::TempDir,
+    pub version: String,
+    pub admin_port: u16,
+    listeners: BTreeMap<String, u16>,
+}
+
+impl Envoy {
+    /// Starts from `config`, a path relative to the repository root.
+    pub fn builder(config: &str) -> EnvoyBuilder {
+        EnvoyBuilder {
+            config: repo::root().join(config),
+            version: repo::envoy_version(),
+            policies: BTreeMap::new(),
+            clusters: BTreeMap::new(),
+            concurrency: 2,
+        }
+    }
+
+    pub fn port(&self, listener: &str) -> u16 {
+        self.listeners.get(listener).copied().unwrap_or(0)
+    }
+
+    /// `http://127.0.0.1:<port>` of a listener.
+    pub fn url(&self, listener: &str) -> String {
+        format!("http://127.0.0.1:{}", self.port(listener))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// Access-log lines (the audit records), one JSON object each.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Waits until at least `n` access-log records are written (Envoy flushes them shortly
+    /// after each request ends).
+    pub async fn wait_for_access_log(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let records = self.access_log();
+            if records.len() >= n || Instant::now() > deadline {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A counter or gauge from the admin `/stats` endpoint; 0 when absent.
+    pub async fn stat(&self, name: &str) -> u64 {
+        let url = format!("http://127.0.0.1:{}/stats?filter=^{}$", self.admin_port, regex_escape(name));
+        let Ok(response) = reqwest::get(&url).await else {
+            return 0;
+        };
+        let text = response.text().await.unwrap_or_default();
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn regex_escape(name: &str) -> String {
+    name.replace('.', "\\.")
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- Envoy {} log ----\n{}\n---- end of Envoy log ----", self.version, self.log());
+        }
+    }
+}
+
+impl EnvoyBuilder {
+    pub fn version(mut self, version: &str) -> Self {
+        self.version = version.to_string();
+        self
+    }
+
+    /// The policy document for the Wasm filter named `filter` (e.g. `warden.identity`).
+    pub fn policy(mut self, filter: &str, policy: &str) -> Self {
+        self.policies.insert(filter.to_string(), policy.to_string());
+        self
+    }
+
+    /// Points cluster `name` at `127.0.0.1:<port>`.
+    pub fn cluster(mut self, name: &str, port: u16) -> Self {
+        self.clusters.insert(name.to_string(), port);
+        self
+    }
+
+    pub fn concurrency(mut self, workers: u32) -> Self {
+        self.concurrency = workers;
+        self
+    }
+
+    /// Writes the config and returns it with the listener ports chosen, without starting Envoy.
+    pub fn render(&self, dir: &Path) -> Result<(PathBuf, u16, BTreeMap<String, u16>)> {
+        let text =
+            std::fs::read_to_string(&self.config).with_context(|| format!("reading {}", self.config.display()))?;
+        let mut config: Value = serde_norway::from_str(&text).context("parsing the Envoy config")?;
+        let admin_port = ports::free_port()?;
+        set_path(&mut config, &["admin", "address", "socket_address", "port_value"], Value::from(admin_port))?;
+        let mut listeners = BTreeMap::new();
+        for listener in seq_mut(&mut config, &["static_resources", "listeners"]) {
+            let name = listener.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let port = ports::free_port()?;
+            set_path(listener, &["address", "socket_address", "port_value"], Value::from(port))?;
+            listeners.insert(name, port);
+        }
+        for cluster in seq_mut(&mut config, &["static_resources", "clusters"]) {
+            let name = cluster.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            if let Some(port) = self.clusters.get(&name) {
+                for endpoint in seq_mut(cluster, &["load_assignment", "endpoints"]) {
+                    for lb in seq_mut(endpoint, &["lb_endpoints"]) {
+                        set_path(lb, &["endpoint", "address", "socket_address", "port_value"], Value::from(*port))?;
+                    }
+                }
+            }
+        }
+        for (filter, policy) in &self.policies {
+            if replace_policy(&mut config, filter, policy) == 0 {
+                bail!("no Wasm filter named {filter} in {}", self.config.display());
+            }
+        }
+        // The audit log goes to a file the test can read, not to the test's stdout.
+        let access_log = dir.join("access.log");
+        redirect_access_logs(&mut config, &access_log);
+        let path = dir.join("envoy.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+        Ok((path, admin_port, listeners))
+    }
+
+    pub async fn start(self) -> Result<Envoy> {
+        let binary = repo::envoy_binary(&self.version);
+        if !binary.exists() {
+            bail!("Envoy {} is not installed at {}: run `make setup`", self.version, binary.display());
+        }
+        let dir = tempfile::tempdir()?;
+        let (config_path, admin_port, listeners) = self.render(dir.path())?;
+        let log = std::fs::File::create(dir.path().join("envoy.log"))?;
+        let child = Command::new(&binary)
+            .current_dir(repo::root())
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", &self.concurrency.to_string(), "--disable-hot-restart", "--log-level", "info"])
+            .arg("--log-path")
+            .arg(dir.path().join("envoy.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut envoy = Envoy { child, dir, version: self.version, admin_port, listeners };
+        envoy.wait_ready().await?;
+        Ok(envoy)
+    }
+}
+
+impl Envoy {
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let url = format!("http://127.0.0.1:{}/ready", self.admin_port);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("Envoy {} exited with {status} before it was ready:\n{}", self.version, self.log());
+            }
+            if let Ok(response) = reqwest::get(&url).await {
+                if response.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!("Envoy {} was not ready within {READY_TIMEOUT:?}:\n{}", self.version, self.log()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Runs `envoy --mode validate` on a config; returns Envoy's output on failure.
+pub fn validate(version: &str, config: &Path) -> Result<String> {
+    let output = Command::new(repo::envoy_binary(version))
+        .current_dir(repo::root())
+        .args(["--mode", "validate", "--log-level", "error", "-c"])
+        .arg(config)
+        .output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if output.status.success() {
+        Ok(text)
+    } else {
+        Err(anyhow!(text))
+    }
+}
+
+fn set_path(value: &mut Value, path: &[&str], new: Value) -> Result<()> {
+    let mut current = value;
+    for key in path {
+        current = current.get_mut(*key).ok_or_else(|| anyhow!("config has no {}", path.join(".")))?;
+    }
+    *current = new;
+    Ok(())
+}
+
+fn seq_mut<'v>(value: &'v mut Value, path: &[&str]) -> Vec<&'v mut Value> {
+    let mut current = Some(value);
+    for key in path {
+        current = current.and_then(|v| v.get_mut(*key));
+    }
+    match current {
+        Some(Value::Sequence(items)) => items.iter_mut().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Sets the plugin configuration of every Wasm filter named `filter`; returns how many.
+fn replace_policy(value: &mut Value, filter: &str, policy: &str) -> usize {
+    match value {
+        Value::Mapping(map) => {
+            let mut count = 0;
+            if map.get("name").and_then(Value::as_str) == Some(filter) {
+                if let Some(configuration) = map
+                    .get_mut("typed_config")
+                    .and_then(|t| t.get_mut("config"))
+                    .and_then(|c| c.get_mut("configuration"))
+                {
+                    configuration["value"] = Value::from(policy);
+                    count += 1;
+                }
+            }
+            for (_, child) in map.iter_mut() {
+                count += replace_policy(child, filter, policy);
+            }
+            count
+        }
+        Value::Sequence(items) => items.iter_mut().map(|item| replace_policy(item, filter, policy)).sum(),
+        _ => 0,
+    }
+}
+
+/// Turns every stdout access logger into a file access logger writing to `path`.
+fn redirect_access_logs(value: &mut Value, path: &Path) {
+    match value {
+        Value::Mapping(map) => {
+            let stdout = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
+            if map.get("@type").and_then(Value::as_str) == Some(stdout) {
+                map.insert(
+                    Value::from("@type"),
+                    Value::from("type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"),
+                );
+                map.insert(Value::from("path"), Value::from(path.display().to_string()));
+            }
+            for (_, child) in map.iter_mut() {
+                redirect_access_logs(child, path);
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(|item| redirect_access_logs(item, path)),
+        _ => {}
+    }
+}

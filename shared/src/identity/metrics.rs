@@ -1,0 +1,21 @@
+//! The identity filter's metric names. Envoy shows them under the `wasmcustom.` prefix.
+
+use crate::decision::{Decision, Verdict};
+
+pub const ALLOWED: &str = "warden.identity.allowed";
+pub const FAILURE_MODE_ALLOWED: &str = "warden.identity.failure_mode_allowed";
+pub const JWKS_FETCH_SUCCESS: &str = "warden.identity.jwks_fetch.success";
+pub const JWKS_FETCH_FAILURE: &str = "warden.identity.jwks_fetch.failure";
+/// Gauge: usable keys held for remote issuers by this VM.
+pub const KEYS_LOADED: &str = "warden.identity.keys_loaded";
+pub const SESSION_EVICTED: &str = "warden.identity.session.evicted";
+
+/// The counter a decision adds to: `allowed`, `denied.<reason>` or `shadow_denied.<reason>`.
+pub fn for_decision(decision: &Decision) -> String {
+    match (decision.verdict, decision.shadowed) {
+        (Verdict::Allow, _) if decision.reason == "failure_mode_allow" => FAILURE_MODE_ALLOWED.to_string(),
+        (Verdict::Allow, _) => ALLOWED.to_string(),
+        (Verdict::Deny, false) => format!("warden.identity.denied.{}", decision.reason),
+        (Verdict::Deny, true) => format!("warden.identity.shadow_denied.{}", decision.reason),
+    }
+}
