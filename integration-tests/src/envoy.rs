@@ -6,7 +6,7 @@
 //! configs use paths relative to it), waits until the admin endpoint says `LIVE`, and kills the
 //! process when dropped — printing Envoy's log if the test is failing.
 
-use crate::{ports, repo};
+use crate::{http_client, ports, repo};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_norway::Value;
 use std::collections::BTreeMap;
@@ -82,7 +82,7 @@ impl Envoy {
     /// A counter or gauge from the admin `/stats` endpoint; 0 when absent.
     pub async fn stat(&self, name: &str) -> u64 {
         let url = format!("http://127.0.0.1:{}/stats?filter=^{}$", self.admin_port, regex_escape(name));
-        let Ok(response) = reqwest::get(&url).await else {
+        let Ok(response) = admin_get(&url).await else {
             return 0;
         };
         let text = response.text().await.unwrap_or_default();
@@ -91,6 +91,10 @@ impl Envoy {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     }
+}
+
+async fn admin_get(url: &str) -> Result<reqwest::Response> {
+    Ok(http_client::plain()?.get(url).send().await?)
 }
 
 fn regex_escape(name: &str) -> String {
@@ -201,7 +205,7 @@ impl Envoy {
             if let Some(status) = self.child.try_wait()? {
                 bail!("Envoy {} exited with {status} before it was ready:\n{}", self.version, self.log());
             }
-            if let Ok(response) = reqwest::get(&url).await {
+            if let Ok(response) = admin_get(&url).await {
                 if response.status().is_success() {
                     return Ok(());
                 }
