@@ -22,6 +22,7 @@ pub struct EnvoyBuilder {
     policies: BTreeMap<String, String>,
     clusters: BTreeMap<String, u16>,
     concurrency: u32,
+    removed_filters: Vec<String>,
 }
 
 pub struct Envoy {
@@ -41,6 +42,7 @@ impl Envoy {
             policies: BTreeMap::new(),
             clusters: BTreeMap::new(),
             concurrency: 2,
+            removed_filters: Vec::new(),
         }
     }
 
@@ -129,6 +131,13 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Removes the HTTP filter named `filter` from every chain: the same Envoy, without Warden,
+    /// for side-by-side benchmarks.
+    pub fn without_filter(mut self, filter: &str) -> Self {
+        self.removed_filters.push(filter.to_string());
+        self
+    }
+
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
         self
@@ -162,6 +171,9 @@ impl EnvoyBuilder {
             if replace_policy(&mut config, filter, policy) == 0 {
                 bail!("no Wasm filter named {filter} in {}", self.config.display());
             }
+        }
+        for filter in &self.removed_filters {
+            remove_filter(&mut config, filter);
         }
         // The audit log goes to a file the test can read, not to the test's stdout.
         let access_log = dir.join("access.log");
@@ -216,6 +228,27 @@ impl Envoy {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The plugin configuration (the policy) a repository config gives the Wasm filter `filter`.
+pub fn config_policy(config: &str, filter: &str) -> Result<String> {
+    fn find(value: &Value, filter: &str) -> Option<String> {
+        match value {
+            Value::Mapping(map) => {
+                if map.get("name").and_then(Value::as_str) == Some(filter) {
+                    let policy =
+                        map.get("typed_config")?.get("config")?.get("configuration")?.get("value")?.as_str()?;
+                    return Some(policy.to_string());
+                }
+                map.iter().find_map(|(_, child)| find(child, filter))
+            }
+            Value::Sequence(items) => items.iter().find_map(|item| find(item, filter)),
+            _ => None,
+        }
+    }
+    let text = std::fs::read_to_string(repo::root().join(config))?;
+    let value: Value = serde_norway::from_str(&text)?;
+    find(&value, filter).ok_or_else(|| anyhow!("{config} has no Wasm filter named {filter}"))
 }
 
 /// Runs `envoy --mode validate` on a config; returns Envoy's output on failure.
@@ -275,6 +308,22 @@ fn replace_policy(value: &mut Value, filter: &str, policy: &str) -> usize {
         }
         Value::Sequence(items) => items.iter_mut().map(|item| replace_policy(item, filter, policy)).sum(),
         _ => 0,
+    }
+}
+
+/// Drops every entry named `filter` from every `http_filters` list.
+fn remove_filter(value: &mut Value, filter: &str) {
+    match value {
+        Value::Mapping(map) => {
+            if let Some(Value::Sequence(filters)) = map.get_mut("http_filters") {
+                filters.retain(|f| f.get("name").and_then(Value::as_str) != Some(filter));
+            }
+            for (_, child) in map.iter_mut() {
+                remove_filter(child, filter);
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(|item| remove_filter(item, filter)),
+        _ => {}
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`fixtures`]: an echo upstream and a JWKS server whose behaviour a test controls.
 //! - [`repo`]: where built filters, Envoy binaries and test data are.
 
+pub mod bench;
 pub mod envoy;
 pub mod fixtures;
 pub mod http_client;

@@ -254,6 +254,24 @@ fn keeps_the_last_good_keys_when_a_refresh_fails() {
 }
 
 #[test]
+fn a_key_withdrawn_from_the_key_set_stops_working_even_for_cached_tokens() {
+    let env = HostEnv::default();
+    let (withdrawn, kept) = (tokens::rsa(Algorithm::RS256), tokens::ec256());
+    let mut vm = vm_with_keys(&env, &remote_policy(""), &[&withdrawn, &kept]);
+    let token = token_for(&withdrawn, &env, "agent-old");
+    assert_eq!(request(&mut vm, &token, &[]).1, Action::Continue, "verified and cached");
+    vm.advance(&env, Duration::from_secs(61)).unwrap();
+    let refresh = vm.http_calls().pop().expect("refresh");
+    vm.respond_http_call(refresh.token, 200, &[], tokens::jwks(&[&kept]).as_bytes()).unwrap();
+    let (stream, action) = request(&mut vm, &token, &[]);
+    assert_eq!(action, Action::Pause, "waits for one refetch of the unknown kid");
+    vm.tick().unwrap();
+    let refetch = vm.http_calls().pop().expect("refetch");
+    vm.respond_http_call(refetch.token, 200, &[], tokens::jwks(&[&kept]).as_bytes()).unwrap();
+    assert_eq!(vm.local_reply(stream).unwrap().json()["error"]["code"], "unknown_kid");
+}
+
+#[test]
 fn an_unknown_kid_triggers_one_rate_limited_refetch_for_rotation() {
     let env = HostEnv::default();
     let (old, mut new) = (tokens::rsa(Algorithm::RS256), tokens::ec256());

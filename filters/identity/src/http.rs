@@ -24,9 +24,9 @@ impl IdentityHttp {
     fn on_request(&mut self) -> Result<Action, HostError> {
         let host = ProxyHost;
         let policy = Rc::clone(&self.state.borrow().policy);
-        let request = CapturedRequest::capture(&host)?;
+        let request = CapturedRequest::capture(&host, &policy)?;
         strip_untrusted_headers(&host, &policy, &request)?;
-        let step = decide(&host, &policy, &self.state.borrow().keys, &request, true)?;
+        let step = decide(&host, &policy, &self.state.borrow().verifier(), &request, true)?;
         // Both kinds of wait (keys not loaded, unknown kid) are handled alike: `decide` with
         // `may_wait = false` turns each into its own outcome.
         let Step::WaitForKeys { issuer, .. } = step else {
@@ -41,7 +41,7 @@ impl IdentityHttp {
             return Ok(Action::Pause);
         }
         drop(state);
-        let step = decide(&host, &policy, &self.state.borrow().keys, &request, false)?;
+        let step = decide(&host, &policy, &self.state.borrow().verifier(), &request, false)?;
         Ok(action_for(&step))
     }
 }

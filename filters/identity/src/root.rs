@@ -15,6 +15,7 @@ use warden_policy::identity::compile::CompiledIdentity;
 use warden_policy::identity::metrics;
 use warden_policy::identity::remote_keys::{FetchRequest, RemoteKeys};
 use warden_policy::identity::request::{decide, CapturedRequest, Step};
+use warden_policy::identity::token_cache::{TokenCache, Verifier};
 use warden_policy::policy::parse_document;
 
 /// How often the root wakes to start due fetches and release requests that waited too long.
@@ -32,11 +33,16 @@ pub struct Waiting {
 pub struct State {
     pub policy: Rc<CompiledIdentity>,
     pub keys: RemoteKeys,
+    pub cache: TokenCache,
     pub callouts: HashMap<u32, usize>,
     pub waiting: Vec<Waiting>,
 }
 
 impl State {
+    pub fn verifier(&self) -> Verifier<'_> {
+        Verifier { keys: &self.keys, cache: &self.cache }
+    }
+
     /// Sends a key-set fetch as an HTTP callout; a fetch that cannot be sent counts as failed.
     pub fn dispatch(&mut self, fetch: FetchRequest, now: SystemTime) -> bool {
         let headers: Vec<(&str, &str)> = fetch.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -74,9 +80,11 @@ impl IdentityRoot {
             policy.routes.len(),
             policy.issuers.len()
         );
+        let cache = TokenCache::new(policy.verified_token_cache);
         self.state = Some(Rc::new(RefCell::new(State {
             policy: Rc::new(policy),
             keys,
+            cache,
             callouts: HashMap::new(),
             waiting: Vec::new(),
         })));
@@ -98,7 +106,7 @@ impl IdentityRoot {
             }
             let step = {
                 let s = state.borrow();
-                decide(&ProxyHost, &policy, &s.keys, &waiting.request, false)
+                decide(&ProxyHost, &policy, &s.verifier(), &waiting.request, false)
             };
             match step {
                 Ok(Step::Continue(_)) => {
@@ -137,6 +145,8 @@ impl Context for IdentityRoot {
             let result = status.map(|code| (code, body.as_slice())).ok_or(());
             match s.keys.complete(issuer, result, now) {
                 Ok(count) => {
+                    // A key may have been withdrawn: tokens it signed must verify again.
+                    s.cache.clear();
                     info!("warden identity: loaded {count} keys for issuer {:?}", s.policy.issuers[issuer].name);
                     let _ = ProxyHost.increment(metrics::JWKS_FETCH_SUCCESS, 1);
                 }

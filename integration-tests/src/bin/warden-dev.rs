@@ -1,1 +1,71 @@
-fn main() {}
+//! Development helper for `make run` and the examples: serves the mock upstream and the demo
+//! JWKS, and mints demo tokens signed with the test keys in `testdata/keys`.
+//!
+//! ```text
+//! warden-dev serve [--upstream-port 18080] [--jwks-port 18081]
+//! warden-dev token --sub AGENT [--scope "a b"] [--tenant acme] [--expired] [--key rsa|ec|ed]
+//! warden-dev api-key-hash KEY
+//! ```
+
+use anyhow::{bail, Context, Result};
+use jsonwebtoken::Algorithm;
+use warden_integration_tests::fixtures::{EchoUpstream, JwksBehaviour, JwksServer};
+use warden_policy::identity::api_key;
+use warden_policy::testing::tokens;
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn demo_keys() -> Vec<tokens::SigningKey> {
+    vec![tokens::rsa(Algorithm::RS256), tokens::ec256(), tokens::ed25519()]
+}
+
+async fn serve(args: &[String]) -> Result<()> {
+    let upstream_port: u16 = flag(args, "--upstream-port").unwrap_or_else(|| "18080".into()).parse()?;
+    let jwks_port: u16 = flag(args, "--jwks-port").unwrap_or_else(|| "18081".into()).parse()?;
+    let keys = demo_keys();
+    let jwks = tokens::jwks(&keys.iter().collect::<Vec<_>>());
+    let _upstream = EchoUpstream::start(upstream_port).await.context("starting the mock upstream")?;
+    let _jwks = JwksServer::start(jwks_port, JwksBehaviour::Serve(jwks)).await.context("starting the JWKS server")?;
+    eprintln!("warden-dev: mock upstream on 127.0.0.1:{upstream_port}, JWKS on 127.0.0.1:{jwks_port}");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+fn token(args: &[String]) -> Result<String> {
+    let sub = flag(args, "--sub").context("--sub is required")?;
+    let key = match flag(args, "--key").as_deref() {
+        None | Some("rsa") => tokens::rsa(Algorithm::RS256),
+        Some("ec") => tokens::ec256(),
+        Some("ed") => tokens::ed25519(),
+        Some(other) => bail!("unknown --key {other} (rsa, ec, ed)"),
+    };
+    let now = tokens::now_secs();
+    let exp = if args.iter().any(|a| a == "--expired") { now - 3600 } else { now + 3600 };
+    let mut claims = serde_json::json!({
+        "iss": "https://idp.warden.test", "aud": "warden-gateway", "sub": sub,
+        "iat": now, "exp": exp, "tenant": flag(args, "--tenant").unwrap_or_else(|| "acme".into()),
+    });
+    if let Some(scope) = flag(args, "--scope") {
+        claims["scope"] = scope.into();
+    }
+    Ok(tokens::token(&key, &claims))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(&args).await,
+        Some("token") => {
+            println!("{}", token(&args)?);
+            Ok(())
+        }
+        Some("api-key-hash") => {
+            println!("{}", api_key::hash_hex(args.get(1).context("give the key")?));
+            Ok(())
+        }
+        _ => bail!("usage: warden-dev serve|token|api-key-hash (see the source header)"),
+    }
+}

@@ -7,9 +7,10 @@
 use super::api_key;
 use super::compile::{CompiledIdentity, Route};
 use super::config::CredentialKind;
-use super::jwt::{self, KeyLookup, TokenError, VerifiedToken};
+use super::jwt::{TokenError, VerifiedToken};
 use super::principal::{AuthMethod, Principal};
 use super::spiffe;
+use super::token_cache::Verifier;
 use std::time::SystemTime;
 
 const MAX_SESSION_ID_BYTES: usize = 128;
@@ -139,12 +140,12 @@ pub fn match_route<'p>(policy: &'p CompiledIdentity, facts: &RequestFacts) -> Op
     })
 }
 
-pub fn authenticate(policy: &CompiledIdentity, keys: &dyn KeyLookup, facts: &RequestFacts, now: SystemTime) -> Outcome {
+pub fn authenticate(policy: &CompiledIdentity, verifier: &Verifier, facts: &RequestFacts, now: SystemTime) -> Outcome {
     let Some(route) = match_route(policy, facts) else {
         let denial = Denial::forbidden("no_route", "no identity route matches this request").on_route("default");
         return Outcome::Deny(denial);
     };
-    match authenticate_on_route(policy, route, keys, facts, now) {
+    match authenticate_on_route(policy, route, verifier, facts, now) {
         Ok(principal) => Outcome::Allow { rule: route.name.clone(), principal },
         Err(Failure::Denied(denial)) => Outcome::Deny(denial.on_route(&route.name)),
         Err(Failure::Wait { issuer, why }) => Outcome::WaitForKeys { rule: route.name.clone(), issuer, why },
@@ -184,7 +185,7 @@ fn claim_agent(principal: &mut Principal, agent: &str, method: AuthMethod) -> Re
 fn authenticate_on_route(
     policy: &CompiledIdentity,
     route: &Route,
-    keys: &dyn KeyLookup,
+    verifier: &Verifier,
     facts: &RequestFacts,
     now: SystemTime,
 ) -> Result<Principal, Failure> {
@@ -203,8 +204,8 @@ fn authenticate_on_route(
 
     if route.accept.contains(&CredentialKind::Jwt) {
         if let Some(token) = bearer_token(policy, facts)? {
-            let claim_names: Vec<&str> = route.claims.iter().map(|(name, _)| name.as_str()).collect();
-            let verified = jwt::verify(token, policy, &policy.agent_token.issuers, keys, &claim_names, now)
+            let verified = verifier
+                .verify(token, policy, &policy.agent_token.issuers, now)
                 .map_err(|e| token_failure(e, "agent"))?;
             // With an RFC 8693 `act` claim the token speaks for a user (`sub`), and the agent is
             // the current actor; without one, the subject is the agent itself.
@@ -243,8 +244,8 @@ fn authenticate_on_route(
             if token.is_empty() {
                 return Err(Denial::unauthenticated("empty_user_token", "the user token header is empty").into());
             }
-            let verified = jwt::verify(token, policy, &user_source.issuers, keys, &[], now)
-                .map_err(|e| token_failure(e, "user"))?;
+            let verified =
+                verifier.verify(token, policy, &user_source.issuers, now).map_err(|e| token_failure(e, "user"))?;
             match &principal.user {
                 Some(delegated) if *delegated != verified.subject => {
                     return Err(Denial::unauthenticated(

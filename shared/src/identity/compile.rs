@@ -30,6 +30,13 @@ pub struct CompiledIdentity {
     pub max_token_bytes: usize,
     pub key_wait: Duration,
     pub forward_credentials: bool,
+    pub verified_token_cache: usize,
+    /// Every claim some route asks about, read from each verified agent token.
+    pub claim_names: Vec<String>,
+    /// Some route matches on Envoy's route name.
+    pub reads_route_name: bool,
+    /// Some route accepts mTLS agents, or the tenant header is trusted from mTLS peers.
+    pub reads_peer: bool,
 }
 
 #[derive(Debug)]
@@ -284,6 +291,15 @@ impl CompiledIdentity {
             });
         }
 
+        let reads_route_name = routes.iter().any(|r| r.route_name.is_some());
+        let reads_peer = tenant.header.is_some() || routes.iter().any(|r| r.accept.contains(&CredentialKind::Mtls));
+        let mut claim_names: Vec<String> =
+            routes.iter().flat_map(|r| r.claims.iter().map(|(name, _)| name.clone())).collect();
+        claim_names.sort();
+        claim_names.dedup();
+        if config.verified_token_cache > 100_000 {
+            return Err(PolicyError::at("identity.verifiedTokenCache", "must be at most 100000"));
+        }
         if !(256..=65_536).contains(&config.max_token_bytes) {
             return Err(PolicyError::at("identity.maxTokenBytes", "must be between 256 and 65536"));
         }
@@ -304,6 +320,10 @@ impl CompiledIdentity {
             max_token_bytes: config.max_token_bytes,
             key_wait: config.key_wait.as_duration(),
             forward_credentials: config.forward_credentials,
+            verified_token_cache: config.verified_token_cache,
+            claim_names,
+            reads_route_name,
+            reads_peer,
         })
     }
 

@@ -49,6 +49,9 @@ pub struct IdentityConfig {
     /// How long a request may wait for a key set that is still being fetched.
     #[serde(default = "default_key_wait")]
     pub key_wait: PolicyDuration,
+    /// Verified tokens remembered per VM (0 turns the cache off). See `token_cache`.
+    #[serde(default = "default_verified_token_cache")]
+    pub verified_token_cache: usize,
     /// Keep the agent's and user's credentials on the request sent upstream. Off by default:
     /// model providers and tools never see an agent's token.
     #[serde(default)]
@@ -61,6 +64,10 @@ fn default_clock_skew() -> PolicyDuration {
 
 fn default_max_token_bytes() -> usize {
     8 * 1024
+}
+
+fn default_verified_token_cache() -> usize {
+    1024
 }
 
 fn default_key_wait() -> PolicyDuration {

@@ -93,8 +93,16 @@ pub trait KeyLookup {
     fn remote_keys(&self, issuer: usize) -> Option<&KeySet>;
 }
 
+/// A token's time claims, kept so a cached verification can be re-checked against the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TokenTimes {
+    pub exp: Option<f64>,
+    pub nbf: Option<f64>,
+    pub iat: Option<f64>,
+}
+
 /// What a verified token says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedToken {
     pub issuer: usize,
     pub subject: String,
@@ -104,6 +112,7 @@ pub struct VerifiedToken {
     pub actors: Vec<String>,
     /// The claims a route asked about, as found: (claim, values).
     pub claims: Vec<(String, Vec<String>)>,
+    pub times: TokenTimes,
 }
 
 #[derive(Deserialize)]
@@ -181,7 +190,12 @@ pub fn verify(
     }
 
     // The signature holds: from here on the claims are the issuer's word.
-    check_times(&claims, issuer, policy.clock_skew, now)?;
+    let times = TokenTimes {
+        exp: numeric_date(&claims, "exp")?,
+        nbf: numeric_date(&claims, "nbf")?,
+        iat: numeric_date(&claims, "iat")?,
+    };
+    check_times(&times, issuer, policy.clock_skew, now)?;
     check_audience(&claims, issuer)?;
     let subject: String =
         claims.get("sub").ok().flatten().filter(|s: &String| !s.is_empty()).ok_or(TokenError::MissingSubject)?;
@@ -206,7 +220,7 @@ pub fn verify(
             _ => None,
         })
         .collect();
-    Ok(VerifiedToken { issuer: issuer_index, subject, scopes, tenant, actors, claims: extra })
+    Ok(VerifiedToken { issuer: issuer_index, subject, scopes, tenant, actors, claims: extra, times })
 }
 
 fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
@@ -263,19 +277,20 @@ fn numeric_date(claims: &StrictObject, name: &'static str) -> Result<Option<f64>
     }
 }
 
-fn check_times(claims: &StrictObject, issuer: &Issuer, skew: Duration, now: SystemTime) -> Result<(), TokenError> {
+/// `exp`, `nbf` and `iat` against this proxy's clock, with the configured skew.
+pub fn check_times(times: &TokenTimes, issuer: &Issuer, skew: Duration, now: SystemTime) -> Result<(), TokenError> {
     let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
     let skew = skew.as_secs_f64();
-    match numeric_date(claims, "exp")? {
+    match times.exp {
         Some(exp) if now > exp + skew => return Err(TokenError::Expired),
         Some(_) => {}
         None if issuer.require_exp => return Err(TokenError::MissingExp),
         None => {}
     }
-    if numeric_date(claims, "nbf")?.is_some_and(|nbf| nbf > now + skew) {
+    if times.nbf.is_some_and(|nbf| nbf > now + skew) {
         return Err(TokenError::NotYetValid);
     }
-    if numeric_date(claims, "iat")?.is_some_and(|iat| iat > now + skew) {
+    if times.iat.is_some_and(|iat| iat > now + skew) {
         return Err(TokenError::IssuedInFuture);
     }
     Ok(())

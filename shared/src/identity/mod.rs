@@ -15,3 +15,4 @@ pub mod remote_keys;
 pub mod request;
 pub mod session;
 pub mod spiffe;
+pub mod token_cache;

@@ -6,6 +6,7 @@ use warden_policy::identity::authenticate::{authenticate, Outcome, RequestFacts}
 use warden_policy::identity::compile::CompiledIdentity;
 use warden_policy::identity::jwt::KeyLookup;
 use warden_policy::identity::keys::KeySet;
+use warden_policy::identity::token_cache::{TokenCache, Verifier};
 use warden_policy::policy::parse_document;
 use warden_policy::testing::tokens::{self, SigningKey};
 
@@ -89,7 +90,9 @@ pub fn run(policy: &CompiledIdentity, headers: &[(String, String)]) -> Outcome {
 
 pub fn run_with(policy: &CompiledIdentity, headers: &[(String, String)], peer: Option<&str>, path: &str) -> Outcome {
     let facts = RequestFacts { headers, authority: "gw.warden.test", path, route_name: None, peer_uri_san: peer };
-    authenticate(policy, &NoRemoteKeys, &facts, now())
+    // No cache here: every test verifies its token for real. The cache has its own tests.
+    let cache = TokenCache::new(0);
+    authenticate(policy, &Verifier { keys: &NoRemoteKeys, cache: &cache }, &facts, now())
 }
 
 pub fn bearer(token: &str) -> Vec<(String, String)> {
