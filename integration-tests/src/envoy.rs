@@ -196,6 +196,8 @@ impl EnvoyBuilder {
             .arg("-c")
             .arg(&config_path)
             .args(["--concurrency", &self.concurrency.to_string(), "--disable-hot-restart", "--log-level", "info"])
+            // Access-log files are flushed every 10 s by default; tests read them sooner.
+            .args(["--file-flush-interval-msec", "100"])
             .arg("--log-path")
             .arg(dir.path().join("envoy.log"))
             .stdin(Stdio::null())

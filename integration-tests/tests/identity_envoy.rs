@@ -1,7 +1,7 @@
 //! End to end through the real Envoy binary (`WARDEN_ENVOY_VERSION`, default the newest
 //! supported), with `envoy/identity.yaml`: JWT, API key and mTLS agents, user tokens, key
 //! rotation and fetch failures, the audit log and the stats Envoy exposes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};

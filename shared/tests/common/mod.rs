@@ -1,5 +1,5 @@
 //! Helpers shared by the identity test files.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use warden_policy::identity::authenticate::{authenticate, Outcome, RequestFacts};

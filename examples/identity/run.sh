@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Envoy with Warden's identity filter on 127.0.0.1, in front of a mock upstream and a JWKS server.
+#
+#   examples/identity/run.sh          start, print curl lines to try, run until Ctrl-C  (make run)
+#   examples/identity/run.sh --demo   start, run the requests below, print the answers, stop (make demo)
+#
+# Ports: 10000 plain HTTP, 10443 mTLS, 9901 Envoy admin, 18080 mock upstream, 18081 JWKS.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+VERSION=${WARDEN_ENVOY_VERSION:-1.40.0}
+ENVOY=.venv/envoy/$VERSION/envoy/_bin/envoy
+DEV=target/debug/warden-dev
+MODE=${1:-}
+LOGS=$(mktemp -d)
+
+cleanup() {
+  local pids
+  pids=$(jobs -p)
+  [ -n "$pids" ] && kill $pids 2>/dev/null
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for port in 10000 10443 9901 18080 18081; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "port $port on 127.0.0.1 is in use: stop what holds it (another 'make run'?) and try again" >&2
+    exit 1
+  fi
+done
+
+"$DEV" serve --upstream-port 18080 --jwks-port 18081 >"$LOGS/dev.log" 2>&1 &
+# Envoy's stdout is the audit log (one JSON record per request); its own log goes to stderr.
+"$ENVOY" -c envoy/identity.yaml --concurrency 2 --disable-hot-restart --log-level warn --file-flush-interval-msec 100 \
+  >"$LOGS/audit.log" 2>"$LOGS/envoy.log" &
+
+for _ in $(seq 1 100); do
+  curl -fs http://127.0.0.1:9901/ready >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fs http://127.0.0.1:9901/ready >/dev/null || { echo "Envoy did not start:"; cat "$LOGS/envoy.log"; exit 1; }
+
+AGENT=$("$DEV" token --sub agent-planner --scope "models:call")
+READER=$("$DEV" token --sub agent-reader --scope "tools:read")
+OTHER_AGENT=$("$DEV" token --sub agent-other --scope "models:call")
+EXPIRED=$("$DEV" token --sub agent-planner --scope "models:call" --expired)
+MCP_AGENT=$("$DEV" token --sub spiffe://warden.test/ns/agents/sa/planner --scope "tools:call" --key ec)
+USER_TOKEN=$("$DEV" token --sub alice@acme.test --key ed)
+API_KEY=wk-ci-bot-3c1f9e2a7d5b4e08
+TLS="--cacert testdata/tls/ca.pem --cert testdata/tls/agent-planner.pem --key testdata/tls/agent-planner.key"
+
+# Prints a request as typed (tokens by name) and the answer: status, auth challenge, and either
+# the identity headers the upstream received or the error body.
+show() {
+  local title=$1 shown=$2
+  shift 2
+  echo
+  echo "### $title"
+  echo "\$ curl $shown"
+  curl -sS -D "$LOGS/headers" -o "$LOGS/body" "$@" || true
+  head -n 1 "$LOGS/headers" | tr -d '\r'
+  grep -i '^www-authenticate' "$LOGS/headers" | tr -d '\r' || true
+  python3 - "$LOGS/body" <<'PY'
+import json, sys
+body = json.load(open(sys.argv[1]))
+if "echo" in body:
+    seen = {k: v for k, v in body["echo"]["headers"].items() if k.startswith("x-warden-") or k in ("authorization", "x-api-key", "x-user-token")}
+    print("upstream received:", json.dumps(seen, indent=2))
+else:
+    print(json.dumps(body, indent=2))
+PY
+}
+
+if [ "$MODE" != "--demo" ]; then
+  cat <<TXT
+Envoy $VERSION with the identity filter is listening on 127.0.0.1:10000 (and :10443 for mTLS).
+Tokens for the demo issuer (valid one hour):
+
+  export AGENT='$AGENT'
+  export READER='$READER'
+  export USER_TOKEN='$USER_TOKEN'
+  export MCP_AGENT='$MCP_AGENT'
+
+Try:
+  curl -i http://127.0.0.1:10000/v1/chat/completions -H "authorization: Bearer \$AGENT"        # 200
+  curl -i http://127.0.0.1:10000/v1/chat/completions                                           # 401
+  curl -i http://127.0.0.1:10000/v1/chat/completions -H "authorization: Bearer \$READER"       # 403
+  curl -i http://127.0.0.1:10000/v1/embeddings -H "x-api-key: $API_KEY"                         # 200, agent ci-bot
+  curl -i $TLS https://localhost:10443/mcp/tools -H "authorization: Bearer \$MCP_AGENT" -H "x-user-token: \$USER_TOKEN"   # 200, mTLS agent
+  curl -s http://127.0.0.1:9901/stats | grep warden                                            # metrics
+
+Audit log: $LOGS/audit.log    Envoy log: $LOGS/envoy.log
+Ctrl-C stops everything.
+TXT
+  wait
+  exit 0
+fi
+
+echo "Envoy $VERSION + warden identity filter on 127.0.0.1:10000 (mTLS on :10443)"
+show "An agent with a valid token: allowed, its principal forwarded, its token kept at the gateway" \
+  'http://127.0.0.1:10000/v1/chat/completions -H "authorization: Bearer $AGENT" -H "x-agent-session: demo-1" -H "x-warden-agent: forged-admin"' \
+  http://127.0.0.1:10000/v1/chat/completions -H "authorization: Bearer $AGENT" -H "x-agent-session: demo-1" -H "x-warden-agent: forged-admin"
+show "No credentials: 401" \
+  'http://127.0.0.1:10000/v1/chat/completions' \
+  http://127.0.0.1:10000/v1/chat/completions
+show "An expired token: 401" \
+  'http://127.0.0.1:10000/v1/chat/completions -H "authorization: Bearer $EXPIRED"' \
+  http://127.0.0.1:10000/v1/chat/completions -H "authorization: Bearer $EXPIRED"
+show "A valid token without the route's scope: 403" \
+  'http://127.0.0.1:10000/v1/chat/completions -H "authorization: Bearer $READER"' \
+  http://127.0.0.1:10000/v1/chat/completions -H "authorization: Bearer $READER"
+show "An API key (the policy holds only its SHA-256): allowed as agent ci-bot" \
+  "http://127.0.0.1:10000/v1/embeddings -H \"x-api-key: $API_KEY\"" \
+  http://127.0.0.1:10000/v1/embeddings -H "x-api-key: $API_KEY"
+show "Another agent reusing session demo-1: 403" \
+  'http://127.0.0.1:10000/v1/chat/completions -H "authorization: Bearer $OTHER_AGENT" -H "x-agent-session: demo-1"' \
+  http://127.0.0.1:10000/v1/chat/completions -H "authorization: Bearer $OTHER_AGENT" -H "x-agent-session: demo-1"
+show "An mTLS agent (SPIFFE ID in its certificate) acting for a user, on the MCP route" \
+  "$TLS https://localhost:10443/mcp/tools -H \"authorization: Bearer \$MCP_AGENT\" -H \"x-user-token: \$USER_TOKEN\"" \
+  $TLS https://localhost:10443/mcp/tools -H "authorization: Bearer $MCP_AGENT" -H "x-user-token: $USER_TOKEN"
+show "The same agent without the user it acts for: 401" \
+  "$TLS https://localhost:10443/mcp/tools -H \"authorization: Bearer \$MCP_AGENT\"" \
+  $TLS https://localhost:10443/mcp/tools -H "authorization: Bearer $MCP_AGENT"
+
+sleep 0.3 # the access log is flushed every 100 ms
+echo
+echo "### The audit log (Envoy's access log, one JSON record per request)"
+python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    print(json.dumps({k: r[k] for k in ("status", "path", "agent", "user", "tenant", "session", "auth_method", "decision_identity")}))
+' "$LOGS/audit.log"
+echo
+echo "### Metrics"
+curl -s http://127.0.0.1:9901/stats | grep '^wasmcustom.warden' || true
