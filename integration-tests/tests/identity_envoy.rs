@@ -137,6 +137,10 @@ async fn a_missing_scope_gets_403_naming_the_scope() {
     assert!(header(&headers, "www-authenticate").unwrap().contains("error=\"insufficient_scope\", error_description=\"this route needs the scopes: models:call\", scope=\"models:call\""));
     assert_eq!(body["error"]["code"], "insufficient_scope");
     assert_eq!(body["error"]["type"], "permission_error");
+    let audit = bed.envoy.wait_for_access_log(1).await;
+    let record = audit.last().unwrap();
+    assert_eq!(record["agent"], "agent-reader", "the refused agent was verified and is audited");
+    assert_eq!(record["decision_identity"], "deny;rule=llm;reason=insufficient_scope");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

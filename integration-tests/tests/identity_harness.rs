@@ -307,6 +307,10 @@ fn session_bindings_are_shared_between_vms() {
     assert_eq!(action, Action::Pause);
     let reply = worker_2.local_reply(stream).unwrap();
     assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (403, Some("session_agent_mismatch")));
+    // The refused agent was verified: the audit record names it, without the session it claimed.
+    assert_eq!(worker_2.property(stream, "warden.agent").as_deref(), Some("agent-b"));
+    assert_eq!(worker_2.property(stream, "warden.session"), None);
+    assert_eq!(worker_2.forwarded_header(stream, "x-warden-agent"), None);
     let (_, action) = request(&mut worker_2, &token_for(&rsa, &env, "agent-a"), &[("x-agent-session", "sess-42")]);
     assert_eq!(action, Action::Continue);
 }

@@ -3,10 +3,15 @@
 //! identity: an RS256 JWT on every request through `envoy/identity.yaml`, keys cached, measured
 //! twice: with the default verified-token cache (a repeated token is verified once per VM) and
 //! with the cache off (the signature is checked on every request).
+//!
+//! Latency is measured with one connection, so each request is alone and the added time is the
+//! filter's own cost rather than queueing; throughput with eight connections on one Envoy worker.
+//! Rounds alternate between the sides so that drift on this shared machine hits them alike.
 //! Writes `target/bench/identity.json` and prints a table.
 
 use anyhow::{Context, Result};
 use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
 use std::time::Duration;
 use warden_integration_tests::bench::{Comparison, Figures, Load};
 use warden_integration_tests::envoy::{config_policy, Envoy};
@@ -21,15 +26,13 @@ fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn side(json: &mut serde_json::Value, comparison: &Comparison) -> Result<()> {
-    let value = serde_json::to_value(comparison)?;
-    if let (Some(target), Some(source)) = (json.as_object_mut(), value.as_object()) {
-        target.extend(source.clone());
-    }
-    Ok(())
+/// Runs `load` against every URL in turn, off the async runtime (wrk blocks).
+async fn run_all(load: &Load, urls: &[String]) -> Result<Vec<Figures>> {
+    let (load, urls) = (load.clone(), urls.to_vec());
+    tokio::task::spawn_blocking(move || urls.iter().map(|url| load.run(url)).collect()).await?
 }
 
-async fn identity(version: &str) -> Result<serde_json::Value> {
+async fn identity(version: &str) -> Result<Value> {
     let upstream = EchoUpstream::start(0).await?;
     let rsa = tokens::rsa(Algorithm::RS256);
     let jwks = JwksServer::start(0, JwksBehaviour::Serve(tokens::jwks(&[&rsa]))).await?;
@@ -48,69 +51,77 @@ async fn identity(version: &str) -> Result<serde_json::Value> {
     let uncached = builder().policy("warden.identity", &uncached_policy).start().await?;
 
     let now = tokens::now_secs();
-    let claims = serde_json::json!({
+    let claims = json!({
         "iss": "https://idp.warden.test", "aud": "warden-gateway", "sub": "agent-bench",
         "iat": now, "exp": now + 3600, "scope": "models:call", "tenant": "acme",
     });
-    let load = Load {
-        connections: env_u64("WARDEN_BENCH_CONNECTIONS", 8) as u32,
+    let latency = Load {
+        connections: 1,
         duration: Duration::from_secs(env_u64("WARDEN_BENCH_SECONDS", 5)),
         headers: vec![("authorization".into(), format!("Bearer {}", tokens::token(&rsa, &claims)))],
     };
+    let throughput = Load { connections: env_u64("WARDEN_BENCH_CONNECTIONS", 8) as u32, ..latency.clone() };
     let path = "/v1/chat/completions";
-    let urls = [baseline.url("agents_plain"), cached.url("agents_plain"), uncached.url("agents_plain")]
-        .map(|u| format!("{u}{path}"));
+    let urls: Vec<String> =
+        [&baseline, &cached, &uncached].iter().map(|e| format!("{}{path}", e.url("agents_plain"))).collect();
 
-    // Warm up every side (the first requests also wait for the key set), then alternate rounds
-    // so that drift on this shared machine hits every side alike.
+    // Warm up every side: the first requests also wait for the key set.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let warm = Load { duration: Duration::from_secs(1), ..load.clone() };
-    let warm_urls = urls.clone();
-    tokio::task::spawn_blocking(move || warm_urls.iter().try_for_each(|u| warm.run(u).map(|_| ()))).await??;
-    let mut rounds: [Vec<Figures>; 3] = Default::default();
+    run_all(&Load { duration: Duration::from_secs(1), ..throughput.clone() }, &urls).await?;
+
+    let mut quiet: [Vec<Figures>; 3] = Default::default();
+    let mut busy: [Vec<Figures>; 3] = Default::default();
     for round in 1..=ROUNDS {
-        let (l, u) = (load.clone(), urls.clone());
-        let figures =
-            tokio::task::spawn_blocking(move || -> Result<Vec<Figures>> { u.iter().map(|url| l.run(url)).collect() })
-                .await??;
-        eprintln!(
-            "round {round}: baseline {:?}\n         cached   {:?}\n         uncached {:?}",
-            figures[0], figures[1], figures[2]
-        );
-        for (i, f) in figures.into_iter().enumerate() {
-            rounds[i].push(f);
+        let one = run_all(&latency, &urls).await?;
+        let many = run_all(&throughput, &urls).await?;
+        eprintln!("round {round}: 1 connection {one:?}\n         {} connections {many:?}", throughput.connections);
+        for (i, (a, b)) in one.into_iter().zip(many).enumerate() {
+            quiet[i].push(a);
+            busy[i].push(b);
         }
     }
-    let mut json = serde_json::json!({});
-    side(&mut json, &Comparison::from_rounds(&rounds[0], &rounds[1]))?;
-    json["uncached"] = serde_json::to_value(Comparison::from_rounds(&rounds[0], &rounds[2]))?;
-    json["envoy_version"] = version.into();
-    json["envoy_workers"] = workers.into();
-    json["connections"] = load.connections.into();
-    json["seconds_per_round"] = load.duration.as_secs().into();
-    json["rounds"] = ROUNDS.into();
-    json["wasm_bytes"] = std::fs::metadata(repo::filter_wasm("warden_identity")).map(|m| m.len()).unwrap_or(0).into();
-    json["case"] = "GET /v1/chat/completions with an RS256 JWT on every request; keys cached; filtered = default policy (verified-token cache on), uncached = verifiedTokenCache: 0".into();
-    Ok(json)
+    let mut result = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[1]))?;
+    result["uncached"] = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[2]))?;
+    let (loaded, loaded_uncached) =
+        (Comparison::from_rounds(&busy[0], &busy[1]), Comparison::from_rounds(&busy[0], &busy[2]));
+    result["throughput"] = json!({
+        "connections": throughput.connections,
+        "baseline": loaded.baseline,
+        "filtered": loaded.filtered,
+        "uncached": loaded_uncached.filtered,
+    });
+    result["envoy_version"] = version.into();
+    result["envoy_workers"] = workers.into();
+    result["connections"] = latency.connections.into();
+    result["seconds_per_round"] = latency.duration.as_secs().into();
+    result["rounds"] = ROUNDS.into();
+    result["wasm_bytes"] = std::fs::metadata(repo::filter_wasm("warden_identity")).map(|m| m.len()).unwrap_or(0).into();
+    result["case"] = "GET /v1/chat/completions with an RS256 JWT; keys cached; filtered = default policy (verified-token cache on), uncached = verifiedTokenCache: 0".into();
+    Ok(result)
 }
 
-fn print_table(json: &serde_json::Value) {
-    let row = |label: &str, side: &serde_json::Value| {
-        println!("{label:<38} {:>9} {:>9} {:>9}", side["rps"], side["p50_us"], side["p99_us"]);
+fn print_table(r: &Value) {
+    let row = |label: &str, side: &Value| {
+        println!("{label:<42} {:>9} {:>9} {:>9}", side["rps"], side["p50_us"], side["p99_us"]);
     };
     println!(
-        "\nidentity: Envoy {}, {} worker, wrk -t1 -c{}, median of {} rounds × {} s",
-        json["envoy_version"], json["envoy_workers"], json["connections"], json["rounds"], json["seconds_per_round"]
+        "\nidentity: Envoy {}, {} worker, wrk -t1 -c1, median of {} rounds x {} s",
+        r["envoy_version"], r["envoy_workers"], r["rounds"], r["seconds_per_round"]
     );
-    println!("{:<38} {:>9} {:>9} {:>9}", "", "req/s", "p50 µs", "p99 µs");
-    row("Envoy, no filter", &json["baseline"]);
-    row("Envoy + identity (token cache on)", &json["filtered"]);
-    row("Envoy + identity (verify every request)", &json["uncached"]["filtered"]);
-    println!("{:<38} {:>9} {:>9} {:>9}", "added, token cache on", "", json["added_p50_us"], json["added_p99_us"]);
+    println!("{:<42} {:>9} {:>9} {:>9}", "", "req/s", "p50 us", "p99 us");
+    row("Envoy, no filter", &r["baseline"]);
+    row("Envoy + identity (token cache on)", &r["filtered"]);
+    row("Envoy + identity (verify every request)", &r["uncached"]["filtered"]);
+    println!("{:<42} {:>9} {:>9} {:>9}", "added, token cache on", "", r["added_p50_us"], r["added_p99_us"]);
     println!(
-        "{:<38} {:>9} {:>9} {:>9}",
-        "added, verify every request", "", json["uncached"]["added_p50_us"], json["uncached"]["added_p99_us"]
+        "{:<42} {:>9} {:>9} {:>9}",
+        "added, verify every request", "", r["uncached"]["added_p50_us"], r["uncached"]["added_p99_us"]
     );
+    let t = &r["throughput"];
+    println!("\nthroughput, wrk -t1 -c{}", t["connections"]);
+    row("Envoy, no filter", &t["baseline"]);
+    row("Envoy + identity (token cache on)", &t["filtered"]);
+    row("Envoy + identity (verify every request)", &t["uncached"]);
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -118,9 +129,9 @@ async fn main() -> Result<()> {
     let version = repo::envoy_version();
     let out = repo::root().join("target/bench");
     std::fs::create_dir_all(&out)?;
-    let json = identity(&version).await.context("identity benchmark")?;
-    std::fs::write(out.join("identity.json"), serde_json::to_string_pretty(&json)?)?;
-    print_table(&json);
+    let result = identity(&version).await.context("identity benchmark")?;
+    std::fs::write(out.join("identity.json"), serde_json::to_string_pretty(&result)?)?;
+    print_table(&result);
     println!("\nwritten: target/bench/identity.json");
     Ok(())
 }

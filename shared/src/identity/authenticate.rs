@@ -69,15 +69,32 @@ pub struct Denial {
     pub required_scopes: Vec<String>,
     /// The route that decided; filled in by [`authenticate`].
     pub rule: String,
+    /// What had been verified before the request was refused (a 403 for a missing scope still
+    /// knows the agent): recorded for the audit log, never forwarded upstream.
+    pub verified: Option<Principal>,
 }
 
 impl Denial {
     pub fn unauthenticated(reason: &'static str, description: impl Into<String>) -> Self {
-        Self { status: 401, reason, description: description.into(), required_scopes: Vec::new(), rule: String::new() }
+        Self {
+            status: 401,
+            reason,
+            description: description.into(),
+            required_scopes: Vec::new(),
+            rule: String::new(),
+            verified: None,
+        }
     }
 
     pub fn forbidden(reason: &'static str, description: impl Into<String>) -> Self {
-        Self { status: 403, reason, description: description.into(), required_scopes: Vec::new(), rule: String::new() }
+        Self {
+            status: 403,
+            reason,
+            description: description.into(),
+            required_scopes: Vec::new(),
+            rule: String::new(),
+            verified: None,
+        }
     }
 
     fn from_token(error: &TokenError, which: &str) -> Self {
@@ -145,9 +162,15 @@ pub fn authenticate(policy: &CompiledIdentity, verifier: &Verifier, facts: &Requ
         let denial = Denial::forbidden("no_route", "no identity route matches this request").on_route("default");
         return Outcome::Deny(denial);
     };
-    match authenticate_on_route(policy, route, verifier, facts, now) {
-        Ok(principal) => Outcome::Allow { rule: route.name.clone(), principal },
-        Err(Failure::Denied(denial)) => Outcome::Deny(denial.on_route(&route.name)),
+    let mut principal = Principal::default();
+    match authenticate_on_route(policy, route, verifier, facts, now, &mut principal) {
+        Ok(()) => Outcome::Allow { rule: route.name.clone(), principal },
+        Err(Failure::Denied(mut denial)) => {
+            if !principal.agent.is_empty() {
+                denial.verified = Some(principal);
+            }
+            Outcome::Deny(denial.on_route(&route.name))
+        }
         Err(Failure::Wait { issuer, why }) => Outcome::WaitForKeys { rule: route.name.clone(), issuer, why },
     }
 }
@@ -188,8 +211,8 @@ fn authenticate_on_route(
     verifier: &Verifier,
     facts: &RequestFacts,
     now: SystemTime,
-) -> Result<Principal, Failure> {
-    let mut principal = Principal::default();
+    principal: &mut Principal,
+) -> Result<(), Failure> {
     let mut agent_token: Option<VerifiedToken> = None;
     let mut key_tenant: Option<String> = None;
 
@@ -198,7 +221,7 @@ fn authenticate_on_route(
             let id = spiffe::trusted_id(san, &policy.trust_domains).ok_or_else(|| {
                 Denial::unauthenticated("untrusted_peer", "the mTLS peer is not a SPIFFE ID in a trusted domain")
             })?;
-            claim_agent(&mut principal, id, AuthMethod::Mtls)?;
+            claim_agent(principal, id, AuthMethod::Mtls)?;
         }
     }
 
@@ -210,7 +233,7 @@ fn authenticate_on_route(
             // With an RFC 8693 `act` claim the token speaks for a user (`sub`), and the agent is
             // the current actor; without one, the subject is the agent itself.
             let agent = verified.actors.first().unwrap_or(&verified.subject).clone();
-            claim_agent(&mut principal, &agent, AuthMethod::Jwt)?;
+            claim_agent(principal, &agent, AuthMethod::Jwt)?;
             if !verified.actors.is_empty() {
                 principal.user = Some(verified.subject.clone());
                 principal.actors = verified.actors.clone();
@@ -224,7 +247,7 @@ fn authenticate_on_route(
         if let Some(presented) = facts.single_header(&keys_config.header)? {
             let entry = api_key::lookup(keys_config, presented.trim())
                 .ok_or_else(|| Denial::unauthenticated("unknown_api_key", "the API key is not recognised"))?;
-            claim_agent(&mut principal, &entry.agent, AuthMethod::ApiKey)?;
+            claim_agent(principal, &entry.agent, AuthMethod::ApiKey)?;
             principal.scopes.extend(entry.scopes.iter().cloned());
             key_tenant = entry.tenant.clone();
         }
@@ -305,7 +328,7 @@ fn authenticate_on_route(
             None => {}
         }
     }
-    Ok(principal)
+    Ok(())
 }
 
 /// The agent's bearer token: from the configured header, or the query parameter when (and

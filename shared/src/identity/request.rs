@@ -6,6 +6,7 @@ use super::authenticate::{authenticate, Denial, KeyWait, Outcome, RequestFacts};
 use super::compile::CompiledIdentity;
 use super::denial;
 use super::metrics;
+use super::principal::Principal;
 use super::session::{self, Binding};
 use super::token_cache::Verifier;
 use crate::attributes;
@@ -133,6 +134,8 @@ pub fn decide(
                             let mut denial =
                                 Denial::forbidden("session_agent_mismatch", "this session belongs to another agent");
                             denial.rule = rule.clone();
+                            // The agent is verified; the session it claimed is not its own.
+                            denial.verified = Some(Principal { session: None, ..principal.clone() });
                             Err(denial)
                         }
                         Ok(Binding::Opened { evicted: true }) => {
@@ -209,6 +212,12 @@ fn deny(
         reason: denial.reason,
         shadowed: policy.mode == Mode::Shadow,
     };
+    // Whatever was verified before the refusal goes to the audit log with the decision.
+    if let Some(verified) = &denial.verified {
+        for (key, value) in verified.attributes() {
+            host.set_property(&[key], value.as_bytes())?;
+        }
+    }
     record(host, &decision)?;
     if decision.shadowed {
         strip_credentials(host, policy, request)?;
