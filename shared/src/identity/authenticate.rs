@@ -71,7 +71,7 @@ pub struct Denial {
     pub rule: String,
     /// What had been verified before the request was refused (a 403 for a missing scope still
     /// knows the agent): recorded for the audit log, never forwarded upstream.
-    pub verified: Option<Principal>,
+    pub verified: Option<Box<Principal>>,
 }
 
 impl Denial {
@@ -167,7 +167,7 @@ pub fn authenticate(policy: &CompiledIdentity, verifier: &Verifier, facts: &Requ
         Ok(()) => Outcome::Allow { rule: route.name.clone(), principal },
         Err(Failure::Denied(mut denial)) => {
             if !principal.agent.is_empty() {
-                denial.verified = Some(principal);
+                denial.verified = Some(Box::new(principal));
             }
             Outcome::Deny(denial.on_route(&route.name))
         }

@@ -135,7 +135,7 @@ pub fn decide(
                                 Denial::forbidden("session_agent_mismatch", "this session belongs to another agent");
                             denial.rule = rule.clone();
                             // The agent is verified; the session it claimed is not its own.
-                            denial.verified = Some(Principal { session: None, ..principal.clone() });
+                            denial.verified = Some(Box::new(Principal { session: None, ..principal.clone() }));
                             Err(denial)
                         }
                         Ok(Binding::Opened { evicted: true }) => {
