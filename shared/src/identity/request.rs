@@ -268,5 +268,35 @@ fn strip_credentials(host: &dyn Host, policy: &CompiledIdentity, request: &Captu
             host.set_request_header(header, None)?;
         }
     }
+    if let Some(param) = &policy.agent_token.query_param {
+        if let Some(path) = without_query_param(&request.path, param) {
+            host.set_request_header(":path", Some(&path))?;
+        }
+    }
     Ok(())
+}
+
+/// `path` without every `name=...` query parameter, or `None` when it has none.
+fn without_query_param(path: &str, name: &str) -> Option<String> {
+    let (base, query) = path.split_once('?')?;
+    let is_param = |pair: &&str| pair.split_once('=').map_or(*pair, |(k, _)| k) == name;
+    if !query.split('&').any(|pair| is_param(&pair)) {
+        return None;
+    }
+    let kept: Vec<&str> = query.split('&').filter(|pair| !is_param(pair)).collect();
+    Some(if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_query_param;
+
+    #[test]
+    fn removes_only_the_named_query_parameter() {
+        assert_eq!(without_query_param("/a?access_token=x&b=1", "access_token").as_deref(), Some("/a?b=1"));
+        assert_eq!(without_query_param("/a?b=1&access_token=x", "access_token").as_deref(), Some("/a?b=1"));
+        assert_eq!(without_query_param("/a?access_token=x", "access_token").as_deref(), Some("/a"));
+        assert_eq!(without_query_param("/a?access_token_old=x", "access_token"), None);
+        assert_eq!(without_query_param("/a", "access_token"), None);
+    }
 }

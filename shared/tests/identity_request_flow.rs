@@ -1,0 +1,98 @@
+//! The request flow the filter glue runs, over an in-memory host: what is stripped, recorded,
+//! forwarded and replied.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use jsonwebtoken::Algorithm;
+use warden_policy::identity::request::{decide, strip_untrusted_headers, CapturedRequest, Step};
+use warden_policy::identity::token_cache::{TokenCache, Verifier};
+use warden_policy::testing::{tokens, MemoryHost};
+
+fn run_flow(policy: &warden_policy::identity::compile::CompiledIdentity, host: &MemoryHost) -> Step {
+    host.now_secs.set(NOW);
+    let cache = TokenCache::new(16);
+    let verifier = Verifier { keys: &NoRemoteKeys, cache: &cache };
+    let request = CapturedRequest::capture(host, policy).unwrap();
+    strip_untrusted_headers(host, policy, &request).unwrap();
+    decide(host, policy, &verifier, &request, true).unwrap()
+}
+
+fn policy_with(extra: &str) -> warden_policy::identity::compile::CompiledIdentity {
+    compile(&policy_yaml(
+        "[RS256]",
+        &format!("  forward:\n    agent: x-agent-id\n    tenant: x-warden-tenant\n{extra}"),
+    ))
+}
+
+#[test]
+fn an_allowed_request_is_recorded_forwarded_and_stripped() {
+    let policy = policy_with("");
+    let auth = format!("Bearer {}", signed(&tokens::rsa(Algorithm::RS256)));
+    let host = MemoryHost::with_headers(&[
+        (":authority", "gw"),
+        (":path", "/v1/chat"),
+        ("x-request-id", "r-1"),
+        ("authorization", &auth),
+        ("x-agent-id", "forged"),
+        ("x-warden-user", "forged-user"),
+    ]);
+    let step = run_flow(&policy, &host);
+    assert!(matches!(step, Step::Continue(_)), "{step:?}");
+    let properties = host.properties.borrow();
+    assert_eq!(properties.get("warden.agent").map(Vec::as_slice), Some(&b"agent-planner"[..]));
+    assert_eq!(properties.get("warden.tenant").map(Vec::as_slice), Some(&b"acme"[..]));
+    assert_eq!(
+        properties.get("warden.decision.identity").map(Vec::as_slice),
+        Some(&b"allow;rule=api;reason=authenticated"[..])
+    );
+    assert_eq!(
+        host.header("x-agent-id").as_deref(),
+        Some("agent-planner"),
+        "forged value replaced by the verified one"
+    );
+    assert_eq!(host.header("x-warden-user"), None);
+    assert_eq!(host.header("authorization"), None);
+    assert_eq!(host.metric("warden.identity.allowed"), 1);
+}
+
+#[test]
+fn a_denied_request_gets_a_local_reply_and_no_principal() {
+    let policy = policy_with("");
+    let host = MemoryHost::with_headers(&[
+        (":authority", "gw"),
+        (":path", "/v1/chat"),
+        ("x-request-id", "r-2"),
+        ("x-agent-id", "forged"),
+    ]);
+    let step = run_flow(&policy, &host);
+    assert!(matches!(step, Step::Replied(_)), "{step:?}");
+    let reply = host.reply.borrow();
+    let reply = reply.as_ref().unwrap();
+    assert_eq!(reply.status, 401);
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["request_id"], "r-2");
+    assert!(host.properties.borrow().get("warden.agent").is_none());
+    assert_eq!(host.header("x-agent-id"), None);
+    assert_eq!(host.metric("warden.identity.denied.missing_credentials"), 1);
+}
+
+#[test]
+fn a_token_in_the_query_is_removed_from_the_upstream_url() {
+    let policy = policy_with("  agentToken:\n    queryParam: access_token\n");
+    let token = signed(&tokens::rsa(Algorithm::RS256));
+    let path = format!("/v1/chat?stream=true&access_token={token}");
+    let host = MemoryHost::with_headers(&[(":authority", "gw"), (":path", &path)]);
+    assert!(matches!(run_flow(&policy, &host), Step::Continue(_)));
+    assert_eq!(host.header(":path").as_deref(), Some("/v1/chat?stream=true"));
+}
+
+#[test]
+fn forward_credentials_keeps_them() {
+    let policy = policy_with("  forwardCredentials: true\n");
+    let auth = format!("Bearer {}", signed(&tokens::rsa(Algorithm::RS256)));
+    let host = MemoryHost::with_headers(&[(":authority", "gw"), (":path", "/v1/chat"), ("authorization", &auth)]);
+    assert!(matches!(run_flow(&policy, &host), Step::Continue(_)));
+    assert_eq!(host.header("authorization"), Some(auth));
+}
