@@ -84,6 +84,7 @@ demo: build
 	examples/identity/run.sh --demo
 
 bench: setup-bench build
+	cargo build --locked --release --target wasm32-wasip1 -p warden-noop-filter
 	cargo run --locked -q -p warden-integration-tests --bin warden-bench
 
 fmt:

@@ -23,6 +23,7 @@ pub struct EnvoyBuilder {
     clusters: BTreeMap<String, u16>,
     concurrency: u32,
     removed_filters: Vec<String>,
+    code: BTreeMap<String, PathBuf>,
 }
 
 pub struct Envoy {
@@ -43,6 +44,7 @@ impl Envoy {
             clusters: BTreeMap::new(),
             concurrency: 2,
             removed_filters: Vec::new(),
+            code: BTreeMap::new(),
         }
     }
 
@@ -138,6 +140,13 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Runs another `.wasm` in place of the Wasm filter named `filter` (same position, same
+    /// configuration): e.g. a do-nothing filter, to measure the Wasm runtime's own cost.
+    pub fn wasm_code(mut self, filter: &str, wasm: &Path) -> Self {
+        self.code.insert(filter.to_string(), wasm.to_path_buf());
+        self
+    }
+
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
         self
@@ -169,6 +178,11 @@ impl EnvoyBuilder {
         }
         for (filter, policy) in &self.policies {
             if replace_policy(&mut config, filter, policy) == 0 {
+                bail!("no Wasm filter named {filter} in {}", self.config.display());
+            }
+        }
+        for (filter, wasm) in &self.code {
+            if !replace_code(&mut config, filter, wasm) {
                 bail!("no Wasm filter named {filter} in {}", self.config.display());
             }
         }
@@ -310,6 +324,33 @@ fn replace_policy(value: &mut Value, filter: &str, policy: &str) -> usize {
         }
         Value::Sequence(items) => items.iter_mut().map(|item| replace_policy(item, filter, policy)).sum(),
         _ => 0,
+    }
+}
+
+/// Points the Wasm filter named `filter` at another module; false when there is none.
+fn replace_code(value: &mut Value, filter: &str, wasm: &Path) -> bool {
+    match value {
+        Value::Mapping(map) => {
+            let mut found = false;
+            if map.get("name").and_then(Value::as_str) == Some(filter) {
+                if let Some(local) = map
+                    .get_mut("typed_config")
+                    .and_then(|t| t.get_mut("config"))
+                    .and_then(|c| c.get_mut("vm_config"))
+                    .and_then(|v| v.get_mut("code"))
+                    .and_then(|c| c.get_mut("local"))
+                {
+                    local["filename"] = Value::from(wasm.display().to_string());
+                    found = true;
+                }
+            }
+            for (_, child) in map.iter_mut() {
+                found |= replace_code(child, filter, wasm);
+            }
+            found
+        }
+        Value::Sequence(items) => items.iter_mut().fold(false, |found, item| replace_code(item, filter, wasm) | found),
+        _ => false,
     }
 }
 

@@ -2,12 +2,13 @@
 //!
 //! identity: an RS256 JWT on every request through `envoy/identity.yaml`, keys cached, measured
 //! twice: with the default verified-token cache (a repeated token is verified once per VM) and
-//! with the cache off (the signature is checked on every request).
+//! with the cache off (the signature is checked on every request). A fourth Envoy runs a Wasm
+//! filter that does nothing in the same place, to show what the Wasm runtime itself costs.
 //!
 //! Latency is measured with one connection, so each request is alone and the added time is the
-//! filter's own cost rather than queueing; throughput with eight connections on one Envoy worker.
-//! Rounds alternate between the sides so that drift on this shared machine hits them alike.
-//! Writes `target/bench/identity.json` and prints a table.
+//! filter's own cost rather than queueing; throughput with eight connections on one Envoy worker,
+//! from which the CPU time each request adds is read off. Rounds alternate between the sides so
+//! that drift on this shared machine hits them alike. Writes `target/bench/identity.json`.
 
 use anyhow::{Context, Result};
 use jsonwebtoken::Algorithm;
@@ -21,6 +22,12 @@ use warden_policy::testing::tokens;
 
 const ROUNDS: usize = 3;
 const CONFIG: &str = "envoy/identity.yaml";
+const SIDES: [&str; 4] = [
+    "Envoy, no filter",
+    "Envoy + a Wasm filter that does nothing",
+    "Envoy + identity (token cache on)",
+    "Envoy + identity (verify every request)",
+];
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -46,9 +53,12 @@ async fn identity(version: &str) -> Result<Value> {
     };
     let uncached_policy =
         config_policy(CONFIG, "warden.identity")?.replacen("identity:\n", "identity:\n  verifiedTokenCache: 0\n", 1);
-    let baseline = builder().without_filter("warden.identity").start().await?;
-    let cached = builder().start().await?;
-    let uncached = builder().policy("warden.identity", &uncached_policy).start().await?;
+    let envoys = [
+        builder().without_filter("warden.identity").start().await?,
+        builder().wasm_code("warden.identity", &repo::filter_wasm("warden_noop_filter")).start().await?,
+        builder().start().await?,
+        builder().policy("warden.identity", &uncached_policy).start().await?,
+    ];
 
     let now = tokens::now_secs();
     let claims = json!({
@@ -61,16 +71,14 @@ async fn identity(version: &str) -> Result<Value> {
         headers: vec![("authorization".into(), format!("Bearer {}", tokens::token(&rsa, &claims)))],
     };
     let throughput = Load { connections: env_u64("WARDEN_BENCH_CONNECTIONS", 8) as u32, ..latency.clone() };
-    let path = "/v1/chat/completions";
-    let urls: Vec<String> =
-        [&baseline, &cached, &uncached].iter().map(|e| format!("{}{path}", e.url("agents_plain"))).collect();
+    let urls: Vec<String> = envoys.iter().map(|e| format!("{}/v1/chat/completions", e.url("agents_plain"))).collect();
 
     // Warm up every side: the first requests also wait for the key set.
     tokio::time::sleep(Duration::from_millis(500)).await;
     run_all(&Load { duration: Duration::from_secs(1), ..throughput.clone() }, &urls).await?;
 
-    let mut quiet: [Vec<Figures>; 3] = Default::default();
-    let mut busy: [Vec<Figures>; 3] = Default::default();
+    let mut quiet: [Vec<Figures>; 4] = Default::default();
+    let mut busy: [Vec<Figures>; 4] = Default::default();
     for round in 1..=ROUNDS {
         let one = run_all(&latency, &urls).await?;
         let many = run_all(&throughput, &urls).await?;
@@ -80,15 +88,20 @@ async fn identity(version: &str) -> Result<Value> {
             busy[i].push(b);
         }
     }
-    let mut result = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[1]))?;
-    result["uncached"] = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[2]))?;
-    let (loaded, loaded_uncached) =
-        (Comparison::from_rounds(&busy[0], &busy[1]), Comparison::from_rounds(&busy[0], &busy[2]));
+
+    let mut result = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[2]))?;
+    result["wasm_noop"] = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[1]))?;
+    result["uncached"] = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[3]))?;
+    let loaded: Vec<Figures> = (0..4).map(|i| Comparison::from_rounds(&busy[0], &busy[i]).filtered).collect();
+    // CPU time each request adds on the one worker: 1/rps(side) - 1/rps(no filter).
+    let cpu = |side: &Figures| ((1e6 / side.rps - 1e6 / loaded[0].rps) * 10.0).round() / 10.0;
     result["throughput"] = json!({
         "connections": throughput.connections,
-        "baseline": loaded.baseline,
-        "filtered": loaded.filtered,
-        "uncached": loaded_uncached.filtered,
+        "baseline": loaded[0],
+        "wasm_noop": loaded[1],
+        "filtered": loaded[2],
+        "uncached": loaded[3],
+        "added_cpu_us_per_request": {"wasm_noop": cpu(&loaded[1]), "filtered": cpu(&loaded[2]), "uncached": cpu(&loaded[3])},
     });
     result["envoy_version"] = version.into();
     result["envoy_workers"] = workers.into();
@@ -96,32 +109,37 @@ async fn identity(version: &str) -> Result<Value> {
     result["seconds_per_round"] = latency.duration.as_secs().into();
     result["rounds"] = ROUNDS.into();
     result["wasm_bytes"] = std::fs::metadata(repo::filter_wasm("warden_identity")).map(|m| m.len()).unwrap_or(0).into();
-    result["case"] = "GET /v1/chat/completions with an RS256 JWT; keys cached; filtered = default policy (verified-token cache on), uncached = verifiedTokenCache: 0".into();
+    result["case"] = "GET /v1/chat/completions with an RS256 JWT; keys cached; filtered = default policy (verified-token cache on), uncached = verifiedTokenCache: 0, wasm_noop = a Wasm filter that does nothing".into();
     Ok(result)
 }
 
 fn print_table(r: &Value) {
-    let row = |label: &str, side: &Value| {
-        println!("{label:<42} {:>9} {:>9} {:>9}", side["rps"], side["p50_us"], side["p99_us"]);
-    };
     println!(
-        "\nidentity: Envoy {}, {} worker, wrk -t1 -c1, median of {} rounds x {} s",
+        "\nidentity latency: Envoy {}, {} worker, wrk -t1 -c1, median of {} rounds x {} s",
         r["envoy_version"], r["envoy_workers"], r["rounds"], r["seconds_per_round"]
     );
-    println!("{:<42} {:>9} {:>9} {:>9}", "", "req/s", "p50 us", "p99 us");
-    row("Envoy, no filter", &r["baseline"]);
-    row("Envoy + identity (token cache on)", &r["filtered"]);
-    row("Envoy + identity (verify every request)", &r["uncached"]["filtered"]);
-    println!("{:<42} {:>9} {:>9} {:>9}", "added, token cache on", "", r["added_p50_us"], r["added_p99_us"]);
-    println!(
-        "{:<42} {:>9} {:>9} {:>9}",
-        "added, verify every request", "", r["uncached"]["added_p50_us"], r["uncached"]["added_p99_us"]
-    );
+    println!("{:<42} {:>9} {:>9} {:>9} {:>12} {:>12}", "", "req/s", "p50 us", "p99 us", "added p50", "added p99");
+    let latency = [&r["baseline"], &r["wasm_noop"]["filtered"], &r["filtered"], &r["uncached"]["filtered"]];
+    let added = [None, Some(&r["wasm_noop"]), Some(r), Some(&r["uncached"])];
+    for ((label, side), added) in SIDES.iter().zip(latency).zip(added) {
+        let (p50, p99) = added
+            .map_or((String::new(), String::new()), |a| (a["added_p50_us"].to_string(), a["added_p99_us"].to_string()));
+        println!("{label:<42} {:>9} {:>9} {:>9} {p50:>12} {p99:>12}", side["rps"], side["p50_us"], side["p99_us"]);
+    }
     let t = &r["throughput"];
-    println!("\nthroughput, wrk -t1 -c{}", t["connections"]);
-    row("Envoy, no filter", &t["baseline"]);
-    row("Envoy + identity (token cache on)", &t["filtered"]);
-    row("Envoy + identity (verify every request)", &t["uncached"]);
+    println!("\nidentity throughput: wrk -t1 -c{}", t["connections"]);
+    println!("{:<42} {:>9} {:>18}", "", "req/s", "added CPU us/req");
+    let cpu = &t["added_cpu_us_per_request"];
+    let rows = [
+        (&t["baseline"], Value::Null),
+        (&t["wasm_noop"], cpu["wasm_noop"].clone()),
+        (&t["filtered"], cpu["filtered"].clone()),
+        (&t["uncached"], cpu["uncached"].clone()),
+    ];
+    for (label, (side, cpu)) in SIDES.iter().zip(rows) {
+        let cpu = if cpu.is_null() { String::new() } else { cpu.to_string() };
+        println!("{label:<42} {:>9} {cpu:>18}", side["rps"]);
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
