@@ -8,6 +8,8 @@ SHELL := /bin/bash
 ENVOY_VERSIONS := 1.40.0 1.36.4
 ENVOY_NEWEST := $(firstword $(ENVOY_VERSIONS))
 FILTERS := identity
+# Test-only filters: a do-nothing reference for `make bench`, a probe for the wasm host's own tests.
+TEST_FILTERS := warden-noop-filter warden-probe-filter
 PY := .venv/py/bin/python
 PIP := .venv/py/bin/pip
 PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4
@@ -51,7 +53,7 @@ setup-bench: setup
 	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
 
 build: setup
-	cargo build --locked --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f))
+	cargo build --locked --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f)) $(foreach f,$(TEST_FILTERS),-p $(f))
 	cargo build --locked -p warden-integration-tests --bins
 	@for w in $(WASM); do printf '%-58s %8d bytes\n' "$$w" "$$(stat -c %s $$w)"; done
 
@@ -62,7 +64,7 @@ test-unit:
 	$(TEST) -p warden-integration-tests --lib --bins
 
 test-harness:
-	$(TEST) -p warden-integration-tests --test identity_harness --test examples
+	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test examples
 
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \
@@ -84,7 +86,6 @@ demo: build
 	examples/identity/run.sh --demo
 
 bench: setup-bench build
-	cargo build --locked --release --target wasm32-wasip1 -p warden-noop-filter
 	cargo run --locked -q -p warden-integration-tests --bin warden-bench
 
 fmt:
@@ -93,7 +94,7 @@ fmt:
 lint: setup
 	cargo fmt --all --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
-	cargo clippy --locked --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f)) -p warden-policy -- -D warnings
+	cargo clippy --locked --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f)) $(foreach f,$(TEST_FILTERS),-p $(f)) -p warden-policy -- -D warnings
 
 clean:
 	cargo clean

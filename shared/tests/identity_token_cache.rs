@@ -37,11 +37,14 @@ fn counting_keys() -> CountingKeys {
     CountingKeys { set, lookups: Cell::new(0) }
 }
 
+/// A policy with one remote issuer, its loaded keys, and a cache of `size` entries.
+fn setup(size: usize) -> (warden_policy::identity::compile::CompiledIdentity, CountingKeys, TokenCache) {
+    (remote_policy(), counting_keys(), TokenCache::new(size))
+}
+
 #[test]
 fn a_repeated_token_is_verified_once() {
-    let policy = remote_policy();
-    let keys = counting_keys();
-    let cache = TokenCache::new(16);
+    let (policy, keys, cache) = setup(16);
     let verifier = Verifier { keys: &keys, cache: &cache };
     let token = signed(&tokens::rsa(Algorithm::RS256));
     for _ in 0..5 {
@@ -53,9 +56,7 @@ fn a_repeated_token_is_verified_once() {
 
 #[test]
 fn a_cached_token_still_expires() {
-    let policy = remote_policy();
-    let keys = counting_keys();
-    let cache = TokenCache::new(16);
+    let (policy, keys, cache) = setup(16);
     let verifier = Verifier { keys: &keys, cache: &cache };
     let token = signed(&tokens::rsa(Algorithm::RS256)); // exp = NOW + 300, skew 60 s
     verifier.verify(&token, &policy, &[0], now()).unwrap();
@@ -65,9 +66,7 @@ fn a_cached_token_still_expires() {
 
 #[test]
 fn a_cached_token_is_refused_where_its_issuer_is_not_accepted() {
-    let policy = remote_policy();
-    let keys = counting_keys();
-    let cache = TokenCache::new(16);
+    let (policy, keys, cache) = setup(16);
     let verifier = Verifier { keys: &keys, cache: &cache };
     let token = signed(&tokens::rsa(Algorithm::RS256));
     verifier.verify(&token, &policy, &[0], now()).unwrap();
@@ -76,9 +75,7 @@ fn a_cached_token_is_refused_where_its_issuer_is_not_accepted() {
 
 #[test]
 fn failures_are_not_cached_and_a_tampered_token_is_no_hit() {
-    let policy = remote_policy();
-    let keys = counting_keys();
-    let cache = TokenCache::new(16);
+    let (policy, keys, cache) = setup(16);
     let verifier = Verifier { keys: &keys, cache: &cache };
     let token = signed(&tokens::rsa(Algorithm::RS256));
     verifier.verify(&token, &policy, &[0], now()).unwrap();
@@ -89,9 +86,7 @@ fn failures_are_not_cached_and_a_tampered_token_is_no_hit() {
 
 #[test]
 fn the_cache_is_bounded() {
-    let policy = remote_policy();
-    let keys = counting_keys();
-    let cache = TokenCache::new(2);
+    let (policy, keys, cache) = setup(2);
     let verifier = Verifier { keys: &keys, cache: &cache };
     for i in 0..5 {
         let mut c = claims();
@@ -103,9 +98,7 @@ fn the_cache_is_bounded() {
 
 #[test]
 fn a_zero_sized_cache_verifies_every_time() {
-    let policy = remote_policy();
-    let keys = counting_keys();
-    let cache = TokenCache::new(0);
+    let (policy, keys, cache) = setup(0);
     let verifier = Verifier { keys: &keys, cache: &cache };
     let token = signed(&tokens::rsa(Algorithm::RS256));
     verifier.verify(&token, &policy, &[0], now()).unwrap();

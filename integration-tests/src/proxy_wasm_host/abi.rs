@@ -54,6 +54,17 @@ fn buffer_mut(state: &mut VmState, buffer_type: i32) -> Option<&mut Vec<u8>> {
     }
 }
 
+/// Returns a value the way every proxy-wasm "get" does, or NOT_FOUND when there is none.
+fn return_found(c: &mut C, value: Option<Vec<u8>>, ptr_out: i32, size_out: i32) -> Result<i32> {
+    match value {
+        Some(value) => {
+            return_bytes(c, &value, ptr_out, size_out)?;
+            Ok(STATUS_OK)
+        }
+        None => Ok(STATUS_NOT_FOUND),
+    }
+}
+
 pub fn link(linker: &mut Linker<VmState>) -> Result<()> {
     linker.func_wrap("env", "proxy_log", |mut c: C, level: i32, ptr: i32, len: i32| -> Result<i32> {
         let message = String::from_utf8_lossy(&read(&mut c, ptr, len)?).into_owned();
@@ -120,13 +131,7 @@ fn link_maps(linker: &mut Linker<VmState>) -> Result<()> {
             let key = read_string(&mut c, key_ptr, key_len)?.to_ascii_lowercase();
             let value =
                 map_mut(c.data_mut(), map).and_then(|m| m.iter().find(|(k, _)| *k == key).map(|(_, v)| v.clone()));
-            match value {
-                Some(value) => {
-                    return_bytes(&mut c, &value, ptr_out, size_out)?;
-                    Ok(STATUS_OK)
-                }
-                None => Ok(STATUS_NOT_FOUND),
-            }
+            return_found(&mut c, value, ptr_out, size_out)
         },
     )?;
     linker.func_wrap(
@@ -217,13 +222,7 @@ fn link_properties_and_shared_data(linker: &mut Linker<VmState>) -> Result<()> {
                 .and_then(|s| s.properties.get(&key))
                 .or_else(|| state.root_properties.get(&key))
                 .cloned();
-            match value {
-                Some(value) => {
-                    return_bytes(&mut c, &value, ptr_out, size_out)?;
-                    Ok(STATUS_OK)
-                }
-                None => Ok(STATUS_NOT_FOUND),
-            }
+            return_found(&mut c, value, ptr_out, size_out)
         },
     )?;
     linker.func_wrap(

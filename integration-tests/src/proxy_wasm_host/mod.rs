@@ -294,7 +294,8 @@ impl Vm {
         result
     }
 
-    /// Answers a gRPC callout with one message and status OK.
+    /// Answers a unary gRPC callout with one message, as Envoy reports a success: the message
+    /// alone, no close.
     pub fn respond_grpc_call(&mut self, token: u32, message: &[u8]) -> Result<()> {
         let call = self.take_grpc_call(token)?;
         self.store.data_mut().answer = Some(CalloutAnswer { body: message.to_vec(), ..CalloutAnswer::default() });
@@ -304,11 +305,11 @@ impl Vm {
             (call.context_id as i32, token as i32, message.len() as i32),
         );
         self.store.data_mut().answer = None;
-        received?;
-        self.call::<(i32, i32, i32), ()>("proxy_on_grpc_close", (call.context_id as i32, token as i32, 0))
+        received
     }
 
-    /// Closes a gRPC callout with a failure status (14 unavailable, 4 deadline exceeded ...).
+    /// Fails a gRPC callout as Envoy does: a close with the status (14 unavailable, 4 deadline
+    /// exceeded for a time-out ...).
     pub fn fail_grpc_call(&mut self, token: u32, grpc_status: u32) -> Result<()> {
         let call = self.take_grpc_call(token)?;
         self.enter(call.context_id);
