@@ -214,6 +214,19 @@ fn a_waiting_request_passes_unauthenticated_with_failure_mode_allow() {
 }
 
 #[test]
+fn a_fetch_that_cannot_be_sent_releases_waiting_requests_at_once() {
+    let env = HostEnv::default();
+    let mut vm = plugin().start(&env, remote_policy("").as_bytes()).unwrap();
+    vm.forget_cluster("jwks");
+    let (stream, action) = request(&mut vm, &token_for(&tokens::rsa(Algorithm::RS256), &env, "a"), &[]);
+    assert_eq!(action, Action::Pause);
+    vm.tick().unwrap();
+    let reply = vm.local_reply(stream).expect("decided on the same tick, not after keyWait");
+    assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (401, Some("keys_unavailable")));
+    assert_eq!(env.metric("warden.identity.jwks_fetch.failure"), 1);
+}
+
+#[test]
 fn a_hung_fetch_releases_waiting_requests_after_key_wait() {
     let env = HostEnv::default();
     let mut vm = plugin().start(&env, remote_policy("").as_bytes()).unwrap();

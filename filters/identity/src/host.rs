@@ -22,6 +22,14 @@ fn failed(call: &'static str, status: Status) -> HostError {
 /// The host as seen from whichever context is current (or made effective by the root).
 pub struct ProxyHost;
 
+/// Refuses the current request after a host call failed: a request nobody could check is
+/// never passed on.
+pub fn refuse_after_host_fault(error: &HostError) {
+    log::error!("warden identity: host call failed: {error}");
+    let body = br#"{"error":{"message":"identity check failed","type":"service_unavailable","code":"host_error"}}"#;
+    let _ = ProxyHost.send_local_reply(503, &[("content-type", "application/json")], body);
+}
+
 impl ProxyHost {
     fn metric_id(metric: &str, kind: MetricType) -> Result<u32, HostError> {
         if let Some(id) = METRICS.with(|m| m.borrow().get(metric).copied()) {

@@ -1,9 +1,8 @@
 //! HTTP context: capture the request, strip what clients must not set, decide, and pause when
 //! the keys needed are still being fetched.
 
-use crate::host::ProxyHost;
-use crate::root::{action_for, State, Waiting};
-use log::error;
+use crate::host::{refuse_after_host_fault, ProxyHost};
+use crate::root::{State, Waiting};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
@@ -60,15 +59,16 @@ impl HttpContext for IdentityHttp {
         match self.on_request() {
             Ok(action) => action,
             Err(e) => {
-                // A host fault: refuse rather than pass a request nobody checked.
-                error!("warden identity: host call failed: {e}");
-                let _ = ProxyHost.send_local_reply(
-                    503,
-                    &[("content-type", "application/json")],
-                    br#"{"error":{"message":"identity check failed","type":"service_unavailable","code":"host_error"}}"#,
-                );
+                refuse_after_host_fault(&e);
                 Action::Pause
             }
         }
+    }
+}
+
+fn action_for(step: &Step) -> Action {
+    match step {
+        Step::Continue(_) => Action::Continue,
+        Step::Replied(_) | Step::WaitForKeys { .. } => Action::Pause,
     }
 }

@@ -1,11 +1,11 @@
 //! Root context: configure once, fetch remote key sets, resume requests that waited for them.
 
-use crate::host::ProxyHost;
+use crate::host::{refuse_after_host_fault, ProxyHost};
 use crate::http::IdentityHttp;
 use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use proxy_wasm::types::{BufferType, ContextType, MapType};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -113,10 +113,7 @@ impl IdentityRoot {
                     let _ = hostcalls::resume_http_request();
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    error!("warden identity: deciding a waiting request failed: {e}");
-                    let _ = ProxyHost.send_local_reply(503, &[("content-type", "application/json")], br#"{"error":{"message":"identity check failed","type":"service_unavailable","code":"host_error"}}"#);
-                }
+                Err(e) => refuse_after_host_fault(&e),
             }
         }
     }
@@ -189,13 +186,20 @@ impl RootContext for IdentityRoot {
             return;
         };
         let now = ProxyHost.now();
-        {
+        let unsent: Vec<usize> = {
             let mut s = state.borrow_mut();
+            let mut unsent = Vec::new();
             for fetch in s.keys.due_fetches(now) {
-                s.dispatch(fetch, now);
+                let issuer = fetch.issuer;
+                if !s.dispatch(fetch, now) {
+                    unsent.push(issuer);
+                }
             }
-        }
-        Self::release(&state, |w| now >= w.deadline);
+            unsent
+        };
+        // Requests waiting for a fetch that could not even be sent are decided now; the others
+        // when their answer arrives or their `keyWait` runs out.
+        Self::release(&state, |w| now >= w.deadline || unsent.contains(&w.issuer));
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -205,12 +209,5 @@ impl RootContext for IdentityRoot {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
-    }
-}
-
-pub fn action_for(step: &Step) -> Action {
-    match step {
-        Step::Continue(_) => Action::Continue,
-        Step::Replied(_) | Step::WaitForKeys { .. } => Action::Pause,
     }
 }

@@ -325,6 +325,9 @@ fn link_streams_and_callouts(linker: &mut Linker<VmState>) -> Result<()> {
                 .collect();
             let body = read(&mut c, b_ptr, b_len)?;
             let state = c.data_mut();
+            if state.unknown_clusters.contains(&upstream) {
+                return Ok(STATUS_BAD_ARGUMENT); // what Envoy answers for a cluster it does not have
+            }
             let token = state.next_token;
             state.next_token += 1;
             let call = HttpCall {

@@ -253,6 +253,11 @@ impl Vm {
         Ok(())
     }
 
+    /// Makes HTTP callouts to `cluster` fail to dispatch, as Envoy does for a cluster it lacks.
+    pub fn forget_cluster(&mut self, cluster: &str) {
+        self.store.data_mut().unknown_clusters.push(cluster.to_string());
+    }
+
     /// HTTP callouts dispatched and not answered yet.
     pub fn http_calls(&self) -> Vec<HttpCall> {
         self.store.data().http_calls.clone()

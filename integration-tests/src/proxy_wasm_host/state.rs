@@ -189,6 +189,8 @@ pub struct VmState {
     pub(crate) logs: Vec<LogLine>,
     pub(crate) metric_names: Vec<String>,
     pub(crate) stdout: Vec<u8>,
+    /// Clusters the host does not know: callouts to them fail to dispatch.
+    pub(crate) unknown_clusters: Vec<String>,
 }
 
 impl VmState {
@@ -209,6 +211,7 @@ impl VmState {
             logs: Vec::new(),
             metric_names: Vec::new(),
             stdout: Vec::new(),
+            unknown_clusters: Vec::new(),
         }
     }
 
