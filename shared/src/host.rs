@@ -4,7 +4,7 @@
 //! [`HostError`] rather than unwrapping it (an unwrapped `BadArgument` aborts the VM for every
 //! request on that worker). Tests implement it in memory.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
@@ -37,6 +37,10 @@ pub trait Host {
     fn increment(&self, metric: &str, by: i64) -> Result<(), HostError>;
     /// Sets a gauge, defining it on first use.
     fn set_gauge(&self, metric: &str, value: u64) -> Result<(), HostError>;
+
+    /// Sends an HTTP request to an Envoy cluster; the answer comes to the calling context's
+    /// callback with the returned token. Fails when the cluster is unknown.
+    fn http_call(&self, cluster: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<u32, HostError>;
 
     /// Ends the stream with a reply generated here; the upstream is never called.
     fn send_local_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;

@@ -22,6 +22,8 @@ pub struct MemoryHost {
     failing_cas_writes: Cell<u32>,
     pub reply: RefCell<Option<LocalReply>>,
     pub metrics: RefCell<BTreeMap<String, i64>>,
+    /// HTTP callouts sent: (cluster, headers).
+    pub http_calls: RefCell<Vec<(String, Vec<(String, String)>)>>,
 }
 
 impl MemoryHost {
@@ -117,6 +119,17 @@ impl Host for MemoryHost {
     fn set_gauge(&self, metric: &str, value: u64) -> Result<(), HostError> {
         self.metrics.borrow_mut().insert(metric.to_string(), value as i64);
         Ok(())
+    }
+
+    fn http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        _timeout: std::time::Duration,
+    ) -> Result<u32, HostError> {
+        let mut calls = self.http_calls.borrow_mut();
+        calls.push((cluster.to_string(), headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()));
+        Ok(calls.len() as u32)
     }
 
     fn send_local_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {

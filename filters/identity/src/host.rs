@@ -4,7 +4,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, MetricType, Status};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use warden_policy::host::{Host, HostError};
 
 thread_local! {
@@ -81,6 +81,11 @@ impl Host for ProxyHost {
     fn set_gauge(&self, metric: &str, value: u64) -> Result<(), HostError> {
         let id = Self::metric_id(metric, MetricType::Gauge)?;
         hostcalls::record_metric(id, value).map_err(|s| failed("record_metric", s))
+    }
+
+    fn http_call(&self, cluster: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<u32, HostError> {
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout)
+            .map_err(|s| failed("dispatch_http_call", s))
     }
 
     fn send_local_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {

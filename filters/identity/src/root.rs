@@ -46,13 +46,13 @@ impl State {
     /// Sends a key-set fetch as an HTTP callout; a fetch that cannot be sent counts as failed.
     pub fn dispatch(&mut self, fetch: FetchRequest, now: SystemTime) -> bool {
         let headers: Vec<(&str, &str)> = fetch.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        match hostcalls::dispatch_http_call(&fetch.cluster, headers, None, vec![], fetch.timeout) {
+        match ProxyHost.http_call(&fetch.cluster, &headers, fetch.timeout) {
             Ok(token) => {
                 self.callouts.insert(token, fetch.issuer);
                 true
             }
-            Err(status) => {
-                warn!("warden identity: cannot fetch keys from cluster {:?}: {status:?}", fetch.cluster);
+            Err(error) => {
+                warn!("warden identity: cannot fetch keys from cluster {:?}: {error}", fetch.cluster);
                 let _ = self.keys.complete(fetch.issuer, Err(()), now);
                 let _ = ProxyHost.increment(metrics::JWKS_FETCH_FAILURE, 1);
                 false
