@@ -21,7 +21,7 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 0' INT TERM # Ctrl-C is how `make run` is meant to stop
 
 for port in 10000 10443 9901 18080 18081; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
