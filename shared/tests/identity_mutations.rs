@@ -41,7 +41,12 @@ impl Rng {
 #[test]
 fn every_single_character_change_to_a_valid_token_is_refused() {
     let policy = hmac_policy();
-    let token = sign_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &claims().to_string(), &EncodingKey::from_secret(SECRET), Algorithm::HS256);
+    let token = sign_raw(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &claims().to_string(),
+        &EncodingKey::from_secret(SECRET),
+        Algorithm::HS256,
+    );
     assert_eq!(verify(&policy, &token).as_deref(), Ok("agent-planner"));
     let alphabet = b"AQgw09-_.=+/ ";
     let mut checked = 0;
@@ -53,7 +58,11 @@ fn every_single_character_change_to_a_valid_token_is_refused() {
             }
             mutated[position] = replacement;
             let mutated = String::from_utf8(mutated).unwrap();
-            assert!(verify(&policy, &mutated).is_err(), "a token changed at byte {position} to {:?} verified", replacement as char);
+            assert!(
+                verify(&policy, &mutated).is_err(),
+                "a token changed at byte {position} to {:?} verified",
+                replacement as char
+            );
             checked += 1;
         }
     }
@@ -63,7 +72,8 @@ fn every_single_character_change_to_a_valid_token_is_refused() {
 #[test]
 fn truncated_and_extended_tokens_are_refused() {
     let policy = hmac_policy();
-    let token = sign_raw(r#"{"alg":"HS256"}"#, &claims().to_string(), &EncodingKey::from_secret(SECRET), Algorithm::HS256);
+    let token =
+        sign_raw(r#"{"alg":"HS256"}"#, &claims().to_string(), &EncodingKey::from_secret(SECRET), Algorithm::HS256);
     for end in 0..token.len() {
         assert!(verify(&policy, &token[..end]).is_err(), "prefix of {end} bytes verified");
     }
