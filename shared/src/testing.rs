@@ -12,6 +12,13 @@ pub struct LocalReply {
     pub body: Vec<u8>,
 }
 
+/// An HTTP callout a test host was asked to send.
+#[derive(Debug, Clone)]
+pub struct SentHttpCall {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+}
+
 #[derive(Debug, Default)]
 pub struct MemoryHost {
     pub now_secs: Cell<u64>,
@@ -22,8 +29,7 @@ pub struct MemoryHost {
     failing_cas_writes: Cell<u32>,
     pub reply: RefCell<Option<LocalReply>>,
     pub metrics: RefCell<BTreeMap<String, i64>>,
-    /// HTTP callouts sent: (cluster, headers).
-    pub http_calls: RefCell<Vec<(String, Vec<(String, String)>)>>,
+    pub http_calls: RefCell<Vec<SentHttpCall>>,
 }
 
 impl MemoryHost {
@@ -128,7 +134,8 @@ impl Host for MemoryHost {
         _timeout: std::time::Duration,
     ) -> Result<u32, HostError> {
         let mut calls = self.http_calls.borrow_mut();
-        calls.push((cluster.to_string(), headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()));
+        let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        calls.push(SentHttpCall { cluster: cluster.to_string(), headers });
         Ok(calls.len() as u32)
     }
 
