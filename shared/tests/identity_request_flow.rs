@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use jsonwebtoken::Algorithm;
+use warden_policy::host::Host;
 use warden_policy::identity::request::{decide, strip_untrusted_headers, CapturedRequest, Step};
 use warden_policy::identity::token_cache::{TokenCache, Verifier};
 use warden_policy::testing::{tokens, MemoryHost};
@@ -95,4 +96,31 @@ fn forward_credentials_keeps_them() {
     let host = MemoryHost::with_headers(&[(":authority", "gw"), (":path", "/v1/chat"), ("authorization", &auth)]);
     assert!(matches!(run_flow(&policy, &host), Step::Continue(_)));
     assert_eq!(host.header("authorization"), Some(auth));
+}
+
+#[test]
+fn a_session_held_by_another_agent_is_refused_and_the_refused_agent_is_audited() {
+    let policy = policy_with("  session:\n    header: x-session\n");
+    let bearer_for = |sub: &str| {
+        let mut c = claims();
+        c["sub"] = sub.into();
+        format!("Bearer {}", tokens::token(&tokens::rsa(Algorithm::RS256), &c))
+    };
+    let host = MemoryHost::with_headers(&[
+        (":authority", "gw"),
+        (":path", "/v1"),
+        ("x-session", "s-9"),
+        ("authorization", &bearer_for("agent-a")),
+    ]);
+    assert!(matches!(run_flow(&policy, &host), Step::Continue(_)));
+
+    // A second request on the same proxy (the same shared data), from another agent.
+    host.set_request_header("authorization", Some(&bearer_for("agent-b"))).unwrap();
+    host.properties.borrow_mut().clear();
+    let step = run_flow(&policy, &host);
+    assert!(matches!(step, Step::Replied(_)), "{step:?}");
+    assert_eq!(host.reply.borrow().as_ref().unwrap().status, 403);
+    let properties = host.properties.borrow();
+    assert_eq!(properties.get("warden.agent").map(Vec::as_slice), Some(&b"agent-b"[..]));
+    assert!(properties.get("warden.session").is_none(), "the session it claimed is not recorded as its own");
 }

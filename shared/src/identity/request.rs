@@ -125,40 +125,11 @@ pub fn decide(
             (rule, Err(denial))
         }
         Outcome::Deny(denial) => (denial.rule.clone(), Err(denial)),
-        Outcome::Allow { rule, mut principal } => {
-            let bound = match (&policy.session, &principal.session) {
-                (Some(session_policy), Some(id)) => {
-                    let tenant = principal.tenant.as_deref().unwrap_or("");
-                    match session::bind(host, session_policy, tenant, id, &principal.agent, now) {
-                        Ok(Binding::OwnedByAnotherAgent) => {
-                            let mut denial =
-                                Denial::forbidden("session_agent_mismatch", "this session belongs to another agent");
-                            denial.rule = rule.clone();
-                            // The agent is verified; the session it claimed is not its own.
-                            denial.verified = Some(Box::new(Principal { session: None, ..principal.clone() }));
-                            Err(denial)
-                        }
-                        Ok(Binding::Opened { evicted: true }) => {
-                            host.increment(metrics::SESSION_EVICTED, 1)?;
-                            Ok(())
-                        }
-                        Ok(_) => Ok(()),
-                        Err(_) => {
-                            let mut denial =
-                                Denial::forbidden("session_store_unavailable", "session bindings could not be checked");
-                            denial.status = 503;
-                            denial.rule = rule.clone();
-                            return fault(host, policy, request, &rule, denial);
-                        }
-                    }
-                }
-                _ => Ok(()),
-            };
-            if bound.is_err() {
-                principal.session = None;
-            }
-            (rule, bound.map(|()| principal))
-        }
+        Outcome::Allow { rule, principal } => match check_session(host, policy, &rule, &principal, now)? {
+            SessionCheck::Bound => (rule, Ok(principal)),
+            SessionCheck::Refused(denial) => (rule, Err(denial)),
+            SessionCheck::Fault(denial) => return fault(host, policy, request, &rule, denial),
+        },
     };
 
     match result {
@@ -174,6 +145,49 @@ pub fn decide(
         }
         Err(denial) => deny(host, policy, request, denial),
     }
+}
+
+enum SessionCheck {
+    /// No session, or the session is this agent's (now or from before).
+    Bound,
+    /// The session belongs to another agent.
+    Refused(Denial),
+    /// The bindings could not be read or written: a runtime fault.
+    Fault(Denial),
+}
+
+/// Binds the request's session to its verified agent, in shared data.
+fn check_session(
+    host: &dyn Host,
+    policy: &CompiledIdentity,
+    rule: &str,
+    principal: &Principal,
+    now: std::time::SystemTime,
+) -> Result<SessionCheck, HostError> {
+    let (Some(session_policy), Some(id)) = (&policy.session, &principal.session) else {
+        return Ok(SessionCheck::Bound);
+    };
+    let tenant = principal.tenant.as_deref().unwrap_or("");
+    Ok(match session::bind(host, session_policy, tenant, id, &principal.agent, now) {
+        Ok(Binding::OwnedByAnotherAgent) => {
+            let mut denial = Denial::forbidden("session_agent_mismatch", "this session belongs to another agent");
+            denial.rule = rule.to_string();
+            // The agent is verified; the session it claimed is not its own.
+            denial.verified = Some(Box::new(Principal { session: None, ..principal.clone() }));
+            SessionCheck::Refused(denial)
+        }
+        Ok(Binding::Opened { evicted: true }) => {
+            host.increment(metrics::SESSION_EVICTED, 1)?;
+            SessionCheck::Bound
+        }
+        Ok(_) => SessionCheck::Bound,
+        Err(_) => {
+            let mut denial = Denial::forbidden("session_store_unavailable", "session bindings could not be checked");
+            denial.status = 503;
+            denial.rule = rule.to_string();
+            SessionCheck::Fault(denial)
+        }
+    })
 }
 
 /// A request that could not be decided because of a runtime fault.
