@@ -24,9 +24,6 @@ pub const ACTOR_CHAIN: &str = "warden.actor_chain";
 /// The identity filter's decision: `<verdict>;rule=<rule id>;reason=<reason>`.
 pub const DECISION_IDENTITY: &str = "warden.decision.identity";
 
-/// Every principal key, in the order the audit log prints them.
-pub const PRINCIPAL_KEYS: [&str; 7] = [AGENT, USER, TENANT, SESSION, AUTH_METHOD, SCOPES, ACTOR_CHAIN];
-
 /// Client-sent request headers with this prefix are removed by the identity filter on entry,
 /// whatever the outcome, so no later hop can mistake them for something Warden verified.
 pub const RESERVED_HEADER_PREFIX: &str = "x-warden-";

@@ -77,16 +77,6 @@ pub enum FailureMode {
     Allow,
 }
 
-impl FailureMode {
-    /// The verdict a runtime fault turns into.
-    pub fn verdict(self) -> Verdict {
-        match self {
-            FailureMode::Deny => Verdict::Deny,
-            FailureMode::Allow => Verdict::Allow,
-        }
-    }
-}
-
 /// One filter's recorded decision, as written to the access log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {

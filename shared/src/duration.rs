@@ -1,7 +1,6 @@
 //! Typed durations in the policy document: `"250ms"`, `"60s"`, `"5m"`, `"1h"`.
 
 use serde::{de, Deserialize, Deserializer};
-use std::fmt;
 use std::time::Duration;
 
 /// A duration written as a number and a unit. Bare numbers are refused so that `60`
@@ -14,18 +13,8 @@ impl PolicyDuration {
         Self(Duration::from_secs(secs))
     }
 
-    pub const fn from_millis(millis: u64) -> Self {
-        Self(Duration::from_millis(millis))
-    }
-
     pub fn as_duration(self) -> Duration {
         self.0
-    }
-}
-
-impl fmt::Display for PolicyDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
     }
 }
 

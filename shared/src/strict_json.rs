@@ -51,10 +51,6 @@ impl<'a> StrictObject<'a> {
                 .map_err(|e| StrictJsonError::WrongType { member: key.to_string(), detail: e.to_string() }),
         }
     }
-
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.members.iter().map(|(k, _)| k.as_ref())
-    }
 }
 
 struct Key<'a>(Cow<'a, str>);

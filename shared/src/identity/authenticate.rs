@@ -9,6 +9,7 @@ use super::compile::{CompiledIdentity, Route};
 use super::config::CredentialKind;
 use super::jwt::{TokenError, VerifiedToken};
 use super::principal::{AuthMethod, Principal};
+use super::query;
 use super::spiffe;
 use super::token_cache::Verifier;
 use std::time::SystemTime;
@@ -50,11 +51,6 @@ impl<'a> RequestFacts<'a> {
             )),
         }
     }
-
-    fn query_param(&self, name: &str) -> Option<&'a str> {
-        let (_, query) = self.path.split_once('?')?;
-        query.split('&').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
-    }
 }
 
 /// Why a request is refused, as the caller will see it.
@@ -75,33 +71,32 @@ pub struct Denial {
 }
 
 impl Denial {
-    pub fn unauthenticated(reason: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status: 401,
-            reason,
-            description: description.into(),
-            required_scopes: Vec::new(),
-            rule: String::new(),
-            verified: None,
-        }
+    fn new(status: u16, reason: &'static str, description: impl Into<String>) -> Self {
+        let description = description.into();
+        Self { status, reason, description, required_scopes: Vec::new(), rule: String::new(), verified: None }
     }
 
+    /// 401: missing or bad credentials.
+    pub fn unauthenticated(reason: &'static str, description: impl Into<String>) -> Self {
+        Self::new(401, reason, description)
+    }
+
+    /// 403: a verified principal that lacks something.
     pub fn forbidden(reason: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status: 403,
-            reason,
-            description: description.into(),
-            required_scopes: Vec::new(),
-            rule: String::new(),
-            verified: None,
-        }
+        Self::new(403, reason, description)
+    }
+
+    /// 503: the decision could not be made (a runtime fault, under `failureMode: deny`).
+    pub fn unavailable(reason: &'static str, description: impl Into<String>) -> Self {
+        Self::new(503, reason, description)
     }
 
     fn from_token(error: &TokenError, which: &str) -> Self {
         Self::unauthenticated(error.reason(), format!("{which} token: {error}"))
     }
 
-    fn on_route(mut self, rule: &str) -> Self {
+    /// Names the route (the rule id) that decided.
+    pub fn on_route(mut self, rule: &str) -> Self {
         self.rule = rule.to_string();
         self
     }
@@ -348,7 +343,7 @@ fn bearer_token<'a>(policy: &CompiledIdentity, facts: &RequestFacts<'a>) -> Resu
             }
         }
     };
-    let from_query = policy.agent_token.query_param.as_deref().and_then(|name| facts.query_param(name));
+    let from_query = policy.agent_token.query_param.as_deref().and_then(|name| query::find(facts.path, name));
     match (from_header, from_query) {
         (Some(_), Some(_)) => {
             Err(Denial::unauthenticated("duplicate_credentials", "a token was sent both in a header and in the query")

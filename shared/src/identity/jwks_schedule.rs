@@ -52,10 +52,6 @@ impl JwksSchedule {
         allowed
     }
 
-    pub fn in_flight(&self) -> bool {
-        self.in_flight
-    }
-
     pub fn started(&mut self) {
         self.in_flight = true;
         self.wanted = false;

@@ -11,6 +11,7 @@ pub mod jwt;
 pub mod keys;
 pub mod metrics;
 pub mod principal;
+pub mod query;
 pub mod remote_keys;
 pub mod request;
 pub mod session;

@@ -101,10 +101,6 @@ impl RemoteKeys {
         self.issuer_mut(index).is_some_and(|issuer| issuer.schedule.want(now))
     }
 
-    pub fn in_flight(&self, index: usize) -> bool {
-        self.issuers.iter().any(|i| i.index == index && i.schedule.in_flight())
-    }
-
     /// Records a fetch's result. On failure the last good key set stays in use.
     pub fn complete(
         &mut self,

@@ -7,6 +7,7 @@ use super::compile::CompiledIdentity;
 use super::denial;
 use super::metrics;
 use super::principal::Principal;
+use super::query;
 use super::session::{self, Binding};
 use super::token_cache::Verifier;
 use crate::attributes;
@@ -94,15 +95,6 @@ pub enum Step {
     WaitForKeys { issuer: usize, why: KeyWait },
 }
 
-impl Step {
-    pub fn decision(&self) -> Option<&Decision> {
-        match self {
-            Step::Continue(d) | Step::Replied(d) => Some(d),
-            Step::WaitForKeys { .. } => None,
-        }
-    }
-}
-
 /// Decides the request and acts on it. `may_wait` is false once the request has waited for
 /// keys already: a second miss is decided at once.
 pub fn decide(
@@ -170,8 +162,8 @@ fn check_session(
     let tenant = principal.tenant.as_deref().unwrap_or("");
     Ok(match session::bind(host, session_policy, tenant, id, &principal.agent, now) {
         Ok(Binding::OwnedByAnotherAgent) => {
-            let mut denial = Denial::forbidden("session_agent_mismatch", "this session belongs to another agent");
-            denial.rule = rule.to_string();
+            let mut denial =
+                Denial::forbidden("session_agent_mismatch", "this session belongs to another agent").on_route(rule);
             // The agent is verified; the session it claimed is not its own.
             denial.verified = Some(Box::new(Principal { session: None, ..principal.clone() }));
             SessionCheck::Refused(denial)
@@ -181,12 +173,9 @@ fn check_session(
             SessionCheck::Bound
         }
         Ok(_) => SessionCheck::Bound,
-        Err(_) => {
-            let mut denial = Denial::forbidden("session_store_unavailable", "session bindings could not be checked");
-            denial.status = 503;
-            denial.rule = rule.to_string();
-            SessionCheck::Fault(denial)
-        }
+        Err(_) => SessionCheck::Fault(
+            Denial::unavailable("session_store_unavailable", "session bindings could not be checked").on_route(rule),
+        ),
     })
 }
 
@@ -283,34 +272,9 @@ fn strip_credentials(host: &dyn Host, policy: &CompiledIdentity, request: &Captu
         }
     }
     if let Some(param) = &policy.agent_token.query_param {
-        if let Some(path) = without_query_param(&request.path, param) {
+        if let Some(path) = query::without(&request.path, param) {
             host.set_request_header(":path", Some(&path))?;
         }
     }
     Ok(())
-}
-
-/// `path` without every `name=...` query parameter, or `None` when it has none.
-fn without_query_param(path: &str, name: &str) -> Option<String> {
-    let (base, query) = path.split_once('?')?;
-    let is_param = |pair: &&str| pair.split_once('=').map_or(*pair, |(k, _)| k) == name;
-    if !query.split('&').any(|pair| is_param(&pair)) {
-        return None;
-    }
-    let kept: Vec<&str> = query.split('&').filter(|pair| !is_param(pair)).collect();
-    Some(if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_query_param;
-
-    #[test]
-    fn removes_only_the_named_query_parameter() {
-        assert_eq!(without_query_param("/a?access_token=x&b=1", "access_token").as_deref(), Some("/a?b=1"));
-        assert_eq!(without_query_param("/a?b=1&access_token=x", "access_token").as_deref(), Some("/a?b=1"));
-        assert_eq!(without_query_param("/a?access_token=x", "access_token").as_deref(), Some("/a"));
-        assert_eq!(without_query_param("/a?access_token_old=x", "access_token"), None);
-        assert_eq!(without_query_param("/a", "access_token"), None);
-    }
 }
