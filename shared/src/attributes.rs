@@ -21,8 +21,27 @@ pub const SCOPES: &str = "warden.scopes";
 /// The chain of actors from an RFC 8693 `act` claim, outermost first, joined by `,`.
 pub const ACTOR_CHAIN: &str = "warden.actor_chain";
 
+/// The agent token's `acr` (authentication context class), for step-up requirements.
+pub const ACR: &str = "warden.acr";
+
 /// The identity filter's decision: `<verdict>;rule=<rule id>;reason=<reason>`.
 pub const DECISION_IDENTITY: &str = "warden.decision.identity";
+
+/// The tool-acl filter's decision, in the same form (for a batch: the first refusal, or the
+/// last allowed message).
+pub const DECISION_TOOL_ACL: &str = "warden.decision.tool_acl";
+/// The JSON-RPC method(s) of an MCP request, joined by `,` for a batch.
+pub const MCP_METHOD: &str = "warden.mcp.method";
+/// The MCP server (or `llm` for model function tools) a tool belongs to.
+pub const TOOL_SERVER: &str = "warden.tool.server";
+/// The tool(s) called, joined by `,`.
+pub const TOOL_NAME: &str = "warden.tool.name";
+/// The risk class(es): `read`, `write`, `destructive`.
+pub const TOOL_CLASS: &str = "warden.tool.class";
+/// Hex SHA-256 of each call's canonical arguments: the audit trail never holds their values.
+pub const TOOL_ARGS_SHA256: &str = "warden.tool.args_sha256";
+/// `changed` when a called tool's definition differs from its pin.
+pub const TOOL_PIN: &str = "warden.tool.pin";
 
 /// Client-sent request headers with this prefix are removed by the identity filter on entry,
 /// whatever the outcome, so no later hop can mistake them for something Warden verified.

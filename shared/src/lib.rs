@@ -11,7 +11,10 @@ pub mod duration;
 pub mod host;
 pub mod identity;
 pub mod policy;
+pub mod shared_slot;
+pub mod sse;
 pub mod strict_json;
+pub mod tool_acl;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -4,6 +4,7 @@
 //! so one policy can be handed to every filter in Envoy YAML or an Istio `WasmPlugin`.
 
 use crate::identity::config::IdentityConfig;
+use crate::tool_acl::config::ToolAclConfig;
 use serde::Deserialize;
 
 /// A policy that cannot be used, with the path of the field at fault.
@@ -25,6 +26,8 @@ impl PolicyError {
 pub struct PolicyDocument {
     #[serde(default)]
     pub identity: Option<IdentityConfig>,
+    #[serde(default)]
+    pub tool_acl: Option<ToolAclConfig>,
 }
 
 /// Reads a policy given as JSON (first non-blank character `{`) or YAML.

@@ -38,6 +38,11 @@ impl<'a> StrictObject<'a> {
         self.members.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
+    /// Every member, in document order.
+    pub fn members(&self) -> &[(Cow<'a, str>, &'a RawValue)] {
+        &self.members
+    }
+
     pub fn contains(&self, key: &str) -> bool {
         self.raw(key).is_some()
     }

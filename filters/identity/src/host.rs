@@ -1,26 +1,7 @@
-//! `Host` over proxy-wasm hostcalls: every status becomes a `HostError`, nothing unwraps.
+//! The identity filter's reply to a host fault; the host itself is `warden_proxy_host`.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, MetricType, Status};
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
 use warden_policy::host::{Host, HostError};
-
-thread_local! {
-    /// Metric ids by name, defined on first use; names come from a fixed set, so this is bounded.
-    static METRICS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
-}
-
-fn failed(call: &'static str, status: Status) -> HostError {
-    match status {
-        Status::CasMismatch => HostError::CasMismatch,
-        other => HostError::Failed { call, status: format!("{other:?}") },
-    }
-}
-
-/// The host as seen from whichever context is current (or made effective by the root).
-pub struct ProxyHost;
+pub use warden_proxy_host::ProxyHost;
 
 /// Refuses the current request after a host call failed: a request nobody could check is
 /// never passed on.
@@ -28,67 +9,4 @@ pub fn refuse_after_host_fault(error: &HostError) {
     log::error!("warden identity: host call failed: {error}");
     let body = br#"{"error":{"message":"identity check failed","type":"service_unavailable","code":"host_error"}}"#;
     let _ = ProxyHost.send_local_reply(503, &[("content-type", "application/json")], body);
-}
-
-impl ProxyHost {
-    fn metric_id(metric: &str, kind: MetricType) -> Result<u32, HostError> {
-        if let Some(id) = METRICS.with(|m| m.borrow().get(metric).copied()) {
-            return Ok(id);
-        }
-        let id = hostcalls::define_metric(kind, metric).map_err(|s| failed("define_metric", s))?;
-        METRICS.with(|m| m.borrow_mut().insert(metric.to_string(), id));
-        Ok(id)
-    }
-}
-
-impl Host for ProxyHost {
-    fn now(&self) -> SystemTime {
-        hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now())
-    }
-
-    fn request_headers(&self) -> Result<Vec<(String, String)>, HostError> {
-        let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map_err(|s| failed("get_map", s))?;
-        // Header values are bytes on the wire; a non-UTF-8 value is kept, lossily, so that a
-        // duplicate or malformed credential is still seen rather than silently dropped.
-        Ok(pairs.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())
-    }
-
-    fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
-        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).map_err(|s| failed("set_map_value", s))
-    }
-
-    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-        hostcalls::get_property(path.to_vec()).map_err(|s| failed("get_property", s))
-    }
-
-    fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
-        hostcalls::set_property(path.to_vec(), Some(value)).map_err(|s| failed("set_property", s))
-    }
-
-    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {
-        hostcalls::get_shared_data(key).map_err(|s| failed("get_shared_data", s))
-    }
-
-    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
-        hostcalls::set_shared_data(key, Some(value), cas).map_err(|s| failed("set_shared_data", s))
-    }
-
-    fn increment(&self, metric: &str, by: i64) -> Result<(), HostError> {
-        let id = Self::metric_id(metric, MetricType::Counter)?;
-        hostcalls::increment_metric(id, by).map_err(|s| failed("increment_metric", s))
-    }
-
-    fn set_gauge(&self, metric: &str, value: u64) -> Result<(), HostError> {
-        let id = Self::metric_id(metric, MetricType::Gauge)?;
-        hostcalls::record_metric(id, value).map_err(|s| failed("record_metric", s))
-    }
-
-    fn http_call(&self, cluster: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<u32, HostError> {
-        hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout)
-            .map_err(|s| failed("dispatch_http_call", s))
-    }
-
-    fn send_local_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
-        hostcalls::send_http_response(status, headers.to_vec(), Some(body)).map_err(|s| failed("send_http_response", s))
-    }
 }

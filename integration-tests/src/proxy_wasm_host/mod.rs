@@ -159,13 +159,22 @@ impl Vm {
         Self::action(code)
     }
 
+    /// Delivers a request body chunk. As in Envoy, a filter that returns `Continue` lets the
+    /// buffered bytes go upstream (into `sent_request_body`); `Pause` keeps them buffered and
+    /// the next chunk is added to them.
     pub fn request_body(&mut self, stream: u32, chunk: &[u8], end_of_stream: bool) -> Result<Action> {
         let body = &mut self.stream_mut(stream)?.request_body;
         body.extend_from_slice(chunk);
         let size = body.len() as i32;
         self.enter(stream);
         let code = self.call("proxy_on_request_body", (stream as i32, size, end_of_stream as i32))?;
-        Self::action(code)
+        let action = Self::action(code)?;
+        if action == Action::Continue {
+            let s = self.stream_mut(stream)?;
+            let sent = std::mem::take(&mut s.request_body);
+            s.sent_request_body.extend(sent);
+        }
+        Ok(action)
     }
 
     pub fn response_headers(&mut self, stream: u32, headers: &[(&str, &str)], end_of_stream: bool) -> Result<Action> {
@@ -177,13 +186,21 @@ impl Vm {
         Self::action(code)
     }
 
+    /// Delivers a response body chunk; what the filter lets through collects in
+    /// `sent_response_body`, as for requests.
     pub fn response_body(&mut self, stream: u32, chunk: &[u8], end_of_stream: bool) -> Result<Action> {
         let body = &mut self.stream_mut(stream)?.response_body;
         body.extend_from_slice(chunk);
         let size = body.len() as i32;
         self.enter(stream);
         let code = self.call("proxy_on_response_body", (stream as i32, size, end_of_stream as i32))?;
-        Self::action(code)
+        let action = Self::action(code)?;
+        if action == Action::Continue {
+            let s = self.stream_mut(stream)?;
+            let sent = std::mem::take(&mut s.response_body);
+            s.sent_response_body.extend(sent);
+        }
+        Ok(action)
     }
 
     /// Ends a stream as Envoy does: `on_log`, `on_done`, `on_delete`.

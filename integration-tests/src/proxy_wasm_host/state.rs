@@ -118,10 +118,15 @@ impl LocalReply {
 #[derive(Debug, Default, Clone)]
 pub struct Stream {
     pub request_headers: Vec<(String, Vec<u8>)>,
+    /// The request body the filter holds buffered.
     pub request_body: Vec<u8>,
+    /// What the filter let go upstream.
+    pub sent_request_body: Vec<u8>,
     pub request_trailers: Vec<(String, Vec<u8>)>,
     pub response_headers: Vec<(String, Vec<u8>)>,
     pub response_body: Vec<u8>,
+    /// What the filter let go downstream.
+    pub sent_response_body: Vec<u8>,
     pub response_trailers: Vec<(String, Vec<u8>)>,
     pub properties: BTreeMap<String, Vec<u8>>,
     pub local_reply: Option<LocalReply>,

@@ -327,6 +327,37 @@ impl CompiledIdentity {
         })
     }
 
+    /// A policy with one issuer and no routes, for verifying tokens that are not agent
+    /// credentials (tool-call approvals) with the same code and the same strictness. Its keys
+    /// must be in the policy: approvals are checked inline, with no fetch to wait for.
+    pub fn approver(issuer: &IssuerConfig, path: &str) -> Result<CompiledIdentity, PolicyError> {
+        let issuer = compile_issuer(issuer, path)?;
+        if matches!(issuer.keys, IssuerKeys::Remote(_)) {
+            return Err(PolicyError::at(format!("{path}.jwks.remote"), "an approver's keys must be inline"));
+        }
+        Ok(CompiledIdentity {
+            mode: Mode::Enforce,
+            failure_mode: FailureMode::Deny,
+            issuers: vec![issuer],
+            api_keys: None,
+            trust_domains: Vec::new(),
+            agent_token: TokenSource { header: String::new(), query_param: None, issuers: vec![0] },
+            user_token: None,
+            tenant: TenantSource { header: None, static_tenant: None, required: false },
+            session: None,
+            forward: ForwardConfig::default(),
+            routes: Vec::new(),
+            clock_skew: Duration::from_secs(30),
+            max_token_bytes: 8 * 1024,
+            key_wait: Duration::ZERO,
+            forward_credentials: false,
+            verified_token_cache: 0,
+            claim_names: Vec::new(),
+            reads_route_name: false,
+            reads_peer: false,
+        })
+    }
+
     /// Indexes of issuers whose keys are fetched at run time.
     pub fn remote_issuers(&self) -> impl Iterator<Item = (usize, &RemoteJwks)> {
         self.issuers.iter().enumerate().filter_map(|(i, issuer)| match &issuer.keys {

@@ -93,6 +93,15 @@ pub trait KeyLookup {
     fn remote_keys(&self, issuer: usize) -> Option<&KeySet>;
 }
 
+/// For policies whose keys are all inline (approvers).
+pub struct NoRemoteKeys;
+
+impl KeyLookup for NoRemoteKeys {
+    fn remote_keys(&self, _issuer: usize) -> Option<&KeySet> {
+        None
+    }
+}
+
 /// A token's time claims, kept so a cached verification can be re-checked against the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct TokenTimes {

@@ -6,23 +6,16 @@
 //! bounded at `slots × ENTRIES_PER_SLOT` short lines whatever clients send. Only hashes are
 //! stored, never session ids or agent names.
 //!
-//! Writes use the CAS token. A set on a missing key ignores CAS, so a slot is first created
-//! holding only a header line and then updated with CAS (an empty value cannot be told apart
-//! from a missing key through the proxy-wasm SDK); the one window left is two workers creating the same slot
-//! at the same instant, where one brand-new binding can be lost and is made again by its next
-//! request.
+//! Slots are created and changed as `shared_slot` describes.
 
 use super::compile::SessionPolicy;
 use crate::host::{Host, HostError};
-use sha2::{Digest, Sha256};
+use crate::shared_slot::{self, digest, slot_of, Change};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const ENTRIES_PER_SLOT: usize = 8;
-const CAS_RETRIES: usize = 16;
 /// Refresh a binding's last-seen time at most this often, to keep writes off the hot path.
 const TOUCH_EVERY_SECS: u64 = 10;
-/// The first line of every slot: names the format, and keeps a new slot non-empty.
-const SLOT_HEADER: &str = "v1\n";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binding {
@@ -41,23 +34,13 @@ struct Entry {
     last_seen: u64,
 }
 
-fn digest(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update(part.as_bytes());
-        hasher.update([0]);
-    }
-    hex::encode(&hasher.finalize()[..12])
-}
-
 fn slot_key(policy: &SessionPolicy, session_hash: &str) -> String {
-    let n = u32::from_str_radix(&session_hash[..8], 16).unwrap_or(0) % policy.slots;
-    format!("warden.identity.session.{n}")
+    format!("warden.identity.session.{}", slot_of(session_hash, policy.slots as usize))
 }
 
-fn parse(value: &[u8]) -> Vec<Entry> {
-    String::from_utf8_lossy(value)
-        .lines()
+fn parse(lines: &[&str]) -> Vec<Entry> {
+    lines
+        .iter()
         .filter_map(|line| {
             let mut fields = line.split(' ');
             Some(Entry {
@@ -69,9 +52,8 @@ fn parse(value: &[u8]) -> Vec<Entry> {
         .collect()
 }
 
-fn serialize(entries: &[Entry]) -> Vec<u8> {
-    let lines = entries.iter().map(|e| format!("{} {} {}\n", e.session, e.agent, e.last_seen));
-    std::iter::once(SLOT_HEADER.to_string()).chain(lines).collect::<String>().into_bytes()
+fn serialize(entries: &[Entry]) -> Vec<String> {
+    entries.iter().map(|e| format!("{} {} {}", e.session, e.agent, e.last_seen)).collect()
 }
 
 /// Binds `session` (within `tenant`) to `agent`, or reports who owns it.
@@ -88,19 +70,15 @@ pub fn bind(
     let agent_hash = digest(&[agent]);
     let key = slot_key(policy, &session_hash);
     let idle = policy.idle_timeout.as_secs();
-    for _ in 0..CAS_RETRIES {
-        let (value, cas) = host.shared_data(&key)?;
-        let Some(value) = value else {
-            // Create the slot, then go round again to update it under CAS.
-            host.set_shared_data(&key, SLOT_HEADER.as_bytes(), None)?;
-            continue;
-        };
-        let mut entries = parse(&value);
+    shared_slot::update(host, &key, |lines| {
+        let mut entries = parse(&lines);
         entries.retain(|e| now.saturating_sub(e.last_seen) < idle);
         let mut evicted = false;
         let outcome = match entries.iter_mut().find(|e| e.session == session_hash) {
-            Some(entry) if entry.agent != agent_hash => return Ok(Binding::OwnedByAnotherAgent),
-            Some(entry) if now.saturating_sub(entry.last_seen) < TOUCH_EVERY_SECS => return Ok(Binding::Continued),
+            Some(entry) if entry.agent != agent_hash => return Change::Keep(Binding::OwnedByAnotherAgent),
+            Some(entry) if now.saturating_sub(entry.last_seen) < TOUCH_EVERY_SECS => {
+                return Change::Keep(Binding::Continued)
+            }
             Some(entry) => {
                 entry.last_seen = now;
                 Binding::Continued
@@ -116,13 +94,8 @@ pub fn bind(
                 Binding::Opened { evicted }
             }
         };
-        match host.set_shared_data(&key, &serialize(&entries), cas) {
-            Ok(()) => return Ok(outcome),
-            Err(HostError::CasMismatch) => continue,
-            Err(other) => return Err(other),
-        }
-    }
-    Err(HostError::Failed { call: "set_shared_data", status: "too many CAS conflicts".to_string() })
+        Change::Write(serialize(&entries), outcome)
+    })
 }
 
 #[cfg(test)]
@@ -173,8 +146,8 @@ mod tests {
         }
         assert!(host.shared_keys().len() <= 4);
         for key in host.shared_keys() {
-            let (value, _) = host.shared_data(&key).unwrap();
-            assert!(parse(&value.unwrap()).len() <= ENTRIES_PER_SLOT);
+            let lines = shared_slot::read(&host, &key).unwrap();
+            assert!(lines.len() <= ENTRIES_PER_SLOT);
         }
     }
 

@@ -1,0 +1,250 @@
+//! HTTP context: find what the request addresses, buffer its body when the policy needs it,
+//! decide, and rewrite the answers that must be filtered.
+
+use crate::record;
+use crate::response::ResponseFilter;
+use log::{error, warn};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::rc::Rc;
+use warden_policy::attributes;
+use warden_policy::decision::FailureMode;
+use warden_policy::host::{Host, HostError};
+use warden_policy::tool_acl::caller::Caller;
+use warden_policy::tool_acl::compile::CompiledToolAcl;
+use warden_policy::tool_acl::config::Unmatched;
+use warden_policy::tool_acl::denial::openai_error;
+use warden_policy::tool_acl::mcp::{self, Action as McpAction, Context as McpContext};
+use warden_policy::tool_acl::{llm, metrics};
+use warden_proxy_host::{request_body, request_header, set_request_body, ProxyHost};
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// Not governed here (or already answered).
+    Pass,
+    Mcp(usize),
+    Llm,
+}
+
+pub struct ToolAclHttp {
+    acl: Option<Rc<CompiledToolAcl>>,
+    target: Target,
+    request_id: String,
+    path: String,
+    caller: Caller,
+    response: Option<ResponseFilter>,
+}
+
+impl ToolAclHttp {
+    pub fn new(acl: Option<Rc<CompiledToolAcl>>) -> Self {
+        Self {
+            acl,
+            target: Target::Pass,
+            request_id: String::new(),
+            path: String::new(),
+            caller: Caller::default(),
+            response: None,
+        }
+    }
+
+    fn reply(&mut self, status: u32, body: &str) -> Action {
+        self.target = Target::Pass;
+        self.response = None;
+        if let Err(e) = ProxyHost.send_local_reply(status, &[JSON], body.as_bytes()) {
+            error!("warden tool-acl: cannot send the reply: {e}");
+        }
+        Action::Pause
+    }
+
+    /// A body over the limit: 413 in the caller's protocol, before any of it is forwarded.
+    fn too_large(&mut self, acl: &CompiledToolAcl) -> Action {
+        let _ = ProxyHost.increment(metrics::BODY_TOO_LARGE, 1);
+        let body = match self.target {
+            Target::Llm => openai_error(
+                &format!("the request body is over {} bytes", acl.max_body_bytes),
+                "body_too_large",
+                mcp::PROTOCOL_RULE,
+                &self.request_id,
+            ),
+            _ => match mcp::too_large(acl.max_body_bytes).action {
+                McpAction::Reply { body, .. } => body,
+                McpAction::Forward => String::new(),
+            },
+        };
+        let _ = ProxyHost.set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=protocol;reason=body_too_large");
+        self.reply(413, &body)
+    }
+
+    /// A host call failed mid-decision: the failure mode decides, and it is counted.
+    fn fault(&mut self, acl: &CompiledToolAcl, e: &HostError) -> Action {
+        error!("warden tool-acl: host call failed: {e}");
+        let _ = ProxyHost.increment(metrics::FAILURE_MODE, 1);
+        match acl.failure_mode {
+            FailureMode::Allow => {
+                let _ = ProxyHost
+                    .set_property(&[attributes::DECISION_TOOL_ACL], b"allow;rule=failure-mode;reason=host_error");
+                Action::Continue
+            }
+            FailureMode::Deny => {
+                let _ = ProxyHost
+                    .set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=failure-mode;reason=host_error");
+                let body =
+                    openai_error("tool policy could not be checked", "host_error", "failure-mode", &self.request_id);
+                self.reply(503, &body)
+            }
+        }
+    }
+
+    fn on_headers(&mut self, acl: &CompiledToolAcl, end_of_stream: bool) -> Result<Action, HostError> {
+        self.request_id = request_header(attributes::REQUEST_ID_HEADER)?.unwrap_or_else(|| "-".into());
+        let path = request_header(":path")?.unwrap_or_default();
+        self.path.clone_from(&path);
+        let authority = request_header(":authority")?.unwrap_or_default();
+        let method = request_header(":method")?.unwrap_or_default();
+        self.target = match acl.server_for(&authority, &path) {
+            Some(server) => Target::Mcp(acl.servers.iter().position(|s| std::ptr::eq(s, server)).unwrap_or(0)),
+            None if acl.is_llm_path(&path) => Target::Llm,
+            None if acl.unmatched == Unmatched::Allow => Target::Pass,
+            None => {
+                ProxyHost.set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=routes;reason=unmatched_route")?;
+                ProxyHost.increment(&metrics::denied_by("unmatched_route"), 1)?;
+                let body =
+                    openai_error("no tool policy covers this route", "unmatched_route", "routes", &self.request_id);
+                return Ok(self.reply(403, &body));
+            }
+        };
+        if self.target == Target::Pass {
+            return Ok(Action::Continue);
+        }
+        // Only POSTs carry JSON-RPC messages or model requests. A GET opens the server's event
+        // stream and a DELETE ends a session: nothing in them calls a tool.
+        if method != "POST" {
+            if let Target::Mcp(i) = self.target {
+                ProxyHost.set_property(&[attributes::TOOL_SERVER], acl.servers[i].name.as_bytes())?;
+            }
+            self.target = Target::Pass;
+            return Ok(Action::Continue);
+        }
+        let length = request_header("content-length")?.and_then(|v| v.trim().parse::<usize>().ok());
+        if length.is_some_and(|n| n > acl.max_body_bytes) {
+            return Ok(self.too_large(acl));
+        }
+        if end_of_stream {
+            let body = match self.target {
+                Target::Llm => {
+                    openai_error("the request has no body", "invalid_request", mcp::PROTOCOL_RULE, &self.request_id)
+                }
+                _ => warden_policy::tool_acl::jsonrpc::error_response(None, -32600, "the request has no body", None),
+            };
+            return Ok(self.reply(400, &body));
+        }
+        if self.target == Target::Llm && llm::may_rewrite_request(acl) {
+            // The body may shrink when tools are removed; Envoy recomputes the framing.
+            ProxyHost.set_request_header("content-length", None)?;
+        }
+        // Hold the headers too: nothing reaches the upstream before the body is decided.
+        Ok(Action::Pause)
+    }
+
+    fn on_body(&mut self, acl: &Rc<CompiledToolAcl>, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
+        if size > acl.max_body_bytes {
+            return Ok(self.too_large(acl));
+        }
+        if !end_of_stream {
+            return Ok(Action::Pause);
+        }
+        let body = request_body(size)?;
+        self.caller = Caller::read(&ProxyHost)?;
+        let host = ProxyHost;
+        match self.target {
+            Target::Mcp(index) => {
+                let server = &acl.servers[index];
+                let cx = McpContext {
+                    host: &host,
+                    acl,
+                    server,
+                    caller: &self.caller,
+                    request_id: &self.request_id,
+                    now: host.now(),
+                };
+                let decided = mcp::decide(&cx, &body)?;
+                record::write(&server.name, &decided.records, &self.request_id)?;
+                match decided.action {
+                    McpAction::Forward => {
+                        if !decided.list_ids.is_empty() {
+                            self.response = Some(ResponseFilter::listing(index, decided.list_ids, &self.request_id));
+                        }
+                        Ok(Action::Continue)
+                    }
+                    McpAction::Reply { status, body } => {
+                        if status != 200 {
+                            ProxyHost.increment(metrics::PROTOCOL_ERRORS, 1)?;
+                        }
+                        Ok(self.reply(status, &body))
+                    }
+                }
+            }
+            Target::Llm => {
+                let decided = llm::decide_request(acl, &self.caller, &self.path, &body, &self.request_id);
+                record::write(&decided.server, &decided.records, &self.request_id)?;
+                if decided.removed > 0 {
+                    ProxyHost.increment(metrics::LLM_TOOLS_REMOVED, decided.removed as i64)?;
+                }
+                match decided.action {
+                    llm::RequestAction::Forward { rewritten } => {
+                        if let Some(new_body) = rewritten {
+                            set_request_body(size, &new_body)?;
+                        }
+                        // An API this filter cannot read (embeddings, say) has no tool calls.
+                        self.response = decided.api.map(|api| ResponseFilter::model(api, &self.request_id));
+                        Ok(Action::Continue)
+                    }
+                    llm::RequestAction::Reply { status, body } => Ok(self.reply(status, &body)),
+                }
+            }
+            Target::Pass => Ok(Action::Continue),
+        }
+    }
+}
+
+impl Context for ToolAclHttp {}
+
+impl HttpContext for ToolAclHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(acl) = self.acl.clone() else {
+            warn!("warden tool-acl: no policy loaded; refusing the request");
+            return self.reply(503, &openai_error("no tool policy is loaded", "no_policy", "failure-mode", "-"));
+        };
+        match self.on_headers(&acl, end_of_stream) {
+            Ok(action) => action,
+            Err(e) => self.fault(&acl, &e),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(acl) = self.acl.clone() else { return Action::Pause };
+        if self.target == Target::Pass {
+            return Action::Continue;
+        }
+        match self.on_body(&acl, body_size, end_of_stream) {
+            Ok(action) => action,
+            Err(e) => self.fault(&acl, &e),
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let (Some(acl), Some(response)) = (self.acl.clone(), self.response.as_mut()) {
+            if let Err(e) = response.on_headers(&acl) {
+                error!("warden tool-acl: cannot read the response headers: {e}");
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(acl), Some(response)) = (self.acl.clone(), self.response.as_mut()) else { return Action::Continue };
+        response.on_body(&acl, &self.caller, body_size, end_of_stream)
+    }
+}

@@ -1,0 +1,235 @@
+//! Answers that must be checked on their way back: `tools/list` results and model tool calls.
+//! JSON answers are held whole (bounded by `maxResponseBytes`); event streams are rewritten
+//! event by event.
+
+use crate::record;
+use log::{error, warn};
+use proxy_wasm::types::Action;
+use warden_policy::decision::FailureMode;
+use warden_policy::host::{Host, HostError};
+use warden_policy::sse;
+use warden_policy::tool_acl::caller::Caller;
+use warden_policy::tool_acl::compile::CompiledToolAcl;
+use warden_policy::tool_acl::jsonrpc;
+use warden_policy::tool_acl::listing::{self, Filtered, ListContext, ListError};
+use warden_policy::tool_acl::llm::{self, Api, StreamGuard};
+use warden_policy::tool_acl::metrics;
+use warden_policy::tool_acl::stream::EventRewriter;
+use warden_proxy_host::{response_body, response_header, set_response_body, set_response_header, ProxyHost};
+
+enum Kind {
+    Listing { server: usize, list_ids: Vec<String> },
+    Model { api: Api, guard: StreamGuard },
+}
+
+enum Framing {
+    /// Not yet known, or a content type this filter does not read (passed unchanged).
+    Unread,
+    Json,
+    Events(EventRewriter),
+    /// The answer could not be checked; what is left of it is dropped.
+    Failed,
+}
+
+pub struct ResponseFilter {
+    kind: Kind,
+    framing: Framing,
+    request_id: String,
+}
+
+impl ResponseFilter {
+    pub fn listing(server: usize, list_ids: Vec<String>, request_id: &str) -> Self {
+        Self { kind: Kind::Listing { server, list_ids }, framing: Framing::Unread, request_id: request_id.to_string() }
+    }
+
+    pub fn model(api: Api, request_id: &str) -> Self {
+        Self {
+            kind: Kind::Model { api, guard: StreamGuard::new(Some(api)) },
+            framing: Framing::Unread,
+            request_id: request_id.to_string(),
+        }
+    }
+
+    pub fn on_headers(&mut self, acl: &CompiledToolAcl) -> Result<(), HostError> {
+        let content_type = response_header("content-type")?.unwrap_or_default().to_ascii_lowercase();
+        self.framing = if content_type.starts_with("application/json") {
+            Framing::Json
+        } else if content_type.starts_with("text/event-stream") {
+            Framing::Events(EventRewriter::new(acl.max_response_bytes))
+        } else {
+            Framing::Unread
+        };
+        if !matches!(self.framing, Framing::Unread) {
+            // The rewritten body may differ in length.
+            set_response_header("content-length", None)?;
+        }
+        Ok(())
+    }
+
+    pub fn on_body(&mut self, acl: &CompiledToolAcl, caller: &Caller, size: usize, end: bool) -> Action {
+        match self.body(acl, caller, size, end) {
+            Ok(action) => action,
+            Err(e) => {
+                error!("warden tool-acl: cannot filter the answer: {e}");
+                let _ = ProxyHost.increment(metrics::FAILURE_MODE, 1);
+                if acl.failure_mode == FailureMode::Allow {
+                    self.framing = Framing::Unread;
+                } else {
+                    let _ = set_response_body(size, self.error_body(false).as_bytes());
+                    self.framing = Framing::Failed;
+                }
+                Action::Continue
+            }
+        }
+    }
+
+    /// What replaces an answer that could not be checked.
+    fn error_body(&self, streamed: bool) -> String {
+        let message = "Warden could not check this answer, so it was withheld";
+        let text = match &self.kind {
+            Kind::Listing { list_ids, .. } => {
+                jsonrpc::error_response(list_ids.first().map(String::as_str), jsonrpc::POLICY_DENIED, message, None)
+            }
+            Kind::Model { .. } => llm::error_json(message, "answer_unchecked", &self.request_id),
+        };
+        if streamed {
+            String::from_utf8_lossy(&sse::event(None, &text)).into_owned()
+        } else {
+            text
+        }
+    }
+
+    fn body(&mut self, acl: &CompiledToolAcl, caller: &Caller, size: usize, end: bool) -> Result<Action, HostError> {
+        match &mut self.framing {
+            Framing::Unread => Ok(Action::Continue),
+            Framing::Failed => {
+                set_response_body(size, b"")?;
+                Ok(Action::Continue)
+            }
+            Framing::Json if size > acl.max_response_bytes => {
+                warn!("warden tool-acl: answer over maxResponseBytes ({size} bytes) withheld");
+                set_response_body(size, self.error_body(false).as_bytes())?;
+                self.framing = Framing::Failed;
+                Ok(Action::Continue)
+            }
+            Framing::Json if !end => Ok(Action::Pause),
+            Framing::Json => {
+                let body = response_body(size)?;
+                let text = String::from_utf8_lossy(&body);
+                if let Some(new_body) = self.filter_json(acl, caller, &text)? {
+                    set_response_body(size, new_body.as_bytes())?;
+                }
+                Ok(Action::Continue)
+            }
+            Framing::Events(_) => {
+                let chunk = response_body(size)?;
+                let out = self.filter_events(acl, caller, &chunk, end)?;
+                if out != chunk {
+                    set_response_body(size, &out)?;
+                }
+                Ok(Action::Continue)
+            }
+        }
+    }
+
+    fn filter_json(&mut self, acl: &CompiledToolAcl, caller: &Caller, text: &str) -> Result<Option<String>, HostError> {
+        let host = ProxyHost;
+        match &mut self.kind {
+            Kind::Listing { server, list_ids } => {
+                let cx = ListContext { host: &host, acl, server: &acl.servers[*server], caller };
+                match listing::filter_message(&cx, text, list_ids) {
+                    Ok(Some((new_text, filtered))) => {
+                        count(&filtered)?;
+                        Ok(Some(new_text))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(ListError::Host(e)) => Err(e),
+                    Err(e @ ListError::Malformed(_)) => {
+                        warn!("warden tool-acl: {e}");
+                        Ok(Some(self.error_body(false)))
+                    }
+                }
+            }
+            Kind::Model { api, .. } => {
+                let checked = llm::check_response(acl, caller, Some(*api), text, &self.request_id);
+                record_model(acl, &checked.records)?;
+                Ok(checked.replacement)
+            }
+        }
+    }
+
+    fn filter_events(
+        &mut self,
+        acl: &CompiledToolAcl,
+        caller: &Caller,
+        chunk: &[u8],
+        end: bool,
+    ) -> Result<Vec<u8>, HostError> {
+        let host = ProxyHost;
+        let request_id = self.request_id.clone();
+        let Framing::Events(rewriter) = &mut self.framing else { return Ok(chunk.to_vec()) };
+        let mut fault = None;
+        let mut malformed = false;
+        let mut records = Vec::new();
+        let result = match &mut self.kind {
+            Kind::Listing { server, list_ids } => {
+                let cx = ListContext { host: &host, acl, server: &acl.servers[*server], caller };
+                rewriter.chunk(chunk, end, |event| match listing::filter_event(&cx, event, list_ids) {
+                    Ok((out, filtered)) => {
+                        if let Err(e) = count(&filtered) {
+                            fault = Some(e);
+                        }
+                        out
+                    }
+                    Err(ListError::Host(e)) => {
+                        fault = Some(e);
+                        Vec::new()
+                    }
+                    Err(ListError::Malformed(_)) => {
+                        malformed = true;
+                        Vec::new()
+                    }
+                })
+            }
+            Kind::Model { guard, .. } => rewriter.chunk(chunk, end, |event| {
+                let (out, new_records) = guard.event(acl, caller, event, &request_id);
+                records.extend(new_records);
+                out
+            }),
+        };
+        if let Some(e) = fault {
+            return Err(e);
+        }
+        record_model(acl, &records)?;
+        match result {
+            Ok(out) if !malformed => Ok(out),
+            _ => {
+                self.framing = Framing::Failed;
+                Ok(self.error_body(true).into_bytes())
+            }
+        }
+    }
+}
+
+fn count(filtered: &Filtered) -> Result<(), HostError> {
+    if filtered.hidden > 0 {
+        ProxyHost.increment(metrics::TOOLS_HIDDEN, filtered.hidden as i64)?;
+    }
+    for tool in &filtered.changed {
+        warn!("warden tool-acl: the definition of tool {tool:?} changed since it was pinned");
+        ProxyHost.increment(metrics::PIN_CHANGED, 1)?;
+    }
+    Ok(())
+}
+
+fn record_model(acl: &CompiledToolAcl, records: &[warden_policy::tool_acl::mcp::Record]) -> Result<(), HostError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let blocked = records.iter().filter(|r| r.decision.verdict == warden_policy::decision::Verdict::Deny).count();
+    if blocked > 0 {
+        ProxyHost.increment(metrics::LLM_CALLS_BLOCKED, blocked as i64)?;
+    }
+    let server = acl.llm.as_ref().map_or("llm", |l| l.server.as_str());
+    record::write(server, records, "-")
+}

@@ -1,0 +1,66 @@
+//! Root context: the policy is parsed, validated and compiled once; a bad one is refused.
+
+use crate::http::ToolAclHttp;
+use log::{error, info};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType};
+use std::rc::Rc;
+use warden_policy::policy::parse_document;
+use warden_policy::tool_acl::compile::CompiledToolAcl;
+
+#[derive(Default)]
+pub struct ToolAclRoot {
+    acl: Option<Rc<CompiledToolAcl>>,
+}
+
+impl ToolAclRoot {
+    fn configure(&mut self, config: &[u8]) -> Result<(), String> {
+        let document = parse_document(config).map_err(|e| e.to_string())?;
+        let section = document.tool_acl.ok_or("toolAcl: the policy has no toolAcl section")?;
+        let acl = CompiledToolAcl::compile(&section).map_err(|e| e.to_string())?;
+        info!(
+            "warden tool-acl: policy loaded with {} servers, {} rules{}",
+            acl.servers.len(),
+            acl.rules.len(),
+            if acl.llm.is_some() { " and model routes" } else { "" }
+        );
+        self.acl = Some(Rc::new(acl));
+        Ok(())
+    }
+}
+
+impl Context for ToolAclRoot {}
+
+impl RootContext for ToolAclRoot {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, plugin_configuration_size) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                error!("warden tool-acl: no plugin configuration: refusing to start without a policy");
+                return false;
+            }
+            Err(status) => {
+                error!("warden tool-acl: cannot read the plugin configuration: {status:?}");
+                return false;
+            }
+        };
+        match self.configure(&config) {
+            Ok(()) => true,
+            Err(message) => {
+                error!("warden tool-acl: invalid policy: {message}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Envoy creates no HTTP context before a successful configure; if it ever did, every
+        // request would be refused rather than let through unchecked.
+        Some(Box::new(ToolAclHttp::new(self.acl.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

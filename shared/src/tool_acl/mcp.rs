@@ -1,0 +1,301 @@
+//! An MCP request body decided: every message in it checked against the policy before any of
+//! it may reach the server.
+
+use crate::decision::{Decision, Mode, Verdict};
+use crate::host::{Host, HostError};
+use crate::tool_acl::approval::{self, ApprovedCall};
+use crate::tool_acl::arguments::Arguments;
+use crate::tool_acl::caller::Caller;
+use crate::tool_acl::compile::{CompiledToolAcl, Server};
+use crate::tool_acl::config::{DenyAs, Pinning};
+use crate::tool_acl::denial::Refusal;
+use crate::tool_acl::evaluate::{evaluate, Call, Hint, Outcome};
+use crate::tool_acl::jsonrpc::{self, parse_body, Message};
+use crate::tool_acl::limits::{count_call, LimitVerdict};
+use crate::tool_acl::pins;
+use crate::tool_acl::risk::Risk;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::time::SystemTime;
+
+/// The rule id for method checks and protocol faults.
+pub const METHODS_RULE: &str = "methods";
+pub const PROTOCOL_RULE: &str = "protocol";
+pub const LIMITS_RULE: &str = "limits";
+pub const APPROVAL_RULE: &str = "approval";
+pub const PINNING_RULE: &str = "pinning";
+
+/// What happens to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send it on unchanged.
+    Forward,
+    /// Answer here; the server never sees it.
+    Reply { status: u32, body: String },
+}
+
+/// One message's outcome, for the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub method: String,
+    pub tool: Option<String>,
+    pub risk: Option<Risk>,
+    pub args_sha256: Option<String>,
+    pub pin_changed: bool,
+    pub decision: Decision,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub action: Action,
+    pub records: Vec<Record>,
+    /// Ids (raw JSON) of `tools/list` requests, whose answers must be filtered.
+    pub list_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct CallParams<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    arguments: Option<&'a RawValue>,
+    #[serde(default, rename = "_meta", borrow)]
+    meta: Option<CallMeta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct CallMeta<'a> {
+    #[serde(default, rename = "warden/approval", borrow)]
+    approval: Option<Cow<'a, str>>,
+}
+
+/// Everything one request needs to be decided.
+pub struct Context<'a> {
+    pub host: &'a dyn Host,
+    pub acl: &'a CompiledToolAcl,
+    pub server: &'a Server,
+    pub caller: &'a Caller,
+    pub request_id: &'a str,
+    pub now: SystemTime,
+}
+
+enum Step {
+    Pass(Record),
+    Refuse { refusal: Refusal, record: Record, as_tool_result: bool },
+}
+
+/// A protocol fault: always refused (shadow mode included), since a server could read a
+/// malformed message differently from us.
+fn protocol_reply(status: u32, code: i64, message: &str) -> Decided {
+    let body = jsonrpc::error_response(None, code, message, None);
+    let decision =
+        Decision { verdict: Verdict::Deny, rule: PROTOCOL_RULE.into(), reason: "invalid_jsonrpc", shadowed: false };
+    let record =
+        Record { method: String::new(), tool: None, risk: None, args_sha256: None, pin_changed: false, decision };
+    Decided { action: Action::Reply { status, body }, records: vec![record], list_ids: vec![] }
+}
+
+/// The answer to a body over `maxBodyBytes`: 413 with a JSON-RPC error.
+pub fn too_large(limit: usize) -> Decided {
+    let mut decided = protocol_reply(413, jsonrpc::INVALID_REQUEST, &format!("the request body is over {limit} bytes"));
+    decided.records[0].decision.reason = "body_too_large";
+    decided
+}
+
+pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
+    let parsed = match parse_body(body, cx.acl.max_batch) {
+        Ok(parsed) => parsed,
+        Err(e) => return Ok(protocol_reply(400, e.code(), &e.to_string())),
+    };
+    let mut steps = Vec::with_capacity(parsed.messages.len());
+    let mut list_ids = Vec::new();
+    for message in &parsed.messages {
+        let step = decide_message(cx, message)?;
+        if let (Step::Pass(_), Message::Request { id, method, .. }) = (&step, message) {
+            if method == "tools/list" {
+                list_ids.push(id.get().to_string());
+            }
+        }
+        steps.push(step);
+    }
+
+    let shadow = cx.acl.mode == Mode::Shadow;
+    let refused = steps.iter().any(|s| matches!(s, Step::Refuse { .. }));
+    let mut records = Vec::with_capacity(steps.len());
+    let mut replies = Vec::new();
+    let first_refusal = steps.iter().find_map(|s| match s {
+        Step::Refuse { refusal, .. } => Some(refusal.clone()),
+        Step::Pass(_) => None,
+    });
+    for (step, message) in steps.into_iter().zip(&parsed.messages) {
+        match step {
+            Step::Pass(record) => {
+                // In a refused batch nothing is forwarded: each request is answered.
+                if let (true, false, Some(id), Some(first)) = (refused, shadow, message.id(), &first_refusal) {
+                    if matches!(message, Message::Request { .. }) {
+                        let mut batch = first.clone();
+                        batch.reason = "batch_refused";
+                        batch.hint = Hint::Nothing;
+                        replies.push(batch.rpc_error(Some(id), cx.request_id));
+                    }
+                }
+                records.push(record);
+            }
+            Step::Refuse { refusal, mut record, as_tool_result } => {
+                record.decision.shadowed = shadow;
+                if let Some(id) = message.id().filter(|_| matches!(message, Message::Request { .. })) {
+                    replies.push(if as_tool_result {
+                        refusal.tool_result(id, cx.request_id)
+                    } else {
+                        refusal.rpc_error(Some(id), cx.request_id)
+                    });
+                }
+                records.push(record);
+            }
+        }
+    }
+    if !refused || shadow {
+        return Ok(Decided { action: Action::Forward, records, list_ids });
+    }
+    let body = match (parsed.batch, replies.len()) {
+        (true, _) => format!("[{}]", replies.join(",")),
+        (false, 1) => replies.remove(0),
+        // A refused notification gets no JSON-RPC answer; HTTP says it was not accepted.
+        _ => {
+            let rule = first_refusal.map(|r| r.rule).unwrap_or_default();
+            let reply =
+                jsonrpc::error_response(None, jsonrpc::POLICY_DENIED, &format!("denied by rule {rule:?}"), None);
+            return Ok(Decided { action: Action::Reply { status: 403, body: reply }, records, list_ids: vec![] });
+        }
+    };
+    Ok(Decided { action: Action::Reply { status: 200, body }, records, list_ids: vec![] })
+}
+
+fn record(method: &str, verdict: Verdict, rule: &str, reason: &'static str) -> Record {
+    Record {
+        method: method.to_string(),
+        tool: None,
+        risk: None,
+        args_sha256: None,
+        pin_changed: false,
+        decision: Decision { verdict, rule: rule.to_string(), reason, shadowed: false },
+    }
+}
+
+fn decide_message(cx: &Context, message: &Message) -> Result<Step, HostError> {
+    let method = match message {
+        // The client answering the server (sampling, elicitation): nothing acts.
+        Message::Response { .. } => {
+            return Ok(Step::Pass(record("response", Verdict::Allow, METHODS_RULE, "response")))
+        }
+        Message::Request { method, .. } | Message::Notification { method, .. } => method.as_ref(),
+    };
+    if method == "tools/call" {
+        let params = match message {
+            Message::Request { params, .. } => params,
+            _ => {
+                let r = Refusal::new(PROTOCOL_RULE, "call_without_id");
+                return Ok(Step::Refuse {
+                    refusal: r,
+                    record: record(method, Verdict::Deny, PROTOCOL_RULE, "call_without_id"),
+                    as_tool_result: false,
+                });
+            }
+        };
+        return decide_call(cx, params.map(|p| p.get()));
+    }
+    if cx.acl.methods.matches(method) {
+        return Ok(Step::Pass(record(method, Verdict::Allow, METHODS_RULE, "method_allowed")));
+    }
+    let refusal = Refusal::new(METHODS_RULE, "method_not_allowed");
+    Ok(Step::Refuse {
+        refusal,
+        record: record(method, Verdict::Deny, METHODS_RULE, "method_not_allowed"),
+        as_tool_result: false,
+    })
+}
+
+fn invalid_params(detail: &'static str) -> Step {
+    let refusal = Refusal::new(PROTOCOL_RULE, detail);
+    let record = record("tools/call", Verdict::Deny, PROTOCOL_RULE, detail);
+    Step::Refuse { refusal, record, as_tool_result: false }
+}
+
+fn decide_call(cx: &Context, params: Option<&str>) -> Result<Step, HostError> {
+    let Some(params) = params else { return Ok(invalid_params("call_without_params")) };
+    let Ok(params) = serde_json::from_str::<CallParams>(params) else {
+        return Ok(invalid_params("call_params_invalid"));
+    };
+    let Ok(arguments) = Arguments::read(params.arguments.map(RawValue::get)) else {
+        return Ok(invalid_params("call_arguments_invalid"));
+    };
+    let tool = params.name.as_ref();
+    let server = cx.server;
+    let pin = pins::lookup(cx.host, &server.name, tool)?;
+    let risk = server
+        .configured_risk(tool)
+        .or_else(|| if server.trust_annotations { pin.and_then(|p| p.annotated_risk) } else { None })
+        .unwrap_or(Risk::Write);
+    let pin_changed = pin.is_some_and(|p| p.changed);
+    let mut rec = Record {
+        method: "tools/call".into(),
+        tool: Some(tool.to_string()),
+        risk: Some(risk),
+        args_sha256: Some(arguments.sha256.clone()),
+        pin_changed,
+        decision: Decision { verdict: Verdict::Allow, rule: String::new(), reason: "allowed", shadowed: false },
+    };
+    let as_tool_result = cx.acl.deny_as == DenyAs::ToolResult;
+    let refuse = |refusal: Refusal, rec: &mut Record| -> Result<Step, HostError> {
+        rec.decision.verdict = Verdict::Deny;
+        rec.decision.rule = refusal.rule.clone();
+        rec.decision.reason = refusal.reason;
+        Ok(Step::Refuse { refusal, record: rec.clone(), as_tool_result })
+    };
+    if pin_changed && server.pinning == Pinning::Refuse {
+        return refuse(Refusal::new(PINNING_RULE, "tool_definition_changed"), &mut rec);
+    }
+
+    let call = Call { server: &server.name, tool, risk, arguments: Some(&arguments.value) };
+    let outcome = evaluate(cx.acl, cx.caller, &call);
+    rec.decision.rule = outcome.rule().to_string();
+    match outcome {
+        Outcome::Deny { rule, reason, hint } => {
+            let refusal = Refusal { rule, reason, hint, tool: None, args_sha256: None };
+            return refuse(refusal, &mut rec);
+        }
+        Outcome::NeedsApproval { rule } => {
+            let approvals = cx.acl.approvals.as_ref();
+            let token = params.meta.as_ref().and_then(|m| m.approval.as_deref());
+            let ask = |reason| Refusal {
+                rule: rule.clone(),
+                reason,
+                hint: Hint::Approval,
+                tool: Some(format!("{}/{}", server.name, tool)),
+                args_sha256: Some(arguments.sha256.clone()),
+            };
+            let (Some(approvals), Some(token)) = (approvals, token) else {
+                return refuse(ask("approval_required"), &mut rec);
+            };
+            let approved = ApprovedCall { server: &server.name, tool, args_sha256: &arguments.sha256 };
+            if let Err(e) = approval::redeem(cx.host, approvals, token, cx.caller, &approved, cx.now)? {
+                return refuse(ask(e.reason()), &mut rec);
+            }
+            rec.decision.reason = "approved";
+        }
+        Outcome::Allow { .. } => {}
+    }
+
+    if cx.acl.limits.any() {
+        let Some(session) = cx.caller.limit_key() else {
+            return refuse(Refusal::new(LIMITS_RULE, "no_principal_for_limits"), &mut rec);
+        };
+        let call_key = format!("{}/{tool}/{}", server.name, arguments.sha256);
+        let verdict = count_call(cx.host, &cx.acl.limits, &session, &call_key, risk.is_mutating(), cx.now)?;
+        if verdict != LimitVerdict::Within {
+            return refuse(Refusal::new(LIMITS_RULE, verdict.reason()), &mut rec);
+        }
+    }
+    Ok(Step::Pass(rec))
+}

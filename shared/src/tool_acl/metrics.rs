@@ -1,0 +1,17 @@
+//! Metric names of the tool-acl filter (Envoy prefixes Wasm metrics with `wasmcustom.`).
+
+pub const ALLOWED: &str = "warden.tool_acl.allowed";
+pub const DENIED: &str = "warden.tool_acl.denied";
+pub const SHADOW_DENIED: &str = "warden.tool_acl.shadow_denied";
+pub const PROTOCOL_ERRORS: &str = "warden.tool_acl.protocol_errors";
+pub const BODY_TOO_LARGE: &str = "warden.tool_acl.body_too_large";
+pub const TOOLS_HIDDEN: &str = "warden.tool_acl.tools_hidden";
+pub const PIN_CHANGED: &str = "warden.tool_acl.pin_changed";
+pub const FAILURE_MODE: &str = "warden.tool_acl.failure_mode_applied";
+pub const LLM_TOOLS_REMOVED: &str = "warden.tool_acl.llm_tools_removed";
+pub const LLM_CALLS_BLOCKED: &str = "warden.tool_acl.llm_calls_blocked";
+
+/// The counter for a denial with this reason, e.g. `warden.tool_acl.denied.loop_detected`.
+pub fn denied_by(reason: &str) -> String {
+    format!("{DENIED}.{reason}")
+}

@@ -1,0 +1,22 @@
+//! Tool governance: which principal may call which tool, on MCP servers and as model
+//! function tools, with risk classes, escalation, pinning, limits and an audit record.
+
+pub mod approval;
+pub mod arguments;
+pub mod caller;
+pub mod compile;
+pub mod config;
+pub mod denial;
+pub mod evaluate;
+pub mod glob;
+pub mod jsonrpc;
+pub mod limits;
+pub mod listing;
+pub mod llm;
+pub mod llm_answer;
+pub mod llm_stream;
+pub mod mcp;
+pub mod metrics;
+pub mod pins;
+pub mod risk;
+pub mod stream;
