@@ -64,12 +64,12 @@ test-unit:
 	$(TEST) -p warden-integration-tests --lib --bins
 
 test-harness:
-	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test examples
+	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test examples
 
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \
 	  echo "== end-to-end on Envoy $$v"; \
-	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy || exit 1; \
+	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy || exit 1; \
 	done
 
 validate: build

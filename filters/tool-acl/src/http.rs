@@ -144,8 +144,10 @@ impl ToolAclHttp {
             // The body may shrink when tools are removed; Envoy recomputes the framing.
             ProxyHost.set_request_header("content-length", None)?;
         }
-        // Hold the headers too: nothing reaches the upstream before the body is decided.
-        Ok(Action::Pause)
+        // The body is held (`StopIterationAndBuffer`) until it is decided; no byte of it goes
+        // upstream before. The headers cannot be held with it: Envoy turns a paused header
+        // callback into "stop everything", and the body would never arrive here.
+        Ok(Action::Continue)
     }
 
     fn on_body(&mut self, acl: &Rc<CompiledToolAcl>, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
