@@ -234,6 +234,7 @@ fn authenticate_on_route(
                 principal.actors = verified.actors.clone();
             }
             principal.scopes.extend(verified.scopes.iter().cloned());
+            principal.acr.clone_from(&verified.acr);
             agent_token = Some(verified);
         }
     }

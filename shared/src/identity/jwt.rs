@@ -119,6 +119,8 @@ pub struct VerifiedToken {
     pub tenant: Option<String>,
     /// RFC 8693 actors, the current actor first.
     pub actors: Vec<String>,
+    /// The authentication context class (`acr`), for step-up requirements.
+    pub acr: Option<String>,
     /// The claims a route asked about, as found: (claim, values).
     pub claims: Vec<(String, Vec<String>)>,
     pub times: TokenTimes,
@@ -229,7 +231,8 @@ pub fn verify(
             _ => None,
         })
         .collect();
-    Ok(VerifiedToken { issuer: issuer_index, subject, scopes, tenant, actors, claims: extra, times })
+    let acr = claims.get::<String>("acr").map_err(|_| TokenError::Malformed("acr claim is not a string"))?;
+    Ok(VerifiedToken { issuer: issuer_index, subject, scopes, tenant, actors, acr, claims: extra, times })
 }
 
 fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {

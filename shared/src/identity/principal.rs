@@ -30,6 +30,8 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// RFC 8693 actor chain, current actor first.
     pub actors: Vec<String>,
+    /// The agent token's `acr`, when it has one.
+    pub acr: Option<String>,
 }
 
 impl Principal {
@@ -54,6 +56,9 @@ impl Principal {
         }
         if !self.actors.is_empty() {
             out.push((attributes::ACTOR_CHAIN, self.actors.join(",")));
+        }
+        if let Some(acr) = &self.acr {
+            out.push((attributes::ACR, acr.clone()));
         }
         out
     }

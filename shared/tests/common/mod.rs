@@ -4,8 +4,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use warden_policy::identity::authenticate::{authenticate, Outcome, RequestFacts};
 use warden_policy::identity::compile::CompiledIdentity;
-use warden_policy::identity::jwt::KeyLookup;
-use warden_policy::identity::keys::KeySet;
 use warden_policy::identity::token_cache::{TokenCache, Verifier};
 use warden_policy::policy::parse_document;
 use warden_policy::testing::tokens::{self, SigningKey};
@@ -18,12 +16,7 @@ pub fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(NOW)
 }
 
-pub struct NoRemoteKeys;
-impl KeyLookup for NoRemoteKeys {
-    fn remote_keys(&self, _issuer: usize) -> Option<&KeySet> {
-        None
-    }
-}
+pub use warden_policy::identity::jwt::NoRemoteKeys;
 
 /// The inline JWKS every test issuer publishes: one key of each family.
 pub fn standard_jwks() -> String {
