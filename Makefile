@@ -17,11 +17,13 @@ ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
 WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm)
 TEST := cargo test --locked
 
-.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run demo validate bench fmt lint clean
+.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-tools demo validate bench fmt lint clean
 
 help:
-	@echo "make demo      run Envoy + the identity filter on loopback and show allowed and denied requests"
-	@echo "make run       the same, left running for your own curl requests (Ctrl-C stops it)"
+	@echo "make demo      run Envoy + the filters on loopback (identity, then identity + tool-acl with an MCP server"
+	@echo "               and a mock model provider) and show allowed and denied requests"
+	@echo "make run       Envoy + identity, left running for your own curl requests (Ctrl-C stops it)"
+	@echo "make run-tools Envoy + identity + tool-acl, left running likewise"
 	@echo "make test      unit, wasm-host and end-to-end tests (Envoy $(ENVOY_VERSIONS))"
 	@echo "make bench     Envoy with and without each filter, side by side"
 	@echo "make validate  every Envoy config through 'envoy --mode validate', Istio manifests against the CRD"
@@ -82,8 +84,12 @@ validate: build
 run: build
 	examples/identity/run.sh
 
+run-tools: build
+	examples/tool-acl/run.sh
+
 demo: build
 	examples/identity/run.sh --demo
+	examples/tool-acl/run.sh --demo
 
 bench: setup-bench build
 	cargo run --locked -q -p warden-integration-tests --bin warden-bench

@@ -47,12 +47,14 @@ fn median(rounds: &[Figures]) -> Figures {
     Figures { rps: pick(|f| f.rps).round(), p50_us: round1(pick(|f| f.p50_us)), p99_us: round1(pick(|f| f.p99_us)) }
 }
 
-/// The load: `wrk` with a fixed number of connections on one thread.
+/// The load: `wrk` with a fixed number of connections on one thread; a GET, or a POST of
+/// `body` when one is given.
 #[derive(Debug, Clone)]
 pub struct Load {
     pub connections: u32,
     pub duration: Duration,
     pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
 }
 
 impl Load {
@@ -70,6 +72,22 @@ impl Load {
         ]);
         for (name, value) in &self.headers {
             command.args(["-H", &format!("{name}: {value}")]);
+        }
+        // wrk sends a body only from a Lua script; the script reads it from a file, so any
+        // bytes can be sent without quoting them into Lua.
+        let dir = tempfile::tempdir()?;
+        if let Some(body) = &self.body {
+            let body_path = dir.path().join("body");
+            std::fs::write(&body_path, body)?;
+            let script = dir.path().join("post.lua");
+            std::fs::write(
+                &script,
+                format!(
+                    "wrk.method = \"POST\"\nwrk.body = io.open({:?}):read(\"*a\")\n",
+                    body_path.display().to_string()
+                ),
+            )?;
+            command.args(["-s", &script.display().to_string()]);
         }
         let output = command.arg(url).output().context("running wrk (install it with `make setup`)")?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned();

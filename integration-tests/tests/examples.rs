@@ -9,8 +9,9 @@ use warden_integration_tests::envoy::config_policy;
 use warden_integration_tests::proxy_wasm_host::{HostEnv, Plugin};
 use warden_integration_tests::repo;
 
-fn identity_accepts(policy: &[u8]) -> (bool, String) {
-    let plugin = Plugin::load(&repo::filter_wasm("warden_identity")).unwrap();
+/// Whether the filter built as `warden_<filter>.wasm` accepts `policy`, and what it logged.
+fn accepts(filter: &str, policy: &[u8]) -> (bool, String) {
+    let plugin = Plugin::load(&repo::filter_wasm(&format!("warden_{filter}"))).unwrap();
     let (vm, accepted) = plugin.start_unchecked(&HostEnv::default(), policy).unwrap();
     (accepted, vm.log_text())
 }
@@ -31,10 +32,13 @@ fn istio_plugin_configs_are_valid_policies() {
                 continue;
             }
             let url = doc["spec"]["url"].as_str().unwrap_or_default();
-            assert!(url.contains("identity"), "{}: no test knows the filter behind {url}", path.display());
+            let filter = ["identity", "tool-acl"]
+                .into_iter()
+                .find(|f| url.contains(&format!("/warden/{f}:")))
+                .unwrap_or_else(|| panic!("{}: no test knows the filter behind {url}", path.display()));
             // Istio serialises pluginConfig (a protobuf Struct) to JSON for the filter.
             let json = serde_json::to_vec(&doc["spec"]["pluginConfig"]).unwrap();
-            let (accepted, log) = identity_accepts(&json);
+            let (accepted, log) = accepts(&filter.replace('-', "_"), &json);
             assert!(accepted, "{}: {log}", path.display());
             checked += 1;
         }
@@ -44,7 +48,13 @@ fn istio_plugin_configs_are_valid_policies() {
 
 #[test]
 fn envoy_config_policies_are_valid_policies() {
-    let policy = config_policy("envoy/identity.yaml", "warden.identity").unwrap();
-    let (accepted, log) = identity_accepts(policy.as_bytes());
-    assert!(accepted, "{log}");
+    for (config, filter, name) in [
+        ("envoy/identity.yaml", "warden.identity", "identity"),
+        ("envoy/tool-acl.yaml", "warden.identity", "identity"),
+        ("envoy/tool-acl.yaml", "warden.tool_acl", "tool_acl"),
+    ] {
+        let policy = config_policy(config, filter).unwrap();
+        let (accepted, log) = accepts(name, policy.as_bytes());
+        assert!(accepted, "{config} {filter}: {log}");
+    }
 }

@@ -64,10 +64,6 @@ impl Framer {
         self.line_start = 0;
         std::mem::take(&mut self.pending)
     }
-
-    pub fn held(&self) -> usize {
-        self.pending.len()
-    }
 }
 
 fn lines(event: &[u8]) -> impl Iterator<Item = &[u8]> {

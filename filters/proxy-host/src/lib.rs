@@ -63,10 +63,6 @@ pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), HostEr
     hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value).map_err(|s| failed("set_map_value", s))
 }
 
-pub fn request_header(name: &str) -> Result<Option<String>, HostError> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name).map_err(|s| failed("get_map_value", s))
-}
-
 impl Host for ProxyHost {
     fn now(&self) -> SystemTime {
         hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now())

@@ -16,7 +16,7 @@ use warden_policy::tool_acl::config::Unmatched;
 use warden_policy::tool_acl::denial::openai_error;
 use warden_policy::tool_acl::mcp::{self, Action as McpAction, Context as McpContext};
 use warden_policy::tool_acl::{llm, metrics};
-use warden_proxy_host::{request_body, request_header, set_request_body, ProxyHost};
+use warden_proxy_host::{request_body, set_request_body, ProxyHost};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
@@ -98,11 +98,14 @@ impl ToolAclHttp {
     }
 
     fn on_headers(&mut self, acl: &CompiledToolAcl, end_of_stream: bool) -> Result<Action, HostError> {
-        self.request_id = request_header(attributes::REQUEST_ID_HEADER)?.unwrap_or_else(|| "-".into());
-        let path = request_header(":path")?.unwrap_or_default();
+        // One host call for every header this filter reads.
+        let headers = ProxyHost.request_headers()?;
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        self.request_id = header(attributes::REQUEST_ID_HEADER).unwrap_or("-").to_string();
+        let path = header(":path").unwrap_or_default().to_string();
         self.path.clone_from(&path);
-        let authority = request_header(":authority")?.unwrap_or_default();
-        let method = request_header(":method")?.unwrap_or_default();
+        let authority = header(":authority").unwrap_or_default().to_string();
+        let method = header(":method").unwrap_or_default().to_string();
         self.target = match acl.server_for(&authority, &path) {
             Some(server) => Target::Mcp(acl.servers.iter().position(|s| std::ptr::eq(s, server)).unwrap_or(0)),
             None if acl.is_llm_path(&path) => Target::Llm,
@@ -127,7 +130,7 @@ impl ToolAclHttp {
             self.target = Target::Pass;
             return Ok(Action::Continue);
         }
-        let length = request_header("content-length")?.and_then(|v| v.trim().parse::<usize>().ok());
+        let length = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
         if length.is_some_and(|n| n > acl.max_body_bytes) {
             return Ok(self.too_large(acl));
         }

@@ -1,15 +1,20 @@
-//! Development helper for `make run` and the examples: serves the mock upstream and the demo
-//! JWKS, and mints demo tokens signed with the test keys in `testdata/keys`.
+//! Development helper for `make run` and the examples: serves the mock upstream, the demo JWKS,
+//! the demo MCP file server (the official `rmcp` SDK) and mock model provider, and mints demo
+//! tokens and tool-call approvals signed with the test keys in `testdata/keys`.
 //!
 //! ```text
 //! warden-dev serve [--upstream-port 18080] [--jwks-port 18081]
+//! warden-dev serve-tools [--mcp-port 18090] [--provider-port 18091]
 //! warden-dev token --sub AGENT [--scope "a b"] [--tenant acme] [--expired] [--key rsa|ec|ed]
+//! warden-dev approval --args-sha256 HEX --session ID --jti ID [--tool files/delete_file]
+//!                     [--agent planner] [--tenant acme] [--ttl-secs 120]
 //! warden-dev api-key-hash KEY
 //! ```
 
 use anyhow::{bail, Context, Result};
 use jsonwebtoken::Algorithm;
-use warden_integration_tests::fixtures::{EchoUpstream, JwksBehaviour, JwksServer};
+use warden_integration_tests::fixtures::{EchoUpstream, JwksBehaviour, JwksServer, McpFileServer, ModelProvider};
+use warden_integration_tests::tool_fixtures::tool_definitions;
 use warden_policy::identity::api_key;
 use warden_policy::testing::tokens;
 
@@ -31,6 +36,34 @@ async fn serve(args: &[String]) -> Result<()> {
     eprintln!("warden-dev: mock upstream on 127.0.0.1:{upstream_port}, JWKS on 127.0.0.1:{jwks_port}");
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+async fn serve_tools(args: &[String]) -> Result<()> {
+    let mcp_port: u16 = flag(args, "--mcp-port").unwrap_or_else(|| "18090".into()).parse()?;
+    let provider_port: u16 = flag(args, "--provider-port").unwrap_or_else(|| "18091".into()).parse()?;
+    // Stateless JSON answers, so the demo can talk MCP with plain curl.
+    let _mcp = McpFileServer::start_on(mcp_port, tool_definitions(6), true).await.context("starting the MCP server")?;
+    let _provider = ModelProvider::start_on(provider_port).await.context("starting the model provider")?;
+    eprintln!("warden-dev: MCP file server on 127.0.0.1:{mcp_port}, model provider on 127.0.0.1:{provider_port}");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// An approval for one tool call, as the approver (a person, via some approval UI) would sign.
+fn approval(args: &[String]) -> Result<String> {
+    let now = tokens::now_secs();
+    let ttl: u64 = flag(args, "--ttl-secs").unwrap_or_else(|| "120".into()).parse()?;
+    let claims = serde_json::json!({
+        "iss": "https://approvals.warden.test", "aud": "warden-tool-acl", "sub": "alice@acme.test",
+        "iat": now, "exp": now + ttl,
+        "jti": flag(args, "--jti").context("--jti is required")?,
+        "tool": flag(args, "--tool").unwrap_or_else(|| "files/delete_file".into()),
+        "args_sha256": flag(args, "--args-sha256").context("--args-sha256 is required")?,
+        "session": flag(args, "--session").context("--session is required")?,
+        "agent": flag(args, "--agent").unwrap_or_else(|| "planner".into()),
+        "tenant": flag(args, "--tenant").unwrap_or_else(|| "acme".into()),
+    });
+    Ok(tokens::token(&tokens::ed25519(), &claims))
 }
 
 fn token(args: &[String]) -> Result<String> {
@@ -58,6 +91,11 @@ async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args).await,
+        Some("serve-tools") => serve_tools(&args).await,
+        Some("approval") => {
+            println!("{}", approval(&args)?);
+            Ok(())
+        }
         Some("token") => {
             println!("{}", token(&args)?);
             Ok(())
@@ -66,6 +104,6 @@ async fn main() -> Result<()> {
             println!("{}", api_key::hash_hex(args.get(1).context("give the key")?));
             Ok(())
         }
-        _ => bail!("usage: warden-dev serve|token|api-key-hash (see the source header)"),
+        _ => bail!("usage: warden-dev serve|serve-tools|token|approval|api-key-hash (see the source header)"),
     }
 }

@@ -17,6 +17,9 @@ use serde_json::{json, Value};
 /// A refusal of one message, before it is put in the protocol's shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The JSON-RPC error code when answered as an error: `-32001` for policy denials,
+    /// `-32602` for a `tools/call` whose params cannot be read.
+    pub code: i64,
     pub rule: String,
     pub reason: &'static str,
     pub hint: Hint,
@@ -27,7 +30,7 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(rule: impl Into<String>, reason: &'static str) -> Refusal {
-        Refusal { rule: rule.into(), reason, hint: Hint::Nothing, tool: None, args_sha256: None }
+        Refusal { code: POLICY_DENIED, rule: rule.into(), reason, hint: Hint::Nothing, tool: None, args_sha256: None }
     }
 
     /// What the agent is told, in one paragraph a model can act on.

@@ -9,7 +9,6 @@ use std::borrow::Cow;
 /// Standard JSON-RPC error codes.
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
-pub const METHOD_NOT_FOUND: i64 = -32601;
 pub const INVALID_PARAMS: i64 = -32602;
 /// Warden's own code for a policy denial (in the server-error range the spec reserves).
 pub const POLICY_DENIED: i64 = -32001;

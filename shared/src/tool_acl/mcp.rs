@@ -217,7 +217,7 @@ fn decide_message(cx: &Context, message: &Message) -> Result<Step, HostError> {
 }
 
 fn invalid_params(detail: &'static str) -> Step {
-    let refusal = Refusal::new(PROTOCOL_RULE, detail);
+    let refusal = Refusal { code: jsonrpc::INVALID_PARAMS, ..Refusal::new(PROTOCOL_RULE, detail) };
     let record = record("tools/call", Verdict::Deny, PROTOCOL_RULE, detail);
     Step::Refuse { refusal, record, as_tool_result: false }
 }
@@ -232,7 +232,12 @@ fn decide_call(cx: &Context, params: Option<&str>) -> Result<Step, HostError> {
     };
     let tool = params.name.as_ref();
     let server = cx.server;
-    let pin = pins::lookup(cx.host, &server.name, tool)?;
+    // Without pinning and trusted annotations a pin says nothing: skip the shared-data read.
+    let pin = if server.pinning != Pinning::Off || server.trust_annotations {
+        pins::lookup(cx.host, &server.name, tool)?
+    } else {
+        None
+    };
     let risk = server
         .configured_risk(tool)
         .or_else(|| if server.trust_annotations { pin.and_then(|p| p.annotated_risk) } else { None })
@@ -262,18 +267,17 @@ fn decide_call(cx: &Context, params: Option<&str>) -> Result<Step, HostError> {
     rec.decision.rule = outcome.rule().to_string();
     match outcome {
         Outcome::Deny { rule, reason, hint } => {
-            let refusal = Refusal { rule, reason, hint, tool: None, args_sha256: None };
+            let refusal = Refusal { hint, ..Refusal::new(rule, reason) };
             return refuse(refusal, &mut rec);
         }
         Outcome::NeedsApproval { rule } => {
             let approvals = cx.acl.approvals.as_ref();
             let token = params.meta.as_ref().and_then(|m| m.approval.as_deref());
             let ask = |reason| Refusal {
-                rule: rule.clone(),
-                reason,
                 hint: Hint::Approval,
                 tool: Some(format!("{}/{}", server.name, tool)),
                 args_sha256: Some(arguments.sha256.clone()),
+                ..Refusal::new(rule.clone(), reason)
             };
             let (Some(approvals), Some(token)) = (approvals, token) else {
                 return refuse(ask("approval_required"), &mut rec);

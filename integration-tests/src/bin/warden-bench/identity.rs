@@ -1,5 +1,3 @@
-//! `make bench`: each Warden filter against the same Envoy without it, in one run.
-//!
 //! identity: an RS256 JWT on every request through `envoy/identity.yaml`, keys cached, measured
 //! twice: with the default verified-token cache (a repeated token is verified once per VM) and
 //! with the cache off (the signature is checked on every request). A fourth Envoy runs a Wasm
@@ -10,7 +8,7 @@
 //! from which the CPU time each request adds is read off. Rounds alternate between the sides so
 //! that drift on this shared machine hits them alike. Writes `target/bench/identity.json`.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -19,6 +17,8 @@ use warden_integration_tests::envoy::{config_policy, Envoy};
 use warden_integration_tests::fixtures::{EchoUpstream, JwksBehaviour, JwksServer};
 use warden_integration_tests::repo;
 use warden_policy::testing::tokens;
+
+use crate::{env_u64, run_all};
 
 const ROUNDS: usize = 3;
 const CONFIG: &str = "envoy/identity.yaml";
@@ -29,17 +29,7 @@ const SIDES: [&str; 4] = [
     "Envoy + identity (verify every request)",
 ];
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Runs `load` against every URL in turn, off the async runtime (wrk blocks).
-async fn run_all(load: &Load, urls: &[String]) -> Result<Vec<Figures>> {
-    let (load, urls) = (load.clone(), urls.to_vec());
-    tokio::task::spawn_blocking(move || urls.iter().map(|url| load.run(url)).collect()).await?
-}
-
-async fn identity(version: &str) -> Result<Value> {
+pub async fn identity(version: &str) -> Result<Value> {
     let upstream = EchoUpstream::start(0).await?;
     let rsa = tokens::rsa(Algorithm::RS256);
     let jwks = JwksServer::start(0, JwksBehaviour::Serve(tokens::jwks(&[&rsa]))).await?;
@@ -69,6 +59,7 @@ async fn identity(version: &str) -> Result<Value> {
         connections: 1,
         duration: Duration::from_secs(env_u64("WARDEN_BENCH_SECONDS", 5)),
         headers: vec![("authorization".into(), format!("Bearer {}", tokens::token(&rsa, &claims)))],
+        body: None,
     };
     let throughput = Load { connections: env_u64("WARDEN_BENCH_CONNECTIONS", 8) as u32, ..latency.clone() };
     let urls: Vec<String> = envoys.iter().map(|e| format!("{}/v1/chat/completions", e.url("agents_plain"))).collect();
@@ -113,7 +104,7 @@ async fn identity(version: &str) -> Result<Value> {
     Ok(result)
 }
 
-fn print_table(r: &Value) {
+pub fn print_table(r: &Value) {
     println!(
         "\nidentity latency: Envoy {}, {} worker, wrk -t1 -c1, median of {} rounds x {} s",
         r["envoy_version"], r["envoy_workers"], r["rounds"], r["seconds_per_round"]
@@ -140,16 +131,4 @@ fn print_table(r: &Value) {
         let cpu = if cpu.is_null() { String::new() } else { cpu.to_string() };
         println!("{label:<42} {:>9} {cpu:>18}", side["rps"]);
     }
-}
-
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<()> {
-    let version = repo::envoy_version();
-    let out = repo::root().join("target/bench");
-    std::fs::create_dir_all(&out)?;
-    let result = identity(&version).await.context("identity benchmark")?;
-    std::fs::write(out.join("identity.json"), serde_json::to_string_pretty(&result)?)?;
-    print_table(&result);
-    println!("\nwritten: target/bench/identity.json");
-    Ok(())
 }

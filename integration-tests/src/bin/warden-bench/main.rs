@@ -1,0 +1,40 @@
+//! `make bench`: each Warden filter against the same Envoy without it, in one run.
+//! `WARDEN_BENCH_ONLY=identity` or `=tool-acl` runs one of them.
+
+mod identity;
+mod tool_acl;
+
+use anyhow::{Context, Result};
+use warden_integration_tests::bench::{Figures, Load};
+use warden_integration_tests::repo;
+
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Runs `load` against every URL in turn, off the async runtime (wrk blocks).
+pub async fn run_all(load: &Load, urls: &[String]) -> Result<Vec<Figures>> {
+    let (load, urls) = (load.clone(), urls.to_vec());
+    tokio::task::spawn_blocking(move || urls.iter().map(|url| load.run(url)).collect()).await?
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let version = repo::envoy_version();
+    let out = repo::root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let only = std::env::var("WARDEN_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "identity" {
+        let result = identity::identity(&version).await.context("identity benchmark")?;
+        std::fs::write(out.join("identity.json"), serde_json::to_string_pretty(&result)?)?;
+        identity::print_table(&result);
+        println!("\nwritten: target/bench/identity.json");
+    }
+    if only.is_empty() || only == "tool-acl" {
+        let result = tool_acl::tool_acl(&version).await.context("tool-acl benchmark")?;
+        std::fs::write(out.join("tool-acl.json"), serde_json::to_string_pretty(&result)?)?;
+        tool_acl::print_table(&result);
+        println!("\nwritten: target/bench/tool-acl.json");
+    }
+    Ok(())
+}
