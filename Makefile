@@ -92,7 +92,7 @@ demo: build
 	examples/tool-acl/run.sh --demo
 
 bench: setup-bench build
-	cargo run --locked -q -p warden-integration-tests --bin warden-bench
+	cargo run --locked -q --profile bench-tools -p warden-integration-tests --bin warden-bench
 
 fmt:
 	cargo fmt --all

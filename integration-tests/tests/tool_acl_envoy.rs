@@ -296,3 +296,23 @@ fn the_envoy_config_carries_the_example_policy() {
     let identity: Value = serde_norway::from_str(&config_policy(CONFIG, "warden.identity").unwrap()).unwrap();
     assert_eq!(identity, example, "both filters get the whole document");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_no_rule_is_about_cannot_reach_the_server() {
+    let bed = start(true).await;
+    let mut headers = HashMap::new();
+    headers.insert("x-api-key".parse().unwrap(), "wk-globex-5d1c8a3f7e2b9046".parse().unwrap());
+    let url = format!("{}/mcp/files", bed.envoy.url("agents"));
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
+    );
+    let info = ClientConfig::new(ClientCapabilities::default(), Implementation::new("warden-e2e", "1.0"));
+    let error = info.serve(transport).await.err().expect("the session is refused");
+    assert!(
+        error.to_string().contains("server_not_allowed") || error.to_string().contains("Denied by Warden"),
+        "{error}"
+    );
+    let records = bed.envoy.wait_for_access_log(1).await;
+    assert_eq!(records[0]["decision_tool_acl"], "deny;rule=default;reason=server_not_allowed");
+    assert_eq!(records[0]["agent"], "globex-agent");
+}

@@ -208,6 +208,28 @@ fn tools_list_shows_only_tools_the_agent_may_call() {
 }
 
 #[test]
+fn a_listing_that_cannot_be_read_strictly_or_is_mislabelled_is_not_passed_unfiltered() {
+    let env = HostEnv::default();
+    let mut vm = vm(&env);
+    let tools = tool_definitions(6);
+    // Two `result` members: a last-wins client would see the second, unfiltered, listing.
+    let filtered_looking = json!({"tools": [tools[0].clone()]});
+    let smuggled =
+        format!(r#"{{"jsonrpc":"2.0","id":3,"result":{filtered_looking},"result":{}}}"#, json!({"tools": tools}));
+    let (_, sent) = list_through(&mut vm, &smuggled, "application/json", &[]);
+    let answer: Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(answer["error"]["code"], -32001, "withheld: {answer}");
+    assert!(!String::from_utf8_lossy(&sent).contains("exec_shell"));
+    // The same over SSE.
+    let (_, sent) = list_through(&mut vm, &format!("data: {smuggled}\n\n"), "text/event-stream", &[]);
+    assert!(!String::from_utf8_lossy(&sent).contains("exec_shell"), "{}", String::from_utf8_lossy(&sent));
+    // A listing labelled as something else is filtered all the same.
+    let (_, sent) = list_through(&mut vm, &list_answer(3, &tools), "text/plain", &[]);
+    let answer: Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(listed_names(&answer).len(), 5);
+}
+
+#[test]
 fn every_split_of_a_streamed_listing_gives_the_same_bytes_and_decisions() {
     let tools = tool_definitions(8);
     let answer = list_answer_sse(3, &tools)

@@ -345,3 +345,34 @@ fn the_acr_claim_reaches_the_principal_attributes() {
     };
     assert!(principal.attributes().contains(&("warden.acr", "phrh".to_string())));
 }
+
+#[test]
+fn only_principals_some_rule_allows_may_reach_a_server() {
+    let acl = compile(&example());
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
+    let (action, _) = decide_body(&MemoryHost::default(), &acl, &planner(), initialize);
+    assert_eq!(action, Action::Forward);
+    let outsider = Caller { tenant: Some("globex".into()), ..planner() };
+    let (action, records) = decide_body(&MemoryHost::default(), &acl, &outsider, initialize);
+    assert_eq!(reply_json(&action)["error"]["data"]["reason"], "server_not_allowed");
+    assert_eq!(records[0]["decision"], "deny;rule=default;reason=server_not_allowed");
+    // A server-wide deny closes the server even to principals an allow is about.
+    let closed = compile(&example().replace(
+        "  rules:\n",
+        "  rules:\n    - { id: files-closed, effect: deny, servers: [files], when: { agents: [planner] } }\n",
+    ));
+    let (action, _) = decide_body(&MemoryHost::default(), &closed, &planner(), initialize);
+    assert_eq!(reply_json(&action)["error"]["data"]["rule"], "files-closed");
+}
+
+#[test]
+fn reads_and_prompts_are_recorded_by_what_they_name() {
+    let acl = compile(&example());
+    let read = r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///srv/notes.txt"}}"#;
+    let (action, records) = decide_body(&MemoryHost::default(), &acl, &planner(), read);
+    assert_eq!(action, Action::Forward);
+    assert_eq!(records[0]["tool"], "file:///srv/notes.txt");
+    let prompt = r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"summarise"}}"#;
+    let (_, records) = decide_body(&MemoryHost::default(), &acl, &planner(), prompt);
+    assert_eq!(records[0]["tool"], "summarise");
+}

@@ -52,10 +52,13 @@ impl ResponseFilter {
 
     pub fn on_headers(&mut self, acl: &CompiledToolAcl) -> Result<(), HostError> {
         let content_type = response_header("content-type")?.unwrap_or_default().to_ascii_lowercase();
-        self.framing = if content_type.starts_with("application/json") {
-            Framing::Json
-        } else if content_type.starts_with("text/event-stream") {
+        let listing = matches!(self.kind, Kind::Listing { .. });
+        self.framing = if content_type.starts_with("text/event-stream") {
             Framing::Events(EventRewriter::new(acl.max_response_bytes))
+        } else if content_type.starts_with("application/json") || listing {
+            // A listing in any other content type is read as JSON all the same: a server must
+            // not escape filtering by mislabelling its answer.
+            Framing::Json
         } else {
             Framing::Unread
         };

@@ -64,15 +64,35 @@ impl Outcome {
 pub const DEFAULT_RULE: &str = "default";
 
 fn applies(rule: &Rule, caller: &Caller, call: &Call) -> bool {
-    // A condition on a part of the principal that is absent never holds.
+    rule.servers.matches(call.server) && rule.tools.matches(call.tool) && about(rule, caller)
+}
+
+/// Whether the rule's `when` conditions hold for the caller. A condition on a part of the
+/// principal that is absent never holds.
+fn about(rule: &Rule, caller: &Caller) -> bool {
     let holds =
         |globs: &GlobSet, value: &Option<String>| globs.is_any() || value.as_deref().is_some_and(|v| globs.matches(v));
-    rule.servers.matches(call.server)
-        && rule.tools.matches(call.tool)
-        && holds(&rule.agents, &caller.agent)
+    holds(&rule.agents, &caller.agent)
         && holds(&rule.users, &caller.user)
         && holds(&rule.tenants, &caller.tenant)
         && caller.has_scopes(&rule.scopes)
+}
+
+/// Whether the caller may reach `server` at all (start a session, list, read): some `allow`
+/// rule for the server is about it, and no server-wide `deny` (no tool or argument condition)
+/// is. `Err` names the deciding rule.
+pub fn reachable(acl: &CompiledToolAcl, caller: &Caller, server: &str) -> Result<(), String> {
+    let for_server = || acl.rules.iter().filter(|r| r.servers.matches(server) && about(r, caller));
+    if let Some(rule) =
+        for_server().find(|r| r.effect == RuleEffectConfig::Deny && r.tools.is_any() && r.arguments.is_empty())
+    {
+        return Err(rule.id.clone());
+    }
+    if for_server().any(|r| r.effect == RuleEffectConfig::Allow) {
+        Ok(())
+    } else {
+        Err(DEFAULT_RULE.to_string())
+    }
 }
 
 /// Whether every argument constraint holds; unknown arguments (listing) count as holding.

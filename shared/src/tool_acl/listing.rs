@@ -36,8 +36,9 @@ struct Annotations {
 
 #[derive(Deserialize)]
 struct ResponseHead<'a> {
-    #[serde(borrow)]
-    id: &'a RawValue,
+    /// Absent in the server's notifications and requests, which pass.
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
     #[serde(default, borrow)]
     result: Option<&'a RawValue>,
 }
@@ -94,13 +95,16 @@ pub fn filter_message(
         }
         return Ok(touched.then(|| (format!("[{}]", out.join(",")), total)));
     }
-    let Ok(head) = serde_json::from_str::<ResponseHead>(message) else { return Ok(None) };
-    if !list_ids.iter().any(|id| id == head.id.get()) {
-        return Ok(None);
+    if trimmed.is_empty() {
+        return Ok(None); // an event without data (SSE priming, keep-alive)
     }
+    // A message that cannot be read strictly is withheld, not passed: a client that reads
+    // duplicate members last-wins would otherwise see a listing nobody filtered.
+    let head: ResponseHead = serde_json::from_str(message).map_err(|_| ListError::Malformed("unreadable message"))?;
+    let Some(id) = head.id.filter(|id| list_ids.iter().any(|l| l == id.get())) else { return Ok(None) };
     let Some(result) = head.result else { return Ok(None) };
     let (result, filtered) = filter_result(cx, result.get())?;
-    Ok(Some((jsonrpc::result_response(head.id, &result), filtered)))
+    Ok(Some((jsonrpc::result_response(id, &result), filtered)))
 }
 
 /// One server-sent event of a streamed answer, filtered the same way.

@@ -9,7 +9,7 @@ use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::{CompiledToolAcl, Server};
 use crate::tool_acl::config::{DenyAs, Pinning};
 use crate::tool_acl::denial::Refusal;
-use crate::tool_acl::evaluate::{evaluate, Call, Hint, Outcome};
+use crate::tool_acl::evaluate::{evaluate, reachable, Call, Hint, Outcome};
 use crate::tool_acl::jsonrpc::{self, parse_body, Message};
 use crate::tool_acl::limits::{count_call, LimitVerdict};
 use crate::tool_acl::pins;
@@ -206,7 +206,17 @@ fn decide_message(cx: &Context, message: &Message) -> Result<Step, HostError> {
         return decide_call(cx, params.map(|p| p.get()));
     }
     if cx.acl.methods.matches(method) {
-        return Ok(Step::Pass(record(method, Verdict::Allow, METHODS_RULE, "method_allowed")));
+        let mut rec = record(method, Verdict::Allow, METHODS_RULE, "method_allowed");
+        // What a read or a prompt names is recorded like a tool, for the audit log.
+        rec.tool = params_name(message, if method == "resources/read" { "uri" } else { "name" });
+        if matches!(message, Message::Request { .. }) {
+            if let Err(rule) = reachable(cx.acl, cx.caller, &cx.server.name) {
+                let refusal = Refusal::new(rule.clone(), "server_not_allowed");
+                rec.decision = Decision { verdict: Verdict::Deny, rule, reason: "server_not_allowed", shadowed: false };
+                return Ok(Step::Refuse { refusal, record: rec, as_tool_result: false });
+            }
+        }
+        return Ok(Step::Pass(rec));
     }
     let refusal = Refusal::new(METHODS_RULE, "method_not_allowed");
     Ok(Step::Refuse {
@@ -214,6 +224,16 @@ fn decide_message(cx: &Context, message: &Message) -> Result<Step, HostError> {
         record: record(method, Verdict::Deny, METHODS_RULE, "method_not_allowed"),
         as_tool_result: false,
     })
+}
+
+/// `params.<member>` as a string, for `resources/read` (`uri`) and `prompts/get` (`name`).
+fn params_name(message: &Message, member: &str) -> Option<String> {
+    let Message::Request { method, params: Some(params), .. } = message else { return None };
+    if method != "resources/read" && method != "prompts/get" {
+        return None;
+    }
+    let object = crate::strict_json::StrictObject::parse(params.get().as_bytes()).ok()?;
+    object.get::<String>(member).ok().flatten()
 }
 
 fn invalid_params(detail: &'static str) -> Step {
