@@ -307,7 +307,7 @@ async fn an_agent_no_rule_is_about_cannot_reach_the_server() {
         StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
     );
     let info = ClientConfig::new(ClientCapabilities::default(), Implementation::new("warden-e2e", "1.0"));
-    let error = info.serve(transport).await.err().expect("the session is refused");
+    let Err(error) = info.serve(transport).await else { panic!("the session should be refused") };
     assert!(
         error.to_string().contains("server_not_allowed") || error.to_string().contains("Denied by Warden"),
         "{error}"
