@@ -1,6 +1,7 @@
 //! A tool call's arguments: their canonical hash (approvals, loop protection, the audit log
 //! never see the values) and the constraints rules put on them.
 
+use crate::canonical;
 use crate::policy::PolicyError;
 use crate::tool_acl::config::ArgumentConstraintConfig;
 use regex_lite::Regex;
@@ -17,57 +18,26 @@ pub struct Arguments {
 }
 
 impl Arguments {
-    /// `None` (no `arguments` member) is the same call as `{}`.
+    /// `None` (no `arguments` member) is the same call as `{}`. A member twice is refused: the
+    /// server might read the other one.
     pub fn read(raw: Option<&str>) -> Result<Arguments, String> {
-        let value: Value = match raw {
-            None => Value::Object(Default::default()),
-            Some(text) => serde_json::from_str(text).map_err(|e| format!("arguments are not JSON: {e}"))?,
-        };
-        if !value.is_object() {
+        let text = raw.unwrap_or("{}");
+        if !text.trim_start().starts_with('{') {
             return Err("arguments must be a JSON object".into());
         }
-        let sha256 = hex::encode(Sha256::digest(canonical_json(&value).as_bytes()));
-        Ok(Arguments { value, sha256 })
+        let mut canonical = Vec::with_capacity(text.len());
+        canonical::write(text, &[], &mut canonical).map_err(|e| format!("arguments: {e}"))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| format!("arguments are not JSON: {e}"))?;
+        Ok(Arguments { value, sha256: hex::encode(Sha256::digest(&canonical)) })
     }
 }
 
-/// The JSON text an approver hashes too: no whitespace, object members sorted by key
-/// (byte order), strings and numbers as serde_json writes them. Sorting is done here, not
-/// left to the map type, so the result never depends on a serde_json feature flag.
+/// The canonical JSON text of a value (see `crate::canonical`): what an approver hashes.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut members: Vec<_> = map.iter().collect();
-            members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
-            for (i, (key, member)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write_canonical(member, out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
+    let mut out = Vec::new();
+    // A `Value` always serialises, and its own text is always valid canonical input.
+    let _ = canonical::write(&value.to_string(), &[], &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// One compiled constraint on one argument.

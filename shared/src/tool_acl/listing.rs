@@ -4,7 +4,6 @@
 use crate::host::{Host, HostError};
 use crate::sse;
 use crate::strict_json::StrictObject;
-use crate::tool_acl::arguments::canonical_json;
 use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::{CompiledToolAcl, Server};
 use crate::tool_acl::config::Pinning;
@@ -174,12 +173,33 @@ fn keep_tool(cx: &ListContext, raw: &str, head: &ToolHead, filtered: &mut Filter
     Ok(evaluate(cx.acl, cx.caller, &call).visible())
 }
 
-/// SHA-256 of the tool's definition without `_meta` (which servers may vary per answer).
+/// Definition hashes already computed in this VM, by the SHA-256 of the tool's exact text:
+/// servers send the same bytes on every listing, and hashing them is far cheaper than putting
+/// them in canonical form. Cleared when full, so it stays bounded.
+const DEFINITION_CACHE: usize = 4096;
+
+thread_local! {
+    static DEFINITIONS: std::cell::RefCell<std::collections::HashMap<[u8; 32], String>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// SHA-256 of the tool's definition without `_meta` (which servers may vary per answer), in
+/// canonical form, so a server that reorders members does not look like a rug pull.
 fn definition_hash(raw: &str) -> Result<String, ListError> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(raw).map_err(|_| ListError::Malformed("a tool is not JSON"))?;
-    if let Some(object) = value.as_object_mut() {
-        object.remove("_meta");
+    let exact: [u8; 32] = Sha256::digest(raw.as_bytes()).into();
+    if let Some(known) = DEFINITIONS.with(|d| d.borrow().get(&exact).cloned()) {
+        return Ok(known);
     }
-    Ok(hex::encode(Sha256::digest(canonical_json(&value).as_bytes())))
+    let mut canonical = Vec::with_capacity(raw.len());
+    crate::canonical::write(raw, &["_meta"], &mut canonical)
+        .map_err(|_| ListError::Malformed("a tool is not canonical JSON"))?;
+    let hash = hex::encode(Sha256::digest(&canonical));
+    DEFINITIONS.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.len() >= DEFINITION_CACHE {
+            d.clear();
+        }
+        d.insert(exact, hash.clone());
+    });
+    Ok(hash)
 }
