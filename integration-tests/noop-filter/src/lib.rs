@@ -1,17 +1,31 @@
 //! A proxy-wasm HTTP filter that lets every request through untouched. `make bench` runs it
 //! beside the Warden filters to show what the Wasm runtime itself costs per request, so the
-//! filters' own cost can be read off the difference.
+//! filters' own cost can be read off the difference. With the plugin configuration
+//! `buffer-bodies` it also holds each request and response body until it is complete and reads
+//! it into the VM, as a filter that inspects bodies must: the floor for such filters.
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
-struct NoopRoot;
-struct NoopHttp;
+#[derive(Default)]
+struct NoopRoot {
+    buffer_bodies: bool,
+}
+
+struct NoopHttp {
+    buffer_bodies: bool,
+}
 
 impl Context for NoopRoot {}
 impl RootContext for NoopRoot {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        self.buffer_bodies = size > 0 && config == b"buffer-bodies";
+        true
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(NoopHttp))
+        Some(Box::new(NoopHttp { buffer_bodies: self.buffer_bodies }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -24,12 +38,34 @@ impl HttpContext for NoopHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         Action::Continue
     }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if !self.buffer_bodies {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        std::hint::black_box(self.get_http_request_body(0, size));
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        if !self.buffer_bodies {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        std::hint::black_box(self.get_http_response_body(0, size));
+        Action::Continue
+    }
 }
 
 // The SDK's entry point is an exported `#[no_mangle]` function; it is the only unsafe item.
 #[allow(unsafe_code)]
 mod entry {
     proxy_wasm::main! {{
-        proxy_wasm::set_root_context(|_| Box::new(super::NoopRoot));
+        proxy_wasm::set_root_context(|_| Box::<super::NoopRoot>::default());
     }}
 }

@@ -81,7 +81,7 @@ fn in_vm_us_per_request(policy: &str, case: &Case) -> Result<f64> {
         Ok(start.elapsed().as_secs_f64() * 1e6 / n as f64)
     };
     let filtered = time("warden_tool_acl", policy)?;
-    let noop = time("warden_noop_filter", "")?;
+    let noop = time("warden_noop_filter", "buffer-bodies")?;
     Ok(((filtered - noop) * 10.0).round() / 10.0)
 }
 
@@ -103,8 +103,15 @@ pub async fn tool_acl(version: &str) -> Result<Value> {
             .without_filter("warden.identity")
     };
     let policy = bench_policy();
+    // The middle side runs a Wasm filter that only holds and reads the bodies, in tool-acl's
+    // place: the floor for any filter that inspects bodies in this Envoy.
     let envoys = [
         builder().without_filter("warden.tool_acl").start().await?,
+        builder()
+            .wasm_code("warden.tool_acl", &repo::filter_wasm("warden_noop_filter"))
+            .policy("warden.tool_acl", "buffer-bodies")
+            .start()
+            .await?,
         builder().policy("warden.tool_acl", &policy).start().await?,
     ];
     let urls: Vec<String> = envoys.iter().map(|e| format!("{}/mcp/files", e.url("agents"))).collect();
@@ -131,7 +138,7 @@ pub async fn tool_acl(version: &str) -> Result<Value> {
             Load { connections: 1, duration: Duration::from_secs(seconds), headers, body: Some(case.body.clone()) };
         let throughput = Load { connections: env_u64("WARDEN_BENCH_CONNECTIONS", 8) as u32, ..latency.clone() };
         run_all(&Load { duration: Duration::from_secs(1), ..throughput.clone() }, &urls).await?;
-        let (mut quiet, mut busy): ([Vec<Figures>; 2], [Vec<Figures>; 2]) = Default::default();
+        let (mut quiet, mut busy): ([Vec<Figures>; 3], [Vec<Figures>; 3]) = Default::default();
         for round in 1..=ROUNDS {
             let one = run_all(&latency, &urls).await?;
             let many = run_all(&throughput, &urls).await?;
@@ -144,14 +151,16 @@ pub async fn tool_acl(version: &str) -> Result<Value> {
                 busy[i].push(b);
             }
         }
-        let mut entry = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[1]))?;
-        let loaded = Comparison::from_rounds(&busy[0], &busy[1]);
-        let cpu = ((1e6 / loaded.filtered.rps - 1e6 / loaded.baseline.rps) * 10.0).round() / 10.0;
+        let mut entry = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[2]))?;
+        entry["wasm_buffering_noop"] = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[1]))?;
+        let loaded: Vec<Figures> = (0..3).map(|i| Comparison::from_rounds(&busy[0], &busy[i]).filtered).collect();
+        let cpu = |side: &Figures| ((1e6 / side.rps - 1e6 / loaded[0].rps) * 10.0).round() / 10.0;
         entry["throughput"] = json!({
             "connections": throughput.connections,
-            "baseline": loaded.baseline,
-            "filtered": loaded.filtered,
-            "added_cpu_us_per_request": cpu,
+            "baseline": loaded[0],
+            "wasm_buffering_noop": loaded[1],
+            "filtered": loaded[2],
+            "added_cpu_us_per_request": {"wasm_buffering_noop": cpu(&loaded[1]), "filtered": cpu(&loaded[2])},
         });
         entry["in_vm_us_per_request"] = in_vm_us_per_request(&policy, case)?.into();
         entry["case"] = case.name.into();
@@ -181,20 +190,34 @@ pub fn print_table(r: &Value) {
         r["envoy_version"], r["envoy_workers"], r["rounds"], r["seconds_per_round"]
     );
     println!(
-        "{:<24} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>16} {:>10}",
-        "case", "base p50", "base p99", "acl p50", "acl p99", "added p50", "added p99", "added CPU us/req", "in VM us"
+        "added = side minus the same Envoy without any filter; noop = a Wasm filter that only buffers and reads bodies"
+    );
+    println!(
+        "{:<22} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "case",
+        "base p50",
+        "base p99",
+        "noop +p50",
+        "noop +p99",
+        "acl +p50",
+        "acl +p99",
+        "noop +CPU",
+        "acl +CPU",
+        "in VM us"
     );
     for case in r["cases"].as_array().into_iter().flatten() {
+        let cpu = &case["throughput"]["added_cpu_us_per_request"];
         println!(
-            "{:<24} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>16} {:>10}",
+            "{:<22} {:>9} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
             case["case"].as_str().unwrap_or(""),
             case["baseline"]["p50_us"],
             case["baseline"]["p99_us"],
-            case["filtered"]["p50_us"],
-            case["filtered"]["p99_us"],
+            case["wasm_buffering_noop"]["added_p50_us"],
+            case["wasm_buffering_noop"]["added_p99_us"],
             case["added_p50_us"],
             case["added_p99_us"],
-            case["throughput"]["added_cpu_us_per_request"],
+            cpu["wasm_buffering_noop"],
+            cpu["filtered"],
             case["in_vm_us_per_request"]
         );
     }
