@@ -8,38 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-VERSION=${WARDEN_ENVOY_VERSION:-1.40.0}
-ENVOY=.venv/envoy/$VERSION/envoy/_bin/envoy
-DEV=target/debug/warden-dev
 MODE=${1:-}
-LOGS=$(mktemp -d)
-
-cleanup() {
-  local pids
-  pids=$(jobs -p)
-  [ -n "$pids" ] && kill $pids 2>/dev/null
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-trap 'exit 0' INT TERM # Ctrl-C is how `make run` is meant to stop
-
-for port in 10000 10443 9901 18080 18081; do
-  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
-    echo "port $port on 127.0.0.1 is in use: stop what holds it (another 'make run'?) and try again" >&2
-    exit 1
-  fi
-done
-
+source examples/common.sh
+require_free_ports 10000 10443 9901 18080 18081
 "$DEV" serve --upstream-port 18080 --jwks-port 18081 >"$LOGS/dev.log" 2>&1 &
-# Envoy's stdout is the audit log (one JSON record per request); its own log goes to stderr.
-"$ENVOY" -c envoy/identity.yaml --concurrency 2 --disable-hot-restart --log-level warn --file-flush-interval-msec 100 \
-  >"$LOGS/audit.log" 2>"$LOGS/envoy.log" &
-
-for _ in $(seq 1 100); do
-  curl -fs http://127.0.0.1:9901/ready >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fs http://127.0.0.1:9901/ready >/dev/null || { echo "Envoy did not start:"; cat "$LOGS/envoy.log"; exit 1; }
+start_envoy envoy/identity.yaml 9901
 
 AGENT=$("$DEV" token --sub agent-planner --scope "models:call")
 READER=$("$DEV" token --sub agent-reader --scope "tools:read")

@@ -170,6 +170,25 @@ pub(crate) fn decide_call(acl: &CompiledToolAcl, caller: &Caller, tool: &str, ar
     }
 }
 
+/// Decides one complete tool call from a model answer and records it. `None`: it may reach the
+/// agent (allowed, or shadow mode); `Some(message)`: it is blocked, and the message says why.
+/// Empty arguments are read as `{}`.
+pub(crate) fn settle(
+    acl: &CompiledToolAcl,
+    caller: &Caller,
+    tool: &str,
+    arguments: &str,
+    request_id: &str,
+    records: &mut Vec<Record>,
+) -> Option<String> {
+    let arguments = if arguments.trim().is_empty() { "{}" } else { arguments };
+    let record = decide_call(acl, caller, tool, Some(arguments));
+    let blocked = record.decision.verdict != Verdict::Allow && !record.decision.shadowed;
+    let message = blocked.then(|| blocked_message(&record, request_id));
+    records.push(record);
+    message
+}
+
 /// The message that takes a blocked call's place.
 pub(crate) fn blocked_message(record: &Record, request_id: &str) -> String {
     format!(

@@ -5,7 +5,7 @@ use crate::decision::{Mode, Verdict};
 use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::ToolCalls;
-use crate::tool_acl::llm::{blocked_message, decide_call, error_json, Api};
+use crate::tool_acl::llm::{blocked_message, error_json, settle, Api};
 use crate::tool_acl::mcp::Record;
 use serde_json::{json, Value};
 
@@ -75,13 +75,13 @@ fn chat(
         calls.retain(|call| {
             let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or("");
             let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
-            let record = decide_call(acl, caller, name, Some(if arguments.is_empty() { "{}" } else { arguments }));
-            let keep = record.decision.verdict == Verdict::Allow;
-            if !keep {
-                notes.push(blocked_message(&record, request_id));
+            match settle(acl, caller, name, arguments, request_id, records) {
+                None => true,
+                Some(note) => {
+                    notes.push(note);
+                    false
+                }
             }
-            records.push(record);
-            keep
         });
         if notes.is_empty() {
             continue;
@@ -118,12 +118,10 @@ pub(crate) fn responses(
         }
         let name = item.get("name").and_then(Value::as_str).unwrap_or("");
         let arguments = item.get("arguments").and_then(Value::as_str).unwrap_or("{}");
-        let record = decide_call(acl, caller, name, Some(if arguments.is_empty() { "{}" } else { arguments }));
-        if record.decision.verdict != Verdict::Allow {
+        if let Some(note) = settle(acl, caller, name, arguments, request_id, records) {
             blocked_any = true;
-            *item = responses_message(item.get("id").cloned(), &blocked_message(&record, request_id));
+            *item = responses_message(item.get("id").cloned(), &note);
         }
-        records.push(record);
     }
     blocked_any
 }
@@ -156,14 +154,13 @@ fn anthropic(
         }
         let name = block.get("name").and_then(Value::as_str).unwrap_or("");
         let input = block.get("input").map_or_else(|| "{}".to_string(), Value::to_string);
-        let record = decide_call(acl, caller, name, Some(&input));
-        if record.decision.verdict == Verdict::Allow {
-            calls_left = true;
-        } else {
-            blocked_any = true;
-            *block = json!({"type": "text", "text": blocked_message(&record, request_id)});
+        match settle(acl, caller, name, &input, request_id, records) {
+            None => calls_left = true,
+            Some(note) => {
+                blocked_any = true;
+                *block = json!({"type": "text", "text": note});
+            }
         }
-        records.push(record);
     }
     if blocked_any && !calls_left {
         answer["stop_reason"] = json!("end_turn");

@@ -6,12 +6,12 @@
 //! stream, when `llm.toolCalls` is `fail`). The hold-back is bounded by the framer's limit
 //! per event and by the size of one call's arguments.
 
-use crate::decision::{Mode, Verdict};
+use crate::decision::Mode;
 use crate::sse;
 use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::ToolCalls;
-use crate::tool_acl::llm::{blocked_message, decide_call, error_json, Api};
+use crate::tool_acl::llm::{error_json, settle, Api};
 use crate::tool_acl::llm_answer::{responses, responses_message};
 use crate::tool_acl::mcp::Record;
 use serde_json::{json, Value};
@@ -123,12 +123,9 @@ impl StreamGuard {
         // Every call is complete: decide them all.
         let mut blocked: BTreeMap<(u64, u64), String> = BTreeMap::new();
         for (key, pending) in &self.calls {
-            let args = if pending.arguments.is_empty() { "{}" } else { &pending.arguments };
-            let record = decide_call(acl, caller, &pending.name, Some(args));
-            if record.decision.verdict != Verdict::Allow && !record.decision.shadowed {
-                blocked.insert(*key, blocked_message(&record, request_id));
+            if let Some(message) = settle(acl, caller, &pending.name, &pending.arguments, request_id, records) {
+                blocked.insert(*key, message);
             }
-            records.push(record);
         }
         self.calls.clear();
         let held = std::mem::take(&mut self.held);
@@ -228,15 +225,10 @@ impl StreamGuard {
                     .pointer("/item/arguments")
                     .and_then(Value::as_str)
                     .map_or(pending.arguments.clone(), String::from);
-                let record =
-                    decide_call(acl, caller, &name, Some(if arguments.is_empty() { "{}" } else { &arguments }));
-                let allowed = record.decision.verdict == Verdict::Allow || record.decision.shadowed;
-                let message = blocked_message(&record, request_id);
-                records.push(record);
-                if allowed {
+                let Some(message) = settle(acl, caller, &name, &arguments, request_id, records) else {
                     pending.events.push(event.to_vec());
                     return pending.events.concat();
-                }
+                };
                 if Self::failing(acl) {
                     self.ended = true;
                     let body = json!({"type": "error", "code": "tool_call_blocked", "message": message, "param": null});
@@ -299,17 +291,11 @@ impl StreamGuard {
             }
             "content_block_stop" if self.items.contains_key(&index) => {
                 let mut pending = self.items.remove(&index).unwrap_or_default();
-                let args =
-                    if pending.arguments.trim().is_empty() { "{}".to_string() } else { pending.arguments.clone() };
-                let record = decide_call(acl, caller, &pending.name, Some(&args));
-                let allowed = record.decision.verdict == Verdict::Allow || record.decision.shadowed;
-                let message = blocked_message(&record, request_id);
-                records.push(record);
-                if allowed {
+                let Some(message) = settle(acl, caller, &pending.name, &pending.arguments, request_id, records) else {
                     self.allowed_any = true;
                     pending.events.push(event.to_vec());
                     return pending.events.concat();
-                }
+                };
                 if Self::failing(acl) {
                     self.ended = true;
                     let body = json!({"type": "error", "error": {"type": "permission_error", "message": message}});

@@ -1,0 +1,42 @@
+# Sourced by the example scripts (run from the repository root): the Envoy binary, the dev tool,
+# a log folder, cleanup on exit, and helpers to check ports and start Envoy.
+
+VERSION=${WARDEN_ENVOY_VERSION:-1.40.0}
+ENVOY=.venv/envoy/$VERSION/envoy/_bin/envoy
+DEV=target/debug/warden-dev
+LOGS=$(mktemp -d)
+
+# Stops everything the script started in the background.
+cleanup() {
+  local pids
+  pids=$(jobs -p)
+  [ -n "$pids" ] && kill $pids 2>/dev/null
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM # Ctrl-C is how `make run` is meant to stop
+
+# Refuses to start when one of the given ports on 127.0.0.1 is taken.
+require_free_ports() {
+  for port in "$@"; do
+    if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+      echo "port $port on 127.0.0.1 is in use: stop what holds it (another 'make run'?) and try again" >&2
+      exit 1
+    fi
+  done
+}
+
+# Starts Envoy with CONFIG in the background and waits until its admin port ADMIN is ready.
+# Envoy's stdout is the audit log (one JSON record per request); its own log goes to stderr.
+start_envoy() {
+  local config=$1 admin=$2
+  "$ENVOY" -c "$config" --concurrency 2 --disable-hot-restart --log-level warn --file-flush-interval-msec 100 \
+    >"$LOGS/audit.log" 2>"$LOGS/envoy.log" &
+  for _ in $(seq 1 100); do
+    curl -fs "http://127.0.0.1:$admin/ready" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "Envoy did not start:"
+  cat "$LOGS/envoy.log"
+  exit 1
+}
