@@ -376,3 +376,18 @@ fn reads_and_prompts_are_recorded_by_what_they_name() {
     let (_, records) = decide_body(&MemoryHost::default(), &acl, &planner(), prompt);
     assert_eq!(records[0]["tool"], "summarise");
 }
+
+#[test]
+fn only_the_parts_of_the_principal_a_policy_uses_are_read() {
+    use warden_policy::tool_acl::caller::Needs;
+    let acl = compile(&example());
+    assert_eq!(acl.needs, Needs { agent: true, user: false, tenant: true, session: true, scopes: true, acr: false });
+    let bare =
+        compile("toolAcl:\n  servers: [{name: files, pathPrefix: /mcp}]\n  rules:\n    - {id: r, effect: allow}\n");
+    assert_eq!(bare.needs, Needs::default());
+    let host = MemoryHost::default();
+    host.properties.borrow_mut().insert("warden.user".into(), b"alice".to_vec());
+    assert_eq!(Caller::read(&host, bare.needs).unwrap(), Caller::default());
+    let all = Needs { agent: true, user: true, tenant: true, session: true, scopes: true, acr: true };
+    assert_eq!(Caller::read(&host, all).unwrap().user.as_deref(), Some("alice"));
+}

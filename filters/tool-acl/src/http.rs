@@ -161,7 +161,7 @@ impl ToolAclHttp {
             return Ok(Action::Pause);
         }
         let body = request_body(size)?;
-        self.caller = Caller::read(&ProxyHost)?;
+        self.caller = Caller::read(&ProxyHost, acl.needs)?;
         let host = ProxyHost;
         match self.target {
             Target::Mcp(index) => {

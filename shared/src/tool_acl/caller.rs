@@ -14,18 +14,35 @@ pub struct Caller {
     pub acr: Option<String>,
 }
 
+/// Which parts of the principal a policy ever looks at; the others are not read (each read is
+/// a host call on every request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub agent: bool,
+    pub user: bool,
+    pub tenant: bool,
+    pub session: bool,
+    pub scopes: bool,
+    pub acr: bool,
+}
+
 impl Caller {
-    pub fn read(host: &dyn Host) -> Result<Caller, HostError> {
-        let text = |key: &str| -> Result<Option<String>, HostError> {
+    pub fn read(host: &dyn Host, needs: Needs) -> Result<Caller, HostError> {
+        let text = |needed: bool, key: &str| -> Result<Option<String>, HostError> {
+            if !needed {
+                return Ok(None);
+            }
             Ok(host.property(&[key])?.map(|v| String::from_utf8_lossy(&v).into_owned()).filter(|s| !s.is_empty()))
         };
         Ok(Caller {
-            agent: text(attributes::AGENT)?,
-            user: text(attributes::USER)?,
-            tenant: text(attributes::TENANT)?,
-            session: text(attributes::SESSION)?,
-            scopes: text(attributes::SCOPES)?.map(|s| s.split(' ').map(String::from).collect()).unwrap_or_default(),
-            acr: text(attributes::ACR)?,
+            agent: text(needs.agent, attributes::AGENT)?,
+            user: text(needs.user, attributes::USER)?,
+            tenant: text(needs.tenant, attributes::TENANT)?,
+            session: text(needs.session, attributes::SESSION)?,
+            scopes: text(needs.scopes, attributes::SCOPES)?
+                .map(|s| s.split(' ').map(String::from).collect())
+                .unwrap_or_default(),
+            acr: text(needs.acr, attributes::ACR)?,
         })
     }
 

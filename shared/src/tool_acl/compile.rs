@@ -4,6 +4,7 @@ use crate::decision::{FailureMode, Mode};
 use crate::identity::compile::CompiledIdentity;
 use crate::policy::PolicyError;
 use crate::tool_acl::arguments::Constraint;
+use crate::tool_acl::caller::Needs;
 use crate::tool_acl::config::*;
 use crate::tool_acl::glob::{Glob, GlobSet};
 use crate::tool_acl::risk::Risk;
@@ -24,6 +25,8 @@ pub struct CompiledToolAcl {
     pub approvals: Option<Approvals>,
     pub limits: Limits,
     pub llm: Option<Llm>,
+    /// The parts of the principal some rule, approval or limit looks at.
+    pub needs: Needs,
 }
 
 #[derive(Debug)]
@@ -177,7 +180,23 @@ impl CompiledToolAcl {
         if config.max_batch == 0 {
             return Err(PolicyError::at("toolAcl.maxBatch", "must be at least 1"));
         }
+        let stateful = approvals.is_some()
+            || limits.max_calls_per_session > 0
+            || limits.max_write_calls_per_session > 0
+            || loop_protection.is_some();
+        let requirements =
+            || rules.iter().flat_map(|r: &Rule| std::iter::once(&r.require).chain(r.escalation.step_up.as_ref()));
+        let needs = Needs {
+            // Limits count per session, or per agent without one; approvals name both.
+            agent: stateful || rules.iter().any(|r| !r.agents.is_any()),
+            user: rules.iter().any(|r| !r.users.is_any()),
+            tenant: approvals.is_some() || rules.iter().any(|r| !r.tenants.is_any()),
+            session: stateful,
+            scopes: rules.iter().any(|r| !r.scopes.is_empty()) || requirements().any(|q| !q.scopes.is_empty()),
+            acr: requirements().any(|q| !q.acr.is_empty()),
+        };
         Ok(CompiledToolAcl {
+            needs,
             mode: config.mode,
             failure_mode: config.failure_mode,
             max_body_bytes: config.max_body_bytes,
