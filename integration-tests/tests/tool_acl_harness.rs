@@ -124,7 +124,7 @@ fn protocol_faults_get_json_rpc_errors_and_nothing_is_forwarded() {
         (
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":"x"}}"#,
             200,
-            -32001,
+            -32602,
         ),
         (r#"{"jsonrpc":"2.0","id":2,"method":"sampling/createMessage"}"#, 200, -32001),
     ];

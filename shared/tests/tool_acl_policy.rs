@@ -391,3 +391,17 @@ fn only_the_parts_of_the_principal_a_policy_uses_are_read() {
     let all = Needs { agent: true, user: true, tenant: true, session: true, scopes: true, acr: true };
     assert_eq!(Caller::read(&host, all).unwrap().user.as_deref(), Some("alice"));
 }
+
+#[test]
+fn shadow_mode_never_forwards_a_call_it_could_not_read() {
+    let acl = compile(&example().replace("toolAcl:\n", "toolAcl:\n  mode: shadow\n"));
+    let unreadable = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":"x"}}"#;
+    let (action, _) = decide_body(&MemoryHost::default(), &acl, &planner(), unreadable);
+    assert_eq!(reply_json(&action)["error"]["code"], -32602, "{}", reply_json(&action));
+    // A refused batch of notifications only: no JSON-RPC answer exists, so HTTP says no.
+    let acl = compile(&example());
+    let notes =
+        r#"[{"jsonrpc":"2.0","method":"sampling/poke"},{"jsonrpc":"2.0","method":"notifications/initialized"}]"#;
+    let (action, _) = decide_body(&MemoryHost::default(), &acl, &planner(), notes);
+    assert!(matches!(action, Action::Reply { status: 403, .. }), "{action:?}");
+}

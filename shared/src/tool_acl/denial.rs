@@ -91,7 +91,7 @@ impl Refusal {
     pub fn rpc_error(&self, id: Option<&RawValue>, request_id: &str) -> String {
         jsonrpc::error_response(
             id.map(RawValue::get),
-            POLICY_DENIED,
+            self.code,
             &self.message(request_id),
             Some(&self.data(request_id)),
         )

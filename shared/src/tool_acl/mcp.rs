@@ -120,8 +120,12 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
         steps.push(step);
     }
 
-    let shadow = cx.acl.mode == Mode::Shadow;
     let refused = steps.iter().any(|s| matches!(s, Step::Refuse { .. }));
+    // Shadow mode lets policy denials through, never protocol faults: a server could read a
+    // message we could not differently from us.
+    let protocol_fault =
+        steps.iter().any(|s| matches!(s, Step::Refuse { refusal, .. } if refusal.rule == PROTOCOL_RULE));
+    let shadow = cx.acl.mode == Mode::Shadow && !protocol_fault;
     let mut records = Vec::with_capacity(steps.len());
     let mut replies = Vec::new();
     let first_refusal = steps.iter().find_map(|s| match s {
@@ -159,7 +163,7 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
         return Ok(Decided { action: Action::Forward, records, list_ids });
     }
     let body = match (parsed.batch, replies.len()) {
-        (true, _) => format!("[{}]", replies.join(",")),
+        (true, n) if n > 0 => format!("[{}]", replies.join(",")),
         (false, 1) => replies.remove(0),
         // A refused notification gets no JSON-RPC answer; HTTP says it was not accepted.
         _ => {
