@@ -124,3 +124,19 @@ fn a_session_held_by_another_agent_is_refused_and_the_refused_agent_is_audited()
     assert_eq!(properties.get("warden.agent").map(Vec::as_slice), Some(&b"agent-b"[..]));
     assert!(properties.get("warden.session").is_none(), "the session it claimed is not recorded as its own");
 }
+
+#[test]
+fn the_agent_tokens_acr_is_recorded_for_step_ups_and_a_malformed_one_refused() {
+    let policy = policy_with("");
+    let mut claims = claims();
+    claims["acr"] = serde_json::json!("phrh");
+    let auth = format!("Bearer {}", tokens::token(&tokens::rsa(Algorithm::RS256), &claims));
+    let host = MemoryHost::with_headers(&[(":authority", "gw"), (":path", "/v1/chat"), ("authorization", &auth)]);
+    assert!(matches!(run_flow(&policy, &host), Step::Continue(_)));
+    assert_eq!(host.properties.borrow().get("warden.acr").map(Vec::as_slice), Some(&b"phrh"[..]));
+
+    claims["acr"] = serde_json::json!(["phrh"]);
+    let auth = format!("Bearer {}", tokens::token(&tokens::rsa(Algorithm::RS256), &claims));
+    let host = MemoryHost::with_headers(&[(":authority", "gw"), (":path", "/v1/chat"), ("authorization", &auth)]);
+    assert!(matches!(run_flow(&policy, &host), Step::Replied(_)));
+}
