@@ -40,3 +40,19 @@ start_envoy() {
   cat "$LOGS/envoy.log"
   exit 1
 }
+
+# Prints the audit log (Envoy's access log, one JSON record per request): the given fields of
+# each record, an argument hash shortened to its first 12 characters.
+print_audit() {
+  sleep 0.3 # the access log is flushed every 100 ms
+  python3 - "$LOGS/audit.log" "$@" <<'PY'
+import json, sys
+fields = sys.argv[2:]
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if "tool_args_sha256" in fields:
+        sha = r.get("tool_args_sha256") or ""
+        r["tool_args_sha256"] = sha[:12] + "…" if sha and sha != "-" else sha
+    print(json.dumps({k: r.get(k) for k in fields}))
+PY
+}

@@ -96,15 +96,9 @@ show "The same agent without the user it acts for: 401" \
   "$TLS https://localhost:10443/mcp/tools -H \"authorization: Bearer \$MCP_AGENT\"" \
   $TLS https://localhost:10443/mcp/tools -H "authorization: Bearer $MCP_AGENT"
 
-sleep 0.3 # the access log is flushed every 100 ms
 echo
 echo "### The audit log (Envoy's access log, one JSON record per request)"
-python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    print(json.dumps({k: r[k] for k in ("status", "path", "agent", "user", "tenant", "session", "auth_method", "decision_identity")}))
-' "$LOGS/audit.log"
+print_audit status path agent user tenant session auth_method decision_identity
 echo
 echo "### Metrics"
 curl -s http://127.0.0.1:9901/stats | grep '^wasmcustom.warden' || true

@@ -64,8 +64,9 @@ impl ToolAclHttp {
         let body = match self.target {
             Target::Llm => openai_error(
                 &format!("the request body is over {} bytes", acl.max_body_bytes),
+                "permission_error",
                 "body_too_large",
-                mcp::PROTOCOL_RULE,
+                Some(mcp::PROTOCOL_RULE),
                 &self.request_id,
             ),
             _ => match mcp::too_large(acl.max_body_bytes).action {
@@ -90,8 +91,13 @@ impl ToolAclHttp {
             FailureMode::Deny => {
                 let _ = ProxyHost
                     .set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=failure-mode;reason=host_error");
-                let body =
-                    openai_error("tool policy could not be checked", "host_error", "failure-mode", &self.request_id);
+                let body = openai_error(
+                    "tool policy could not be checked",
+                    "permission_error",
+                    "host_error",
+                    Some("failure-mode"),
+                    &self.request_id,
+                );
                 self.reply(503, &body)
             }
         }
@@ -106,15 +112,20 @@ impl ToolAclHttp {
         self.path.clone_from(&path);
         let authority = header(":authority").unwrap_or_default().to_string();
         let method = header(":method").unwrap_or_default().to_string();
-        self.target = match acl.server_for(&authority, &path) {
-            Some(server) => Target::Mcp(acl.servers.iter().position(|s| std::ptr::eq(s, server)).unwrap_or(0)),
+        self.target = match acl.server_index(&authority, &path) {
+            Some(index) => Target::Mcp(index),
             None if acl.is_llm_path(&path) => Target::Llm,
             None if acl.unmatched == Unmatched::Allow => Target::Pass,
             None => {
                 ProxyHost.set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=routes;reason=unmatched_route")?;
                 ProxyHost.increment(&metrics::denied_by("unmatched_route"), 1)?;
-                let body =
-                    openai_error("no tool policy covers this route", "unmatched_route", "routes", &self.request_id);
+                let body = openai_error(
+                    "no tool policy covers this route",
+                    "permission_error",
+                    "unmatched_route",
+                    Some("routes"),
+                    &self.request_id,
+                );
                 return Ok(self.reply(403, &body));
             }
         };
@@ -136,9 +147,13 @@ impl ToolAclHttp {
         }
         if end_of_stream {
             let body = match self.target {
-                Target::Llm => {
-                    openai_error("the request has no body", "invalid_request", mcp::PROTOCOL_RULE, &self.request_id)
-                }
+                Target::Llm => openai_error(
+                    "the request has no body",
+                    "permission_error",
+                    "invalid_request",
+                    Some(mcp::PROTOCOL_RULE),
+                    &self.request_id,
+                ),
                 _ => warden_policy::tool_acl::jsonrpc::error_response(None, -32600, "the request has no body", None),
             };
             return Ok(self.reply(400, &body));
@@ -220,7 +235,10 @@ impl HttpContext for ToolAclHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(acl) = self.acl.clone() else {
             warn!("warden tool-acl: no policy loaded; refusing the request");
-            return self.reply(503, &openai_error("no tool policy is loaded", "no_policy", "failure-mode", "-"));
+            return self.reply(
+                503,
+                &openai_error("no tool policy is loaded", "permission_error", "no_policy", Some("failure-mode"), "-"),
+            );
         };
         match self.on_headers(&acl, end_of_stream) {
             Ok(action) => action,

@@ -10,6 +10,7 @@ use warden_policy::host::{Host, HostError};
 use warden_policy::sse;
 use warden_policy::tool_acl::caller::Caller;
 use warden_policy::tool_acl::compile::CompiledToolAcl;
+use warden_policy::tool_acl::denial::openai_error;
 use warden_policy::tool_acl::jsonrpc;
 use warden_policy::tool_acl::listing::{self, Filtered, ListContext, ListError};
 use warden_policy::tool_acl::llm::{self, Api, StreamGuard};
@@ -93,7 +94,7 @@ impl ResponseFilter {
             Kind::Listing { list_ids, .. } => {
                 jsonrpc::error_response(list_ids.first().map(String::as_str), jsonrpc::POLICY_DENIED, message, None)
             }
-            Kind::Model { .. } => llm::error_json(message, "answer_unchecked", &self.request_id),
+            Kind::Model { .. } => openai_error(message, "permission_error", "answer_unchecked", None, &self.request_id),
         };
         if streamed {
             String::from_utf8_lossy(&sse::event(None, &text)).into_owned()
@@ -233,6 +234,5 @@ fn record_model(acl: &CompiledToolAcl, records: &[warden_policy::tool_acl::mcp::
     if blocked > 0 {
         ProxyHost.increment(metrics::LLM_CALLS_BLOCKED, blocked as i64)?;
     }
-    let server = acl.llm.as_ref().map_or("llm", |l| l.server.as_str());
-    record::write(server, records, "-")
+    record::write(llm::server_name(acl), records, "-")
 }

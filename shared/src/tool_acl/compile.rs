@@ -180,10 +180,14 @@ impl CompiledToolAcl {
         if config.max_batch == 0 {
             return Err(PolicyError::at("toolAcl.maxBatch", "must be at least 1"));
         }
-        let stateful = approvals.is_some()
-            || limits.max_calls_per_session > 0
-            || limits.max_write_calls_per_session > 0
-            || loop_protection.is_some();
+        let limits = Limits {
+            max_calls: limits.max_calls_per_session,
+            max_write_calls: limits.max_write_calls_per_session,
+            loop_max_repeats: loop_protection.map_or(0, |l| l.max_repeats),
+            loop_window: loop_protection.map_or(Duration::ZERO, |l| l.window.as_duration()),
+            session_slots: limits.session_slots.max(1),
+        };
+        let stateful = approvals.is_some() || limits.any();
         let requirements =
             || rules.iter().flat_map(|r: &Rule| std::iter::once(&r.require).chain(r.escalation.step_up.as_ref()));
         let needs = Needs {
@@ -208,19 +212,14 @@ impl CompiledToolAcl {
             methods: GlobSet::new(&config.methods),
             rules,
             approvals,
-            limits: Limits {
-                max_calls: limits.max_calls_per_session,
-                max_write_calls: limits.max_write_calls_per_session,
-                loop_max_repeats: loop_protection.map_or(0, |l| l.max_repeats),
-                loop_window: loop_protection.map_or(Duration::ZERO, |l| l.window.as_duration()),
-                session_slots: limits.session_slots.max(1),
-            },
+            limits,
             llm,
         })
     }
 
-    /// The MCP server a request is addressed to, by `:authority` and path.
-    pub fn server_for(&self, authority: &str, path: &str) -> Option<&Server> {
+    /// The index in `servers` of the MCP server a request is addressed to, by `:authority` and
+    /// path.
+    pub fn server_index(&self, authority: &str, path: &str) -> Option<usize> {
         let host = authority.rsplit_once(':').map_or(authority, |(h, port)| {
             if port.bytes().all(|b| b.is_ascii_digit()) {
                 h
@@ -228,7 +227,7 @@ impl CompiledToolAcl {
                 authority
             }
         });
-        self.servers.iter().find(|s| {
+        self.servers.iter().position(|s| {
             (s.hosts.is_empty() || s.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)))
                 && path_matches(&s.path_prefix, path)
         })

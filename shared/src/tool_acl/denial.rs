@@ -98,8 +98,12 @@ impl Refusal {
     }
 }
 
-/// OpenAI-style error JSON for model routes.
-pub fn openai_error(message: &str, code: &str, rule: &str, request_id: &str) -> String {
-    json!({"error": {"message": message, "type": "permission_error", "code": code, "rule": rule, "request_id": request_id}})
-        .to_string()
+/// OpenAI-style error JSON, what model routes' clients parse (and every reply that is not
+/// JSON-RPC): `kind` is the error `type`; the rule is named when one decided.
+pub fn openai_error(message: &str, kind: &str, code: &str, rule: Option<&str>, request_id: &str) -> String {
+    let mut error = json!({"message": message, "type": kind, "code": code, "request_id": request_id});
+    if let Some(rule) = rule {
+        error["rule"] = rule.into();
+    }
+    json!({ "error": error }).to_string()
 }

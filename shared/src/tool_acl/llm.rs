@@ -12,11 +12,11 @@ use crate::tool_acl::arguments::Arguments;
 use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::DeclaredTools;
+use crate::tool_acl::denial::openai_error;
 use crate::tool_acl::evaluate::{evaluate, Call, Outcome};
 use crate::tool_acl::mcp::Record;
 use crate::tool_acl::risk::Risk;
 use serde::Deserialize;
-use serde_json::json;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -48,12 +48,6 @@ impl Api {
 
 pub fn may_rewrite_request(acl: &CompiledToolAcl) -> bool {
     acl.llm.as_ref().is_some_and(|l| l.declared_tools == DeclaredTools::Remove)
-}
-
-/// OpenAI-style error JSON (what every model route's clients parse).
-pub fn error_json(message: &str, code: &str, request_id: &str) -> String {
-    json!({"error": {"message": message, "type": "permission_error", "code": code, "request_id": request_id}})
-        .to_string()
 }
 
 pub enum RequestAction {
@@ -123,7 +117,8 @@ pub(crate) fn risk_of(acl: &CompiledToolAcl, tool: &str) -> Risk {
         .unwrap_or(Risk::Write)
 }
 
-pub(crate) fn server_name(acl: &CompiledToolAcl) -> &str {
+/// The server name rules use for function tools.
+pub fn server_name(acl: &CompiledToolAcl) -> &str {
     acl.llm.as_ref().map_or("llm", |l| l.server.as_str())
 }
 
@@ -200,8 +195,8 @@ pub(crate) fn blocked_message(record: &Record, request_id: &str) -> String {
 }
 
 fn bad_request(message: &str, request_id: &str) -> RequestAction {
-    let body = json!({"error": {"message": message, "type": "invalid_request_error", "code": "invalid_request", "request_id": request_id}});
-    RequestAction::Reply { status: 400, body: body.to_string() }
+    let body = openai_error(message, "invalid_request_error", "invalid_request", None, request_id);
+    RequestAction::Reply { status: 400, body }
 }
 
 pub fn decide_request(
@@ -278,7 +273,10 @@ pub fn decide_request(
             removed_names[0], first.decision.rule, first.decision.reason
         );
         let code = first.decision.reason;
-        decided.action = RequestAction::Reply { status: 403, body: error_json(&message, code, request_id) };
+        decided.action = RequestAction::Reply {
+            status: 403,
+            body: openai_error(&message, "permission_error", code, None, request_id),
+        };
         return decided;
     }
     decided.action = RequestAction::Forward { rewritten: Some(rebuild(&object, &kept_lists, &removed_names)) };

@@ -5,7 +5,8 @@ use crate::decision::{Mode, Verdict};
 use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::ToolCalls;
-use crate::tool_acl::llm::{blocked_message, error_json, settle, Api};
+use crate::tool_acl::denial::openai_error;
+use crate::tool_acl::llm::{blocked_message, settle, Api};
 use crate::tool_acl::mcp::Record;
 use serde_json::{json, Value};
 
@@ -50,7 +51,7 @@ pub fn check_response(
     checked.replacement = Some(if tool_calls_fail(acl) {
         let first = checked.records.iter().find(|r| r.decision.verdict == Verdict::Deny);
         let message = first.map_or_else(|| "a tool call was blocked".to_string(), |r| blocked_message(r, request_id));
-        error_json(&message, "tool_call_blocked", request_id)
+        openai_error(&message, "permission_error", "tool_call_blocked", None, request_id)
     } else {
         answer.to_string()
     });

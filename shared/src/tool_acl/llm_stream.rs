@@ -11,7 +11,8 @@ use crate::sse;
 use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::ToolCalls;
-use crate::tool_acl::llm::{error_json, settle, Api};
+use crate::tool_acl::denial::openai_error;
+use crate::tool_acl::llm::{settle, Api};
 use crate::tool_acl::llm_answer::{responses, responses_message};
 use crate::tool_acl::mcp::Record;
 use serde_json::{json, Value};
@@ -135,7 +136,10 @@ impl StreamGuard {
         if Self::failing(acl) {
             let message = blocked.values().next().cloned().unwrap_or_default();
             self.ended = true;
-            return sse::event(None, &error_json(&message, "tool_call_blocked", request_id));
+            return sse::event(
+                None,
+                &openai_error(&message, "permission_error", "tool_call_blocked", None, request_id),
+            );
         }
         let mut out = Vec::new();
         for held_event in held {
