@@ -43,6 +43,22 @@ pub const TOOL_ARGS_SHA256: &str = "warden.tool.args_sha256";
 /// `changed` when a called tool's definition differs from its pin.
 pub const TOOL_PIN: &str = "warden.tool.pin";
 
+/// The token-budget filter's decision, in the same form; the rule is the budget id.
+pub const DECISION_TOKEN_BUDGET: &str = "warden.decision.token_budget";
+/// The model the client asked for.
+pub const MODEL_REQUESTED: &str = "warden.model.requested";
+/// The model the request was sent to (differs after a budget fallback).
+pub const MODEL_SERVED: &str = "warden.model.served";
+/// Prompt tokens as counted at the gateway before forwarding.
+pub const TOKENS_ESTIMATED: &str = "warden.tokens.estimated";
+/// Tokens reserved: the prompt estimate plus the output cap.
+pub const TOKENS_RESERVED: &str = "warden.tokens.reserved";
+/// Prompt and output tokens as the provider reported them (or as counted when it did not).
+pub const TOKENS_INPUT: &str = "warden.tokens.input";
+pub const TOKENS_OUTPUT: &str = "warden.tokens.output";
+/// The request's cost in USD from the policy's price table, e.g. `0.000415`.
+pub const COST_USD: &str = "warden.cost_usd";
+
 /// Client-sent request headers with this prefix are removed by the identity filter on entry,
 /// whatever the outcome, so no later hop can mistake them for something Warden verified.
 pub const RESERVED_HEADER_PREFIX: &str = "x-warden-";

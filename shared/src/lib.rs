@@ -6,6 +6,7 @@
 //! through which the thin proxy-wasm filters act. This crate never depends on `proxy-wasm`.
 
 pub mod attributes;
+pub mod budget;
 pub mod canonical;
 pub mod decision;
 pub mod duration;

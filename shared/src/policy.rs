@@ -3,6 +3,7 @@
 //! Every filter is given the whole document, validates all of it and acts on its own section,
 //! so one policy can be handed to every filter in Envoy YAML or an Istio `WasmPlugin`.
 
+use crate::budget::config::TokenBudgetConfig;
 use crate::identity::config::IdentityConfig;
 use crate::tool_acl::config::ToolAclConfig;
 use serde::Deserialize;
@@ -28,6 +29,8 @@ pub struct PolicyDocument {
     pub identity: Option<IdentityConfig>,
     #[serde(default)]
     pub tool_acl: Option<ToolAclConfig>,
+    #[serde(default)]
+    pub token_budget: Option<TokenBudgetConfig>,
 }
 
 /// Reads a policy given as JSON (first non-blank character `{`) or YAML.

@@ -63,6 +63,26 @@ pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), HostEr
     hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value).map_err(|s| failed("set_map_value", s))
 }
 
+/// Sends a gRPC call to an Envoy cluster; the answer comes to the calling context with the
+/// returned token.
+pub fn grpc_call(
+    cluster: &str,
+    service: &str,
+    method: &str,
+    message: &[u8],
+    timeout: Duration,
+) -> Result<u32, HostError> {
+    hostcalls::dispatch_grpc_call(cluster, service, method, vec![], Some(message), timeout)
+        .map_err(|s| failed("dispatch_grpc_call", s))
+}
+
+/// The body of a gRPC answer just received.
+pub fn grpc_response(size: usize) -> Result<Vec<u8>, HostError> {
+    hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+        .map(Option::unwrap_or_default)
+        .map_err(|s| failed("get_buffer", s))
+}
+
 impl Host for ProxyHost {
     fn now(&self) -> SystemTime {
         hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now())

@@ -5,6 +5,7 @@
 //! ```text
 //! warden-dev serve [--upstream-port 18080] [--jwks-port 18081]
 //! warden-dev serve-tools [--mcp-port 18090] [--provider-port 18091]
+//! warden-dev serve-models [--port 18092] [--cheap-port 18093] [--output-tokens 40]
 //! warden-dev token --sub AGENT [--scope "a b"] [--tenant acme] [--expired] [--key rsa|ec|ed]
 //! warden-dev approval --args-sha256 HEX --session ID --jti ID [--tool files/delete_file]
 //!                     [--agent planner] [--tenant acme] [--ttl-secs 120]
@@ -13,7 +14,9 @@
 
 use anyhow::{bail, Context, Result};
 use jsonwebtoken::Algorithm;
-use warden_integration_tests::fixtures::{EchoUpstream, JwksBehaviour, JwksServer, McpFileServer, ModelProvider};
+use warden_integration_tests::fixtures::{
+    ChatProvider, EchoUpstream, JwksBehaviour, JwksServer, McpFileServer, ModelProvider, Script,
+};
 use warden_integration_tests::tool_fixtures::tool_definitions;
 use warden_policy::identity::api_key;
 use warden_policy::testing::tokens;
@@ -45,6 +48,19 @@ async fn serve_tools(args: &[String]) -> Result<()> {
     let _mcp = McpFileServer::start_on(mcp_port, tool_definitions(6), true).await.context("starting the MCP server")?;
     let _provider = ModelProvider::start_on(provider_port).await.context("starting the model provider")?;
     eprintln!("warden-dev: MCP file server on 127.0.0.1:{mcp_port}, model provider on 127.0.0.1:{provider_port}");
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// Two model upstreams that bill like real providers (the demo's regular and cheap models).
+async fn serve_models(args: &[String]) -> Result<()> {
+    let port: u16 = flag(args, "--port").unwrap_or_else(|| "18092".into()).parse()?;
+    let cheap_port: u16 = flag(args, "--cheap-port").unwrap_or_else(|| "18093".into()).parse()?;
+    let output_tokens: u64 = flag(args, "--output-tokens").unwrap_or_else(|| "40".into()).parse()?;
+    let script = Script { output_tokens, ..Script::default() };
+    let _main = ChatProvider::start_on(port, script.clone()).await.context("starting the model provider")?;
+    let _cheap = ChatProvider::start_on(cheap_port, script).await.context("starting the cheap model provider")?;
+    eprintln!("warden-dev: model providers on 127.0.0.1:{port} and 127.0.0.1:{cheap_port} (cheap)");
     tokio::signal::ctrl_c().await?;
     Ok(())
 }
@@ -92,6 +108,7 @@ async fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("serve") => serve(&args).await,
         Some("serve-tools") => serve_tools(&args).await,
+        Some("serve-models") => serve_models(&args).await,
         Some("approval") => {
             println!("{}", approval(&args)?);
             Ok(())
@@ -104,6 +121,8 @@ async fn main() -> Result<()> {
             println!("{}", api_key::hash_hex(args.get(1).context("give the key")?));
             Ok(())
         }
-        _ => bail!("usage: warden-dev serve|serve-tools|token|approval|api-key-hash (see the source header)"),
+        _ => bail!(
+            "usage: warden-dev serve|serve-tools|serve-models|token|approval|api-key-hash (see the source header)"
+        ),
     }
 }

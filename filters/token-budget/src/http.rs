@@ -1,0 +1,507 @@
+//! HTTP context: hold a model request until its prompt is counted and reserved, forward it
+//! (rewritten when a cap, a usage request or a fallback model must be written into it), then
+//! meter the answer and settle.
+
+use crate::meter::Meter;
+use crate::root::Vm;
+use log::{error, warn};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+use warden_policy::attributes;
+use warden_policy::budget::config::BudgetFailureMode;
+use warden_policy::budget::plan::{Outcome, Plan, PlanError, Planner, Refusal, Usage};
+use warden_policy::budget::reply::{self, Reply};
+use warden_policy::budget::request::{Edits, ModelRequest, RequestError};
+use warden_policy::budget::{ledger, metrics, rls};
+use warden_policy::decision::Mode;
+use warden_policy::host::{Host, HostError};
+use warden_policy::tool_acl::caller::Caller;
+use warden_policy::tool_acl::llm::Api;
+use warden_proxy_host::{grpc_call, grpc_response, request_body, set_request_body, ProxyHost};
+
+enum Stage {
+    /// Not a model request, or already answered: nothing to do.
+    Pass,
+    /// Waiting for the whole body.
+    Reading,
+    /// A reservation is out at the rate-limit service.
+    Reserving { token: u32 },
+    /// Forwarded; the answer is metered and settled.
+    Forwarded,
+}
+
+pub struct BudgetHttp {
+    vm: Option<Rc<Vm>>,
+    api: Option<Api>,
+    stage: Stage,
+    request_id: String,
+    caller: Caller,
+    body: Vec<u8>,
+    requested_model: String,
+    /// Prompt tokens of the requested model, and the output cap reserved.
+    estimate: Usage,
+    edits: Edits,
+    fallback_tried: bool,
+    plan: Option<Plan>,
+    meter: Option<Meter>,
+    settled: bool,
+}
+
+fn unix_now() -> u64 {
+    ProxyHost.now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl BudgetHttp {
+    pub fn new(vm: Option<Rc<Vm>>) -> Self {
+        BudgetHttp {
+            vm,
+            api: None,
+            stage: Stage::Pass,
+            request_id: String::new(),
+            caller: Caller::default(),
+            body: Vec::new(),
+            requested_model: String::new(),
+            estimate: Usage::default(),
+            edits: Edits::default(),
+            fallback_tried: false,
+            plan: None,
+            meter: None,
+            settled: false,
+        }
+    }
+
+    fn send(&mut self, reply: &Reply) -> Action {
+        self.stage = Stage::Pass;
+        let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if let Err(e) = ProxyHost.send_local_reply(reply.status, &headers, reply.body.as_bytes()) {
+            error!("warden token-budget: cannot send the reply: {e}");
+        }
+        Action::Pause
+    }
+
+    fn error(&mut self, status: u32, message: &str, kind: &str, code: &str, rule: &str) -> Action {
+        let reply = reply::error(self.api, status, message, kind, code, rule, &self.request_id);
+        let _ = record(attributes::DECISION_TOKEN_BUDGET, &format!("deny;rule={rule};reason={code}"));
+        self.send(&reply)
+    }
+
+    /// A runtime fault (shared data): requests are not let through uncounted.
+    fn fault(&mut self, vm: &Vm, e: &HostError) -> Action {
+        error!("warden token-budget: host call failed: {e}");
+        let _ = ProxyHost.increment(metrics::FAILURE_MODE, 1);
+        self.release(vm);
+        self.error(503, "the token budget could not be checked", "server_error", "budget_unavailable", "failure-mode")
+    }
+
+    fn release(&mut self, vm: &Vm) {
+        if let Some(plan) = self.plan.take() {
+            let planner = Planner { policy: &vm.policy, host: &ProxyHost, caller: &self.caller, now: unix_now() };
+            if let Err(e) = planner.release(&plan) {
+                error!("warden token-budget: cannot release a reservation: {e}");
+            }
+        }
+    }
+
+    fn on_headers(&mut self, vm: &Vm, end_of_stream: bool) -> Result<Action, HostError> {
+        let headers = ProxyHost.request_headers()?;
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        self.api = header(":path").and_then(Api::from_path);
+        if self.api.is_none() || header(":method") != Some("POST") {
+            return Ok(Action::Continue);
+        }
+        self.request_id = header(attributes::REQUEST_ID_HEADER).unwrap_or("-").to_string();
+        let length = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
+        if length.is_some_and(|n| n > vm.policy.max_body_bytes) {
+            return Ok(self.too_large(vm));
+        }
+        if end_of_stream {
+            let _ = ProxyHost.increment(metrics::BAD_REQUEST, 1);
+            return Ok(self.error(
+                400,
+                "the request has no body",
+                "invalid_request_error",
+                "invalid_request",
+                "protocol",
+            ));
+        }
+        // The body may be rewritten (cap, usage, model), so its length is recomputed.
+        ProxyHost.set_request_header("content-length", None)?;
+        self.stage = Stage::Reading;
+        // The body is held (`StopIterationAndBuffer`) until it is counted and reserved; no byte
+        // of it goes upstream before. The headers cannot be held with it: Envoy turns a paused
+        // header callback into "stop everything" and the body would never arrive here. So the
+        // route is chosen on the headers, and a fallback model is served by the same route.
+        Ok(Action::Continue)
+    }
+
+    fn too_large(&mut self, vm: &Vm) -> Action {
+        let _ = ProxyHost.increment(metrics::BODY_TOO_LARGE, 1);
+        let message = format!("the request body is over {} bytes", vm.policy.max_body_bytes);
+        self.error(413, &message, "invalid_request_error", "body_too_large", "protocol")
+    }
+
+    fn on_body(&mut self, vm: &Vm, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
+        if size > vm.policy.max_body_bytes {
+            return Ok(self.too_large(vm));
+        }
+        if !end_of_stream {
+            return Ok(Action::Pause);
+        }
+        self.body = request_body(size)?;
+        let Some(api) = self.api else { return Ok(Action::Continue) };
+        let request = match ModelRequest::parse(api, &self.body) {
+            Ok(request) => request,
+            Err(e) => return Ok(self.bad_request(&e)),
+        };
+        self.caller = Caller::read(&ProxyHost, vm.policy.needs)?;
+        self.requested_model.clone_from(&request.model);
+        let encoding = vm.policy.model(&request.model).encoding;
+        let input = match request.prompt_tokens(&vm.tokenizers, encoding) {
+            Ok(n) => n,
+            Err(e) => return Ok(self.bad_request(&e)),
+        };
+        let cap = request.max_output.or(vm.policy.default_max_output_tokens.map(u64::from)).unwrap_or(0);
+        self.estimate = Usage { input, cached_input: 0, output: cap };
+        self.edits = Edits {
+            model: None,
+            include_usage: api == Api::ChatCompletions && request.stream && !request.include_usage,
+            max_output: if request.max_output.is_none() { vm.policy.default_max_output_tokens } else { None },
+        };
+        record(attributes::MODEL_REQUESTED, &request.model)?;
+        record(attributes::TOKENS_ESTIMATED, &input.to_string())?;
+        let model = request.model.clone();
+        self.reserve(vm, &model, self.estimate)
+    }
+
+    fn bad_request(&mut self, e: &RequestError) -> Action {
+        let _ = ProxyHost.increment(metrics::BAD_REQUEST, 1);
+        self.error(400, &e.to_string(), "invalid_request_error", "invalid_request", "protocol")
+    }
+
+    /// Reserves `estimate` for `model` locally, then sends the global draws if there are any.
+    fn reserve(&mut self, vm: &Vm, model: &str, estimate: Usage) -> Result<Action, HostError> {
+        let planner = Planner { policy: &vm.policy, host: &ProxyHost, caller: &self.caller, now: unix_now() };
+        match planner.reserve(model, estimate)? {
+            Err(e) => {
+                let _ = ProxyHost.increment(metrics::BAD_REQUEST, 1);
+                let (status, code) = match e {
+                    PlanError::NotPriced { .. } => (400, "model_not_priced"),
+                    PlanError::NoScope { .. } => (403, "budget_scope_missing"),
+                };
+                Ok(self.error(status, &e.to_string(), "invalid_request_error", code, "budgets"))
+            }
+            Ok(Outcome::Refused(refusal)) => self.refused(vm, &refusal),
+            Ok(Outcome::Held(plan)) => {
+                let draws = plan.draws();
+                self.plan = Some(plan);
+                match (&vm.policy.rate_limit_service, draws.is_empty()) {
+                    (Some(service), false) => {
+                        let message = rls::reserve_request(&service.domain, &draws);
+                        match grpc_call(&service.cluster, rls::SERVICE, rls::METHOD, &message, service.timeout) {
+                            Ok(token) => {
+                                self.stage = Stage::Reserving { token };
+                                Ok(Action::Pause)
+                            }
+                            Err(e) => {
+                                warn!("warden token-budget: cannot reach the rate-limit service: {e}");
+                                self.service_failed(vm)
+                            }
+                        }
+                    }
+                    _ => self.forward(vm),
+                }
+            }
+        }
+    }
+
+    /// A budget cannot take the request: fall back to a cheaper model once, or refuse.
+    fn refused(&mut self, vm: &Vm, refusal: &Refusal) -> Result<Action, HostError> {
+        self.release(vm);
+        let budget = &vm.policy.budgets[refusal.budget];
+        let fallback = budget.fallback_model.clone().filter(|m| !self.fallback_tried && *m != self.requested_model);
+        if let Some(fallback) = fallback {
+            self.fallback_tried = true;
+            let _ = ProxyHost.increment(metrics::FALLBACK, 1);
+            let encoding = vm.policy.model(&fallback).encoding;
+            let request = ModelRequest::parse(self.api.unwrap_or(Api::ChatCompletions), &self.body);
+            let input = match request.and_then(|r| r.prompt_tokens(&vm.tokenizers, encoding)) {
+                Ok(n) => n,
+                Err(e) => return Ok(self.bad_request(&e)),
+            };
+            self.edits.model = Some(fallback.clone());
+            let estimate = Usage { input, ..self.estimate };
+            return self.reserve(vm, &fallback, estimate);
+        }
+        ProxyHost.increment(&metrics::refused_by(&budget.id), 1)?;
+        if vm.policy.mode == Mode::Shadow {
+            ProxyHost.increment(metrics::SHADOW_REFUSED, 1)?;
+            record(
+                attributes::DECISION_TOKEN_BUDGET,
+                &format!("shadow_deny;rule={};reason=budget_exhausted", budget.id),
+            )?;
+            self.edits.model = None;
+            return self.forward_unreserved();
+        }
+        ProxyHost.increment(metrics::REFUSED, 1)?;
+        let reply = reply::refused(&vm.policy, self.api, refusal, unix_now(), &self.request_id);
+        record(attributes::DECISION_TOKEN_BUDGET, &format!("deny;rule={};reason=budget_exhausted", budget.id))?;
+        Ok(self.send(&reply))
+    }
+
+    /// The rate-limit service did not answer: each global budget's failure mode decides.
+    fn service_failed(&mut self, vm: &Vm) -> Result<Action, HostError> {
+        ProxyHost.increment(metrics::RLS_ERRORS, 1)?;
+        let Some(mut plan) = self.plan.take() else { return self.forward(vm) };
+        let planner = Planner { policy: &vm.policy, host: &ProxyHost, caller: &self.caller, now: unix_now() };
+        for i in 0..plan.charges.len() {
+            if plan.charges[i].draw.is_none() {
+                continue;
+            }
+            ProxyHost.increment(metrics::FAILURE_MODE, 1)?;
+            let index = plan.charges[i].budget;
+            let budget = &vm.policy.budgets[index];
+            match budget.failure_mode {
+                BudgetFailureMode::Allow => plan.charges[i].draw = None,
+                BudgetFailureMode::Deny => {
+                    self.plan = Some(plan);
+                    self.release(vm);
+                    let rule = budget.id.clone();
+                    return Ok(self.error(
+                        503,
+                        "the budget service is unavailable",
+                        "server_error",
+                        "budget_unavailable",
+                        &rule,
+                    ));
+                }
+                BudgetFailureMode::Local => {
+                    let counter = planner.counter(index, budget, plan.charges[i].digest.clone());
+                    match counter.reserve(&ProxyHost, plan.charges[i].reserved, planner.now)? {
+                        ledger::Reserved::Held(held) => {
+                            plan.charges[i].local = Some(held);
+                            plan.charges[i].draw = None;
+                        }
+                        ledger::Reserved::Refused { used, reset_at } => {
+                            self.plan = Some(plan);
+                            let refusal =
+                                Refusal { budget: index, used, limit: budget.limit, reset_at: Some(reset_at) };
+                            return self.refused(vm, &refusal);
+                        }
+                    }
+                }
+            }
+        }
+        self.plan = Some(plan);
+        self.forward(vm)
+    }
+
+    fn on_reserved(&mut self, vm: &Vm, status: u32, size: usize) -> Result<Action, HostError> {
+        if status != 0 {
+            warn!("warden token-budget: the rate-limit service answered gRPC status {status}");
+            return self.service_failed(vm);
+        }
+        let answer = match grpc_response(size).map(|b| rls::read_answer(&b)) {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                warn!("warden token-budget: {e}");
+                return self.service_failed(vm);
+            }
+            Err(e) => return Err(e),
+        };
+        if !answer.over_limit {
+            return self.forward(vm);
+        }
+        let draws = self.plan.as_ref().map(Plan::draws).unwrap_or_default();
+        let over = answer.statuses.iter().position(|s| s.0).unwrap_or(0);
+        let Some(draw) = draws.get(over) else { return self.service_failed(vm) };
+        let budget = &vm.policy.budgets[draw.budget];
+        let (_, remaining, reset_in) = answer.statuses.get(over).copied().unwrap_or((true, 0, None));
+        let to_unit = |hits: u64| {
+            if budget.unit == warden_policy::budget::config::Unit::CostUsd {
+                hits * rls::MICRO_USD_PER_HIT
+            } else {
+                hits
+            }
+        };
+        let now = unix_now();
+        let refusal = Refusal {
+            budget: draw.budget,
+            used: budget.limit.saturating_sub(to_unit(remaining)),
+            limit: budget.limit,
+            reset_at: Some(reset_in.map_or_else(|| budget.window.span(now).end, |s| now + s)),
+        };
+        self.refused(vm, &refusal)
+    }
+
+    /// Everything is reserved: write the edits and let the request go.
+    fn forward(&mut self, vm: &Vm) -> Result<Action, HostError> {
+        let Some(plan) = &self.plan else { return self.forward_unreserved() };
+        let fallback = plan.model != self.requested_model;
+        if fallback {
+            self.edits.model = Some(plan.model.clone());
+        }
+        record(attributes::MODEL_SERVED, &plan.model)?;
+        record(attributes::TOKENS_RESERVED, &plan.reserved_tokens().to_string())?;
+        let budgets: Vec<&str> = plan.charges.iter().map(|c| vm.policy.budgets[c.budget].id.as_str()).collect();
+        let rule = if budgets.is_empty() { "none".to_string() } else { budgets.join(",") };
+        let reason = if fallback { "fallback_model" } else { "within_budget" };
+        record(attributes::DECISION_TOKEN_BUDGET, &format!("allow;rule={rule};reason={reason}"))?;
+        ProxyHost.increment(metrics::ALLOWED, 1)?;
+        let encoding = vm.policy.model(&plan.model).encoding;
+        let api = self.api.unwrap_or(Api::ChatCompletions);
+        self.meter = Some(Meter::new(api, encoding, self.edits.include_usage, plan.output_allowance));
+        self.write_edits()
+    }
+
+    /// Shadow mode let a refused request through: forwarded, not counted.
+    fn forward_unreserved(&mut self) -> Result<Action, HostError> {
+        self.write_edits()
+    }
+
+    fn write_edits(&mut self) -> Result<Action, HostError> {
+        if !self.edits.is_empty() {
+            let api = self.api.unwrap_or(Api::ChatCompletions);
+            let rewritten = ModelRequest::parse(api, &self.body).and_then(|r| r.rewrite(&self.edits));
+            match rewritten {
+                Ok(body) => set_request_body(self.body.len(), &body)?,
+                Err(e) => return Ok(self.bad_request(&e)),
+            }
+        }
+        let resume = matches!(self.stage, Stage::Reserving { .. });
+        self.stage = Stage::Forwarded;
+        self.body = Vec::new();
+        if resume {
+            self.resume_http_request();
+        }
+        Ok(Action::Continue)
+    }
+
+    /// Replaces the reservation with `usage`: locally now, globally through the root's queue.
+    fn settle(&mut self, vm: &Vm, usage: Usage) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let Some(plan) = self.plan.take() else { return };
+        let now = unix_now();
+        let planner = Planner { policy: &vm.policy, host: &ProxyHost, caller: &self.caller, now };
+        if let Err(e) = planner.settle_local(&plan, usage) {
+            error!("warden token-budget: cannot settle: {e}");
+        }
+        if let Some(service) = vm.policy.rate_limit_service.as_ref().filter(|s| s.release) {
+            let settled: Vec<(rls::Draw, u64, u64)> = plan
+                .charges
+                .iter()
+                .filter_map(|c| {
+                    let draw = c.draw.clone()?;
+                    let budget = &vm.policy.budgets[c.budget];
+                    let used =
+                        rls::hits(budget.unit, warden_policy::budget::plan::amount(budget.unit, plan.price, usage));
+                    Some((draw, used, c.window_start))
+                })
+                .collect();
+            if let Some(message) = rls::settle_request(&service.domain, &settled) {
+                vm.queue_settle(message);
+            }
+        }
+        let cost = plan
+            .price
+            .map(|p| warden_policy::budget::plan::amount(warden_policy::budget::config::Unit::CostUsd, Some(p), usage));
+        let _ = ProxyHost.increment(metrics::INPUT_TOKENS, usage.input as i64);
+        let _ = ProxyHost.increment(metrics::OUTPUT_TOKENS, usage.output as i64);
+        if usage.input > plan.estimate.input {
+            let _ = ProxyHost.increment(metrics::UNDERESTIMATE_TOKENS, (usage.input - plan.estimate.input) as i64);
+        }
+        let _ = record(attributes::TOKENS_INPUT, &usage.input.to_string());
+        let _ = record(attributes::TOKENS_OUTPUT, &usage.output.to_string());
+        if let Some(micro) = cost {
+            let _ = ProxyHost.increment(metrics::COST_MICRO_USD, micro as i64);
+            let _ = record(attributes::COST_USD, &format!("{:.6}", micro as f64 / 1e6));
+        }
+    }
+}
+
+fn record(key: &str, value: &str) -> Result<(), HostError> {
+    ProxyHost.set_property(&[key], value.as_bytes())
+}
+
+impl Context for BudgetHttp {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, response_size: usize) {
+        let Some(vm) = self.vm.clone() else { return };
+        if !matches!(self.stage, Stage::Reserving { token } if token == token_id) {
+            return;
+        }
+        if let Err(e) = self.on_reserved(&vm, status_code, response_size) {
+            self.fault(&vm, &e);
+        }
+    }
+}
+
+impl HttpContext for BudgetHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(vm) = self.vm.clone() else {
+            warn!("warden token-budget: no policy loaded; refusing the request");
+            return self.error(503, "no budget policy is loaded", "server_error", "no_policy", "failure-mode");
+        };
+        match self.on_headers(&vm, end_of_stream) {
+            Ok(action) => action,
+            Err(e) => self.fault(&vm, &e),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(vm) = self.vm.clone() else { return Action::Pause };
+        match self.stage {
+            Stage::Reading => match self.on_body(&vm, body_size, end_of_stream) {
+                Ok(action) => action,
+                Err(e) => self.fault(&vm, &e),
+            },
+            Stage::Reserving { .. } => Action::Pause,
+            Stage::Pass | Stage::Forwarded => Action::Continue,
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(meter) = self.meter.as_mut() {
+            if let Err(e) = meter.on_headers() {
+                error!("warden token-budget: cannot read the response headers: {e}");
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let estimate = self.estimate_for_settle();
+        let (Some(vm), Some(meter)) = (self.vm.clone(), self.meter.as_mut()) else { return Action::Continue };
+        let message = || "the token budget for this session is spent; the answer was cut".to_string();
+        if let Err(e) = meter.on_body(&vm, body_size, end_of_stream, &message) {
+            error!("warden token-budget: cannot meter the answer: {e}");
+        }
+        if end_of_stream {
+            let usage = meter.usage(estimate);
+            self.settle(&vm, usage);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        // A request that died midway settles what it used.
+        let Some(vm) = self.vm.clone() else { return };
+        if self.plan.is_some() && !self.settled {
+            let usage = match &self.meter {
+                Some(meter) => meter.usage(self.estimate_for_settle()),
+                None => Usage::default(),
+            };
+            self.settle(&vm, usage);
+        }
+    }
+}
+
+impl BudgetHttp {
+    /// The estimate for the model actually served.
+    fn estimate_for_settle(&self) -> Usage {
+        self.plan.as_ref().map_or(self.estimate, |p| p.estimate)
+    }
+}

@@ -1,0 +1,131 @@
+//! The answer's side: JSON answers are copied (never held) to read their `usage` at the end;
+//! event streams pass event by event through a `StreamMeter`, which strips the usage chunk
+//! Warden asked for and cuts the stream with an error event when the output crosses the budget.
+
+use crate::root::Vm;
+use warden_policy::budget::config::Encoding;
+use warden_policy::budget::metrics;
+use warden_policy::budget::plan::Usage;
+use warden_policy::budget::usage::{self, Reported, StreamMeter};
+use warden_policy::host::{Host, HostError};
+use warden_policy::tool_acl::llm::Api;
+use warden_proxy_host::{response_body, response_header, set_response_body, set_response_header, ProxyHost};
+
+/// The largest single event a stream may carry.
+const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+enum Framing {
+    /// No answer yet (or not one this filter reads).
+    Unknown,
+    Json {
+        copy: Vec<u8>,
+        overflow: bool,
+    },
+    Stream(StreamMeter),
+}
+
+pub struct Meter {
+    api: Api,
+    encoding: Encoding,
+    strip_usage_chunk: bool,
+    allowance: Option<u64>,
+    /// A 2xx answer: only those are billed.
+    ok: bool,
+    framing: Framing,
+    reported: Reported,
+}
+
+impl Meter {
+    pub fn new(api: Api, encoding: Encoding, strip_usage_chunk: bool, allowance: Option<u64>) -> Meter {
+        Meter {
+            api,
+            encoding,
+            strip_usage_chunk,
+            allowance,
+            ok: false,
+            framing: Framing::Unknown,
+            reported: Reported::default(),
+        }
+    }
+
+    pub fn on_headers(&mut self) -> Result<(), HostError> {
+        let status = response_header(":status")?.and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
+        self.ok = (200..300).contains(&status);
+        if !self.ok {
+            return Ok(());
+        }
+        let content_type = response_header("content-type")?.unwrap_or_default().to_ascii_lowercase();
+        self.framing = if content_type.starts_with("text/event-stream") {
+            // Events may be removed or added: the length changes.
+            set_response_header("content-length", None)?;
+            Framing::Stream(StreamMeter::new(
+                self.api,
+                self.encoding,
+                self.strip_usage_chunk,
+                self.allowance,
+                MAX_EVENT_BYTES,
+            ))
+        } else {
+            Framing::Json { copy: Vec::new(), overflow: false }
+        };
+        Ok(())
+    }
+
+    pub fn on_body(
+        &mut self,
+        vm: &Vm,
+        size: usize,
+        end: bool,
+        cut_message: &dyn Fn() -> String,
+    ) -> Result<(), HostError> {
+        match &mut self.framing {
+            Framing::Unknown => {}
+            Framing::Json { copy, overflow } => {
+                if !*overflow {
+                    if copy.len() + size > vm.policy.max_response_bytes {
+                        *overflow = true;
+                        *copy = Vec::new();
+                    } else {
+                        copy.extend_from_slice(&response_body(size)?);
+                    }
+                }
+                if end && !*overflow {
+                    self.reported = usage::from_json(self.api, copy).0;
+                }
+            }
+            Framing::Stream(stream) => {
+                let chunk = response_body(size)?;
+                let was_cut = stream.cut;
+                let mut out = match stream.push(&chunk, &vm.tokenizers, cut_message) {
+                    Ok(out) => out,
+                    // An event too large to read is passed on as it is; it is not metered.
+                    Err(_) => chunk.clone(),
+                };
+                if end {
+                    out.extend_from_slice(&stream.finish());
+                }
+                if stream.cut && !was_cut {
+                    let _ = ProxyHost.increment(metrics::STREAM_CUT, 1);
+                }
+                if out != chunk {
+                    set_response_body(size, &out)?;
+                }
+                self.reported = stream.reported;
+            }
+        }
+        Ok(())
+    }
+
+    /// What the answer used, as far as it got: the provider's report, completed with the
+    /// prompt estimate and the counted (or, for JSON, reserved) output.
+    pub fn usage(&self, estimate: Usage) -> Usage {
+        if !self.ok {
+            return Usage::default();
+        }
+        match &self.framing {
+            Framing::Unknown => Usage::default(),
+            Framing::Json { .. } => usage::settled(self.reported, estimate.input, estimate.output),
+            Framing::Stream(stream) => usage::settled(self.reported, estimate.input, stream.counted_output),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! One `ShouldRateLimit` call decided: draws and adjustments read from the descriptors,
+//! counted in the store, answered per descriptor.
+
+use crate::store::{Adjust, Drawn, Store, StoreError, Take};
+use std::time::{SystemTime, UNIX_EPOCH};
+use warden_policy::budget::rls::{
+    self, DescriptorStatus, ProtoDuration, RateLimit, RateLimitDescriptor, RateLimitRequest, RateLimitResponse,
+};
+use warden_policy::budget::window::Span;
+
+/// Counters outlive their window by this much, so a late settle still finds them.
+const TTL_MARGIN_SECS: u64 = 120;
+
+pub struct Limiter {
+    pub store: Store,
+    /// Prefix of every counter key (Redis may be shared with other users).
+    pub prefix: String,
+}
+
+/// A counter's key: prefix, domain, every entry and the window start, with `|`, `=` and `%`
+/// escaped in names and values so two descriptors can never share a key.
+fn key(prefix: &str, domain: &str, entries: &[rls::Entry], window_start: u64) -> String {
+    let escape = |s: &str| s.replace('%', "%25").replace('|', "%7C").replace('=', "%3D");
+    let mut out = format!("{prefix}{}", escape(domain));
+    for e in entries {
+        out.push('|');
+        out.push_str(&escape(&e.key));
+        out.push('=');
+        out.push_str(&escape(&e.value));
+    }
+    out.push_str(&format!("|{window_start}"));
+    out
+}
+
+enum Part {
+    NoLimit,
+    Take { take: Take, limit: u64, unit: i32, span: Span },
+    Adjust(Adjust),
+}
+
+impl Limiter {
+    fn part(&self, domain: &str, d: &RateLimitDescriptor, request_hits: u64, now: u64) -> Part {
+        if let Some((last, entries)) = d.entries.split_last() {
+            if last.key == rls::ADJUST_ENTRY {
+                let (Some((delta, window_start)), Some(limit)) = (rls::parse_adjust(&last.value), d.limit.as_ref())
+                else {
+                    return Part::NoLimit;
+                };
+                let Some(window) = rls::window_of(limit.unit) else { return Part::NoLimit };
+                let span = window.span(window_start);
+                let ttl = span.end.saturating_sub(now) + TTL_MARGIN_SECS;
+                return Part::Adjust(Adjust { key: key(&self.prefix, domain, entries, span.start), delta, ttl });
+            }
+        }
+        let Some(limit) = &d.limit else { return Part::NoLimit };
+        let Some(window) = rls::window_of(limit.unit) else { return Part::NoLimit };
+        let span = window.span(now);
+        let hits = d.hits_addend.unwrap_or(request_hits);
+        let take = Take {
+            key: key(&self.prefix, domain, &d.entries, span.start),
+            hits,
+            limit: u64::from(limit.requests_per_unit),
+            ttl: span.end - now + TTL_MARGIN_SECS,
+        };
+        Part::Take { take, limit: u64::from(limit.requests_per_unit), unit: limit.unit, span }
+    }
+
+    pub async fn should_rate_limit(&self, request: &RateLimitRequest) -> Result<RateLimitResponse, StoreError> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        // An absent or zero request-level addend means one hit, as in the API.
+        let request_hits = if request.hits_addend == 0 { 1 } else { u64::from(request.hits_addend) };
+        let parts: Vec<Part> =
+            request.descriptors.iter().map(|d| self.part(&request.domain, d, request_hits, now)).collect();
+        let adjusts: Vec<Adjust> =
+            parts.iter().filter_map(|p| if let Part::Adjust(a) = p { Some(a.clone()) } else { None }).collect();
+        if !adjusts.is_empty() {
+            self.store.adjust(&adjusts).await?;
+        }
+        let takes: Vec<Take> = parts
+            .iter()
+            .filter_map(|p| if let Part::Take { take, .. } = p { Some(take.clone()) } else { None })
+            .collect();
+        let drawn = if takes.is_empty() { Drawn::Within(Vec::new()) } else { self.store.draw(&takes).await? };
+        let (over, values) = match drawn {
+            Drawn::Within(v) => (false, v),
+            Drawn::Over(v) => (true, v),
+        };
+        let mut values = values.into_iter();
+        let statuses = parts
+            .iter()
+            .map(|p| match p {
+                Part::NoLimit | Part::Adjust(_) => DescriptorStatus {
+                    code: rls::CODE_OK,
+                    current_limit: None,
+                    limit_remaining: 0,
+                    duration_until_reset: None,
+                },
+                Part::Take { take, limit, unit, span } => {
+                    let value = values.next().unwrap_or(0);
+                    let this_over = over && value + take.hits > *limit;
+                    DescriptorStatus {
+                        code: if this_over { rls::CODE_OVER_LIMIT } else { rls::CODE_OK },
+                        current_limit: Some(RateLimit {
+                            requests_per_unit: u32::try_from(*limit).unwrap_or(u32::MAX),
+                            unit: *unit,
+                            name: String::new(),
+                        }),
+                        limit_remaining: u32::try_from(limit.saturating_sub(value)).unwrap_or(u32::MAX),
+                        duration_until_reset: Some(ProtoDuration {
+                            seconds: i64::try_from(span.end - now).unwrap_or(i64::MAX),
+                            nanos: 0,
+                        }),
+                    }
+                }
+            })
+            .collect();
+        Ok(RateLimitResponse { overall_code: if over { rls::CODE_OVER_LIMIT } else { rls::CODE_OK }, statuses })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use warden_policy::budget::rls::{Entry, RateLimitOverride};
+
+    fn descriptor(tenant: &str, hits: u64, limit: u32, adjust: Option<&str>) -> RateLimitDescriptor {
+        let mut entries = vec![
+            Entry { key: rls::BUDGET_ENTRY.into(), value: "tenant-day".into() },
+            Entry { key: "tenant".into(), value: tenant.into() },
+        ];
+        if let Some(value) = adjust {
+            entries.push(Entry { key: rls::ADJUST_ENTRY.into(), value: value.into() });
+        }
+        RateLimitDescriptor {
+            entries,
+            limit: Some(RateLimitOverride { requests_per_unit: limit, unit: rls::UNIT_DAY }),
+            hits_addend: Some(hits),
+        }
+    }
+
+    fn request(descriptors: Vec<RateLimitDescriptor>) -> RateLimitRequest {
+        RateLimitRequest { domain: "warden".into(), descriptors, hits_addend: 0 }
+    }
+
+    #[tokio::test]
+    async fn reservations_are_refused_without_being_counted_and_settles_give_back() {
+        let limiter = Limiter { store: Store::Memory(MemoryStore::default()), prefix: "t:".into() };
+        let first = limiter.should_rate_limit(&request(vec![descriptor("acme", 700, 1000, None)])).await.unwrap();
+        assert_eq!(first.overall_code, rls::CODE_OK);
+        assert_eq!(first.statuses[0].limit_remaining, 300);
+        let refused = limiter.should_rate_limit(&request(vec![descriptor("acme", 400, 1000, None)])).await.unwrap();
+        assert_eq!(refused.overall_code, rls::CODE_OVER_LIMIT);
+        assert_eq!(refused.statuses[0].limit_remaining, 300, "a refused draw adds nothing");
+        // The first request used 250 of its 700: settle gives 450 back.
+        let start = warden_policy::budget::config::Window::Day
+            .span(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
+        let settle = descriptor("acme", 0, 1000, Some(&format!("-450@{}", start.start)));
+        limiter.should_rate_limit(&request(vec![settle])).await.unwrap();
+        let again = limiter.should_rate_limit(&request(vec![descriptor("acme", 400, 1000, None)])).await.unwrap();
+        assert_eq!(again.overall_code, rls::CODE_OK);
+        assert_eq!(again.statuses[0].limit_remaining, 350);
+        // Another tenant has its own counter; a descriptor without a limit is never limited.
+        let other = limiter.should_rate_limit(&request(vec![descriptor("globex", 1000, 1000, None)])).await.unwrap();
+        assert_eq!(other.overall_code, rls::CODE_OK);
+        let mut unlimited = descriptor("acme", 5000, 1000, None);
+        unlimited.limit = None;
+        assert_eq!(limiter.should_rate_limit(&request(vec![unlimited])).await.unwrap().overall_code, rls::CODE_OK);
+    }
+
+    #[test]
+    fn keys_cannot_collide_through_separators() {
+        let e = |k: &str, v: &str| Entry { key: k.into(), value: v.into() };
+        let a = key("p:", "d", &[e("tenant", "a|user=b")], 0);
+        let b = key("p:", "d", &[e("tenant", "a"), e("user", "b")], 0);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,346 @@
+//! The `tokenBudget` section compiled once at configure time: globs, prices in micro-USD,
+//! limits as whole units, and every cross-field rule checked so the request path never is.
+
+use super::config::{
+    BudgetConfig, BudgetFailureMode, Encoding, ModelConfig, PriceConfig, ScopePart, Store, TokenBudgetConfig, Unit,
+    Window,
+};
+use crate::decision::Mode;
+use crate::policy::PolicyError;
+use crate::tool_acl::caller::{Caller, Needs};
+use crate::tool_acl::glob::{Glob, GlobSet};
+use std::time::Duration;
+
+/// Prices in micro-USD per token (the policy's USD per million tokens, unchanged in value).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input: f64,
+    pub cached_input: f64,
+    pub output: f64,
+}
+
+impl From<PriceConfig> for Price {
+    fn from(p: PriceConfig) -> Self {
+        Price { input: p.input, cached_input: p.cached_input.unwrap_or(p.input), output: p.output }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub name: Glob,
+    pub encoding: Encoding,
+    pub price: Option<Price>,
+}
+
+/// What the policy knows about one requested model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelInfo {
+    pub encoding: Encoding,
+    pub price: Option<Price>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Budget {
+    pub id: String,
+    pub scope: Vec<ScopePart>,
+    pub unit: Unit,
+    /// Whole tokens or requests, or micro-USD.
+    pub limit: u64,
+    pub window: Window,
+    pub store: Store,
+    pub failure_mode: BudgetFailureMode,
+    pub fallback_model: Option<String>,
+    agents: GlobSet,
+    users: GlobSet,
+    tenants: GlobSet,
+    models: GlobSet,
+}
+
+impl Budget {
+    /// Whether this budget counts a request by `caller` for `model`.
+    pub fn applies(&self, caller: &Caller, model: &str) -> bool {
+        let matches =
+            |set: &GlobSet, value: &Option<String>| set.is_any() || value.as_deref().is_some_and(|v| set.matches(v));
+        matches(&self.agents, &caller.agent)
+            && matches(&self.users, &caller.user)
+            && matches(&self.tenants, &caller.tenant)
+            && (self.models.is_any() || self.models.matches(model))
+    }
+
+    /// The values this budget is counted per, in scope order; the missing part's name when
+    /// the caller lacks one (no session on a session budget): such a request is refused.
+    pub fn scope_values<'a>(
+        &self,
+        caller: &'a Caller,
+        model: &'a str,
+    ) -> Result<Vec<(&'static str, &'a str)>, &'static str> {
+        self.scope
+            .iter()
+            .map(|part| {
+                let value = match part {
+                    ScopePart::Request => Some("-"),
+                    ScopePart::Session => caller.session.as_deref(),
+                    ScopePart::Agent => caller.agent.as_deref(),
+                    ScopePart::User => caller.user.as_deref(),
+                    ScopePart::Tenant => caller.tenant.as_deref(),
+                    ScopePart::Model => Some(model),
+                };
+                value.map(|v| (part.key(), v)).ok_or(part.key())
+            })
+            .collect()
+    }
+}
+
+impl ScopePart {
+    pub fn key(self) -> &'static str {
+        match self {
+            ScopePart::Request => "request",
+            ScopePart::Session => "session",
+            ScopePart::Agent => "agent",
+            ScopePart::User => "user",
+            ScopePart::Tenant => "tenant",
+            ScopePart::Model => "model",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitService {
+    pub cluster: String,
+    pub domain: String,
+    pub timeout: Duration,
+    pub release: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledTokenBudget {
+    pub mode: Mode,
+    pub max_body_bytes: usize,
+    pub max_response_bytes: usize,
+    pub default_max_output_tokens: Option<u32>,
+    pub models: Vec<Model>,
+    pub budgets: Vec<Budget>,
+    pub rate_limit_service: Option<RateLimitService>,
+    pub slots: usize,
+    pub session_idle: Duration,
+    /// Which principal parts any budget reads.
+    pub needs: Needs,
+}
+
+impl CompiledTokenBudget {
+    pub fn compile(config: &TokenBudgetConfig) -> Result<CompiledTokenBudget, PolicyError> {
+        let models = config
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| compile_model(m, &format!("tokenBudget.models[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut budgets: Vec<Budget> = Vec::with_capacity(config.budgets.len());
+        for (i, b) in config.budgets.iter().enumerate() {
+            let path = format!("tokenBudget.budgets[{i}]");
+            if budgets.iter().any(|other| other.id == b.id) {
+                return Err(PolicyError::at(format!("{path}.id"), format!("budget id {:?} is used twice", b.id)));
+            }
+            budgets.push(compile_budget(b, &path, config, &models)?);
+        }
+        if config.budgets.is_empty() {
+            return Err(PolicyError::at("tokenBudget.budgets", "name at least one budget"));
+        }
+        if config.slots == 0 {
+            return Err(PolicyError::at("tokenBudget.slots", "must be at least 1"));
+        }
+        if config.default_max_output_tokens == Some(0) {
+            return Err(PolicyError::at("tokenBudget.defaultMaxOutputTokens", "must be at least 1"));
+        }
+        let rate_limit_service = config.rate_limit_service.as_ref().map(|r| RateLimitService {
+            cluster: r.cluster.clone(),
+            domain: r.domain.clone(),
+            timeout: r.timeout.as_duration(),
+            release: r.release,
+        });
+        if let Some(rls) = &rate_limit_service {
+            if rls.cluster.is_empty() || rls.domain.is_empty() {
+                return Err(PolicyError::at("tokenBudget.rateLimitService", "cluster and domain must not be empty"));
+            }
+            if rls.timeout.is_zero() {
+                return Err(PolicyError::at("tokenBudget.rateLimitService.timeout", "must be above zero"));
+            }
+        }
+        let mut needs = Needs::default();
+        for b in &budgets {
+            for part in &b.scope {
+                match part {
+                    ScopePart::Session => needs.session = true,
+                    ScopePart::Agent => needs.agent = true,
+                    ScopePart::User => needs.user = true,
+                    ScopePart::Tenant => needs.tenant = true,
+                    ScopePart::Request | ScopePart::Model => {}
+                }
+            }
+            needs.agent |= !b.agents.is_any();
+            needs.user |= !b.users.is_any();
+            needs.tenant |= !b.tenants.is_any();
+        }
+        Ok(CompiledTokenBudget {
+            mode: config.mode,
+            max_body_bytes: config.max_body_bytes,
+            max_response_bytes: config.max_response_bytes,
+            default_max_output_tokens: config.default_max_output_tokens,
+            models,
+            budgets,
+            rate_limit_service,
+            slots: config.slots,
+            session_idle: config.session_idle.as_duration(),
+            needs,
+        })
+    }
+
+    /// The tokenizer and price of a model: the first configured entry that matches, else the
+    /// encoding of its family and no price.
+    pub fn model(&self, name: &str) -> ModelInfo {
+        match self.models.iter().find(|m| m.name.matches(name)) {
+            Some(m) => ModelInfo { encoding: m.encoding, price: m.price },
+            None => ModelInfo { encoding: family_encoding(name), price: None },
+        }
+    }
+
+    /// Every encoding a request could be counted with, so each is built once at start.
+    pub fn encodings(&self) -> Vec<Encoding> {
+        let mut all: Vec<Encoding> = self.models.iter().map(|m| m.encoding).collect();
+        // Unlisted models fall back to their family's encoding.
+        all.extend([Encoding::O200k, Encoding::Cl100k]);
+        all.sort_by_key(|e| *e as u8);
+        all.dedup();
+        all
+    }
+
+    pub fn has_global(&self) -> bool {
+        self.budgets.iter().any(|b| b.store == Store::Global)
+    }
+}
+
+/// The encoding OpenAI uses for a model family; anything else is estimated.
+pub fn family_encoding(model: &str) -> Encoding {
+    const O200K: [&str; 8] = ["gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o"];
+    const CL100K: [&str; 4] = ["gpt-4", "gpt-3.5", "text-embedding-3", "text-embedding-ada"];
+    if O200K.iter().any(|p| model.starts_with(p)) || model.starts_with("gpt-oss") {
+        Encoding::O200k
+    } else if CL100K.iter().any(|p| model.starts_with(p)) {
+        Encoding::Cl100k
+    } else {
+        Encoding::Estimate
+    }
+}
+
+fn compile_model(config: &ModelConfig, path: &str) -> Result<Model, PolicyError> {
+    if config.name.is_empty() {
+        return Err(PolicyError::at(format!("{path}.name"), "must not be empty"));
+    }
+    if let Some(p) = config.price {
+        let prices = [("input", Some(p.input)), ("cachedInput", p.cached_input), ("output", Some(p.output))];
+        for (field, value) in prices {
+            if value.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                return Err(PolicyError::at(format!("{path}.price.{field}"), "must be a price of zero or more"));
+            }
+        }
+    }
+    Ok(Model {
+        name: Glob::new(&config.name),
+        encoding: config.encoding.unwrap_or_else(|| family_encoding(&config.name)),
+        price: config.price.map(Price::from),
+    })
+}
+
+fn compile_budget(
+    b: &BudgetConfig,
+    path: &str,
+    config: &TokenBudgetConfig,
+    models: &[Model],
+) -> Result<Budget, PolicyError> {
+    if b.id.is_empty() || !b.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(PolicyError::at(format!("{path}.id"), "use letters, digits, `-` and `_` only"));
+    }
+    if b.scope.is_empty() {
+        return Err(PolicyError::at(format!("{path}.scope"), "name what the budget is counted per"));
+    }
+    let mut seen = Vec::new();
+    for part in &b.scope {
+        if seen.contains(part) {
+            return Err(PolicyError::at(format!("{path}.scope"), format!("`{}` is named twice", part.key())));
+        }
+        seen.push(*part);
+    }
+    let per_request = b.scope.contains(&ScopePart::Request);
+    if per_request != (b.window == Window::Request) {
+        return Err(PolicyError::at(
+            format!("{path}.window"),
+            "a per-request maximum has `scope: [request]` and `window: request`, and only it",
+        ));
+    }
+    if per_request && b.scope.len() > 1 {
+        return Err(PolicyError::at(format!("{path}.scope"), "`request` cannot be combined with other parts"));
+    }
+    if b.window == Window::Session && !b.scope.contains(&ScopePart::Session) {
+        return Err(PolicyError::at(format!("{path}.window"), "a session window needs `session` in the scope"));
+    }
+    if !(b.limit.is_finite() && b.limit > 0.0) {
+        return Err(PolicyError::at(format!("{path}.limit"), "must be above zero"));
+    }
+    let limit = if b.unit == Unit::CostUsd {
+        (b.limit * 1e6).round() as u64
+    } else if b.limit.fract() == 0.0 {
+        b.limit as u64
+    } else {
+        return Err(PolicyError::at(format!("{path}.limit"), "tokens and requests are whole numbers"));
+    };
+    if b.store == Store::Global {
+        let Some(_) = &config.rate_limit_service else {
+            return Err(PolicyError::at(
+                format!("{path}.store"),
+                "a global budget needs `tokenBudget.rateLimitService`",
+            ));
+        };
+        if matches!(b.window, Window::Request | Window::Session) {
+            return Err(PolicyError::at(
+                format!("{path}.window"),
+                "a global budget has a minute, hour, day or month window (sessions are counted locally)",
+            ));
+        }
+        if super::rls::hits(b.unit, limit) > u64::from(u32::MAX) {
+            return Err(PolicyError::at(format!("{path}.limit"), "too large for the rate-limit API (2^32 units)"));
+        }
+    } else if b.failure_mode != BudgetFailureMode::Deny {
+        return Err(PolicyError::at(format!("{path}.failureMode"), "only a global budget has a failure mode"));
+    }
+    if b.unit == Unit::CostUsd && models.iter().all(|m| m.price.is_none()) {
+        return Err(PolicyError::at(format!("{path}.unit"), "a cost budget needs prices in `tokenBudget.models`"));
+    }
+    if let Some(fallback) = &b.fallback_model {
+        if fallback.is_empty() || fallback.contains(['*', '?']) {
+            return Err(PolicyError::at(format!("{path}.fallbackModel"), "name one model"));
+        }
+        if b.unit == Unit::CostUsd && !models.iter().any(|m| m.name.matches(fallback) && m.price.is_some()) {
+            return Err(PolicyError::at(
+                format!("{path}.fallbackModel"),
+                format!("{fallback:?} has no price in `tokenBudget.models`"),
+            ));
+        }
+        if per_request {
+            return Err(PolicyError::at(format!("{path}.fallbackModel"), "a per-request maximum has no fallback"));
+        }
+    }
+    Ok(Budget {
+        id: b.id.clone(),
+        scope: b.scope.clone(),
+        unit: b.unit,
+        limit,
+        window: b.window,
+        store: b.store,
+        failure_mode: b.failure_mode,
+        fallback_model: b.fallback_model.clone(),
+        agents: GlobSet::new(&b.when.agents),
+        users: GlobSet::new(&b.when.users),
+        tenants: GlobSet::new(&b.when.tenants),
+        models: GlobSet::new(&b.when.models),
+    })
+}

@@ -1,0 +1,232 @@
+//! One request's budgets: what it reserves in each, the local reservations taken, the global
+//! draws to send, and what it finally settles.
+//!
+//! Reservation is all-or-nothing: budgets are reserved one after another and, when one
+//! refuses, the ones already taken are given back before the refusal is returned. A request
+//! racing with a refused one may briefly see its reservation and be refused too; it can never
+//! overspend.
+
+use super::compile::{Budget, CompiledTokenBudget, Price};
+use super::config::{Store, Unit, Window};
+use super::ledger::{self, Counter, Held, Reserved};
+use super::rls::Draw;
+use crate::host::{Host, HostError};
+use crate::shared_slot;
+use crate::tool_acl::caller::Caller;
+
+/// Tokens a request consumed (or is estimated to).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input: u64,
+    /// Of `input`, served from the provider's prompt cache.
+    pub cached_input: u64,
+    pub output: u64,
+}
+
+/// A budget's amount for `usage`, in its unit (cost in micro-USD, rounded up).
+pub fn amount(unit: Unit, price: Option<Price>, usage: Usage) -> u64 {
+    match unit {
+        Unit::InputTokens => usage.input,
+        Unit::OutputTokens => usage.output,
+        Unit::TotalTokens => usage.input + usage.output,
+        Unit::Requests => 1,
+        Unit::CostUsd => {
+            let Some(p) = price else { return 0 };
+            let cached = usage.cached_input.min(usage.input);
+            let micro = (usage.input - cached) as f64 * p.input
+                + cached as f64 * p.cached_input
+                + usage.output as f64 * p.output;
+            micro.ceil() as u64
+        }
+    }
+}
+
+/// Why a request cannot be counted at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("model {model:?} has no price, so budget {budget:?} cannot count it")]
+    NotPriced { model: String, budget: String },
+    #[error("budget {budget:?} is counted per {part}, and the request has none")]
+    NoScope { budget: String, part: &'static str },
+}
+
+/// A budget that cannot take the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub budget: usize,
+    /// What the budget holds and allows, in its unit.
+    pub used: u64,
+    pub limit: u64,
+    /// Unix seconds when the window resets (`None`: never, e.g. a session or per-request cap).
+    pub reset_at: Option<u64>,
+}
+
+/// One budget that applies to the request, and what the request will take from it.
+#[derive(Debug, Clone)]
+pub struct Charge {
+    pub budget: usize,
+    pub reserved: u64,
+    pub window_start: u64,
+    pub local: Option<Held>,
+    pub draw: Option<Draw>,
+    /// The scope digest, for a local fallback when the service fails.
+    pub digest: String,
+}
+
+/// The budgets of one request, reserved.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub model: String,
+    pub price: Option<Price>,
+    pub estimate: Usage,
+    pub charges: Vec<Charge>,
+    /// Output tokens a stream may produce before a budget is crossed (`None`: no budget limits
+    /// output).
+    pub output_allowance: Option<u64>,
+}
+
+pub enum Outcome {
+    /// Every local budget is held; `plan.draws()` (maybe none) must still go to the service.
+    Held(Plan),
+    Refused(Refusal),
+}
+
+pub struct Planner<'a> {
+    pub policy: &'a CompiledTokenBudget,
+    pub host: &'a dyn Host,
+    pub caller: &'a Caller,
+    pub now: u64,
+}
+
+impl Planner<'_> {
+    /// Reserves `estimate` for a request to `model` in every local budget that applies, and
+    /// prepares the draws of the global ones.
+    pub fn reserve(&self, model: &str, estimate: Usage) -> Result<Result<Outcome, PlanError>, HostError> {
+        let price = self.policy.model(model).price;
+        let mut plan = Plan { model: model.to_string(), price, estimate, ..Plan::default() };
+        for (index, budget) in self.policy.budgets.iter().enumerate() {
+            if !budget.applies(self.caller, model) {
+                continue;
+            }
+            if budget.unit == Unit::CostUsd && price.is_none() {
+                self.release(&plan)?;
+                return Ok(Err(PlanError::NotPriced { model: model.to_string(), budget: budget.id.clone() }));
+            }
+            let scope = match budget.scope_values(self.caller, model) {
+                Ok(scope) => scope,
+                Err(part) => {
+                    self.release(&plan)?;
+                    return Ok(Err(PlanError::NoScope { budget: budget.id.clone(), part }));
+                }
+            };
+            let reserved = amount(budget.unit, price, estimate);
+            let span = budget.window.span(self.now);
+            let values: Vec<&str> = scope.iter().map(|(_, v)| *v).collect();
+            let digest = shared_slot::digest(&values);
+            let mut charge = Charge {
+                budget: index,
+                reserved,
+                window_start: span.start,
+                local: None,
+                draw: None,
+                digest: digest.clone(),
+            };
+            match (budget.window, budget.store) {
+                (Window::Request, _) => {
+                    if reserved > budget.limit {
+                        self.release(&plan)?;
+                        return Ok(Ok(Outcome::Refused(Refusal {
+                            budget: index,
+                            used: 0,
+                            limit: budget.limit,
+                            reset_at: None,
+                        })));
+                    }
+                }
+                (_, Store::Local) => {
+                    match self.counter(index, budget, digest).reserve(self.host, reserved, self.now)? {
+                        Reserved::Held(held) => {
+                            let remaining = budget.limit.saturating_sub(held.used_after);
+                            plan.output_allowance =
+                                tighter(plan.output_allowance, output_room(budget.unit, price, remaining));
+                            charge.local = Some(held);
+                        }
+                        Reserved::Refused { used, reset_at } => {
+                            self.release(&plan)?;
+                            let reset_at = (budget.window != Window::Session).then_some(reset_at);
+                            return Ok(Ok(Outcome::Refused(Refusal {
+                                budget: index,
+                                used,
+                                limit: budget.limit,
+                                reset_at,
+                            })));
+                        }
+                    }
+                }
+                (_, Store::Global) => charge.draw = Some(Draw::new(index, budget, &scope, reserved)),
+            }
+            plan.charges.push(charge);
+        }
+        if let Some(allowance) = plan.output_allowance.as_mut() {
+            // The request's own reserved output is part of what it may stream.
+            *allowance = allowance.saturating_add(estimate.output);
+        }
+        Ok(Ok(Outcome::Held(plan)))
+    }
+
+    /// A budget's local counter for `digest` in the current window.
+    pub fn counter<'b>(&self, index: usize, budget: &'b Budget, digest: String) -> Counter<'b> {
+        Counter {
+            budget,
+            index,
+            digest,
+            span: budget.window.span(self.now),
+            slots: self.policy.slots,
+            session_idle: self.policy.session_idle.as_secs(),
+        }
+    }
+
+    /// Gives back every local reservation of `plan` (a refused or failed request used nothing).
+    pub fn release(&self, plan: &Plan) -> Result<(), HostError> {
+        self.settle_local(plan, Usage::default())
+    }
+
+    /// Replaces every local reservation of `plan` with what `usage` amounts to.
+    pub fn settle_local(&self, plan: &Plan, usage: Usage) -> Result<(), HostError> {
+        for charge in &plan.charges {
+            if let Some(held) = &charge.local {
+                let budget = &self.policy.budgets[charge.budget];
+                let actual = amount(budget.unit, plan.price, usage);
+                ledger::settle(self.host, held, actual, budget.window.span(self.now), self.now)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    pub fn draws(&self) -> Vec<Draw> {
+        self.charges.iter().filter_map(|c| c.draw.clone()).collect()
+    }
+
+    /// The largest amount reserved in any token budget (for the access log).
+    pub fn reserved_tokens(&self) -> u64 {
+        self.estimate.input + self.estimate.output
+    }
+}
+
+fn tighter(current: Option<u64>, new: Option<u64>) -> Option<u64> {
+    match (current, new) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// How many more output tokens `remaining` (in the budget's unit) pays for.
+pub fn output_room(unit: Unit, price: Option<Price>, remaining: u64) -> Option<u64> {
+    match unit {
+        Unit::OutputTokens | Unit::TotalTokens => Some(remaining),
+        Unit::CostUsd => price.filter(|p| p.output > 0.0).map(|p| (remaining as f64 / p.output).floor() as u64),
+        Unit::InputTokens | Unit::Requests => None,
+    }
+}
