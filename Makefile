@@ -17,21 +17,24 @@ ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
 WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm)
 TEST := cargo test --locked
 
-.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-tools demo validate bench fmt lint clean
+.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-tools run-budget demo validate bench fmt lint clean
 
 help:
-	@echo "make demo      run Envoy + the filters on loopback (identity, then identity + tool-acl with an MCP server"
-	@echo "               and a mock model provider) and show allowed and denied requests"
+	@echo "make demo      run Envoy + the filters on loopback (identity; identity + tool-acl with an MCP server and"
+	@echo "               a mock model provider; identity + token-budget with the rate-limit service) and show"
+	@echo "               allowed, denied and budgeted requests"
 	@echo "make run       Envoy + identity, left running for your own curl requests (Ctrl-C stops it)"
 	@echo "make run-tools Envoy + identity + tool-acl, left running likewise"
+	@echo "make run-budget Envoy + identity + token-budget + the rate-limit service, left running likewise"
 	@echo "make test      unit, wasm-host and end-to-end tests (Envoy $(ENVOY_VERSIONS))"
 	@echo "make bench     Envoy with and without each filter, side by side"
 	@echo "make validate  every Envoy config through 'envoy --mode validate', Istio manifests against the CRD"
 	@echo "make lint      rustfmt check and clippy -D warnings for the host and wasm32-wasip1"
 
 ## Installs what is missing: the wasm target, Envoy from PyPI (each pinned version side by
-## side in a project-local venv), and the Python packages the checks use.
-setup: .venv/.rust-ready $(ENVOY_BINS) .venv/.python-ready
+## side in a project-local venv), the Python packages the checks use, and Redis from Debian
+## (the rate-limit service's store in the end-to-end tests).
+setup: .venv/.rust-ready $(ENVOY_BINS) .venv/.python-ready .venv/.redis-ready
 
 .venv/.rust-ready: rust-toolchain.toml
 	rustup target add wasm32-wasip1
@@ -50,28 +53,33 @@ setup: .venv/.rust-ready $(ENVOY_BINS) .venv/.python-ready
 	$(PIP) install --quiet $(PY_PACKAGES)
 	@touch $@
 
+.venv/.redis-ready:
+	@command -v redis-server >/dev/null || { apt-get update && apt-get install -y redis-server; }
+	@mkdir -p .venv && touch $@
+
 ## The load generator for `make bench`, from Debian.
 setup-bench: setup
 	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
 
 build: setup
 	cargo build --locked --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f)) $(foreach f,$(TEST_FILTERS),-p $(f))
-	cargo build --locked -p warden-integration-tests --bins
+	cargo build --locked -p warden-integration-tests -p warden-ratelimit --bins
 	@for w in $(WASM); do printf '%-58s %8d bytes\n' "$$w" "$$(stat -c %s $$w)"; done
 
 test: build test-unit test-harness test-e2e validate
 
 test-unit:
 	$(TEST) -p warden-policy
+	$(TEST) -p warden-ratelimit
 	$(TEST) -p warden-integration-tests --lib --bins
 
 test-harness:
-	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test examples
+	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test token_budget_harness --test examples
 
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \
 	  echo "== end-to-end on Envoy $$v"; \
-	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy || exit 1; \
+	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy --test token_budget_envoy || exit 1; \
 	done
 
 validate: build
@@ -87,9 +95,13 @@ run: build
 run-tools: build
 	examples/tool-acl/run.sh
 
+run-budget: build
+	examples/token-budget/run.sh
+
 demo: build
 	examples/identity/run.sh --demo
 	examples/tool-acl/run.sh --demo
+	examples/token-budget/run.sh --demo
 
 bench: setup-bench build
 	cargo run --locked -q --profile bench-tools -p warden-integration-tests --bin warden-bench

@@ -7,6 +7,7 @@
 //!   ports with a repository config, and stops it when dropped.
 //! - [`fixtures`]: an echo upstream and a JWKS server whose behaviour a test controls.
 //! - [`repo`]: where built filters, Envoy binaries and test data are.
+//! - [`services`]: Redis and Warden's rate-limit service as real processes.
 //! - [`tool_fixtures`]: recorded MCP and model answers, for tool-acl tests and benchmarks.
 
 pub mod bench;
@@ -16,4 +17,5 @@ pub mod http_client;
 pub mod ports;
 pub mod proxy_wasm_host;
 pub mod repo;
+pub mod services;
 pub mod tool_fixtures;

@@ -32,7 +32,7 @@ fn istio_plugin_configs_are_valid_policies() {
                 continue;
             }
             let url = doc["spec"]["url"].as_str().unwrap_or_default();
-            let filter = ["identity", "tool-acl"]
+            let filter = ["identity", "tool-acl", "token-budget"]
                 .into_iter()
                 .find(|f| url.contains(&format!("/warden/{f}:")))
                 .unwrap_or_else(|| panic!("{}: no test knows the filter behind {url}", path.display()));
@@ -52,6 +52,8 @@ fn envoy_config_policies_are_valid_policies() {
         ("envoy/identity.yaml", "warden.identity", "identity"),
         ("envoy/tool-acl.yaml", "warden.identity", "identity"),
         ("envoy/tool-acl.yaml", "warden.tool_acl", "tool_acl"),
+        ("envoy/token-budget.yaml", "warden.identity", "identity"),
+        ("envoy/token-budget.yaml", "warden.token_budget", "token_budget"),
     ] {
         let policy = config_policy(config, filter).unwrap();
         let (accepted, log) = accepts(name, policy.as_bytes());

@@ -143,8 +143,12 @@ fn a_spent_budget_answers_429_with_retry_after_and_ratelimit_headers() {
     assert!(header("x-ratelimit-remaining-tokens").unwrap().parse::<u64>().unwrap() < 60);
     let body: Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(body["error"]["code"], "budget_exhausted");
+    assert_eq!(body["error"]["type"], "insufficient_quota", "a day budget is a quota: SDKs must not retry");
     assert_eq!(body["error"]["rule"], "tenant-day");
-    assert_eq!(vm.property(s2, "warden.decision.token_budget").unwrap(), "deny;rule=tenant-day;reason=budget_exhausted");
+    assert_eq!(
+        vm.property(s2, "warden.decision.token_budget").unwrap(),
+        "deny;rule=tenant-day;reason=budget_exhausted"
+    );
 }
 
 #[test]
@@ -197,7 +201,10 @@ fn a_stream_that_crosses_the_session_cap_ends_with_an_error_event() {
 
 fn reservation(vm: &Vm) -> (u32, RateLimitRequest) {
     let call = vm.grpc_calls().pop().expect("a reservation was sent");
-    assert_eq!((call.upstream.as_str(), call.service.as_str(), call.method.as_str()), ("ratelimit", rls::SERVICE, rls::METHOD));
+    assert_eq!(
+        (call.upstream.as_str(), call.service.as_str(), call.method.as_str()),
+        ("ratelimit", rls::SERVICE, rls::METHOD)
+    );
     assert_eq!(call.timeout, Duration::from_millis(20));
     (call.token, RateLimitRequest::decode(call.message.as_slice()).unwrap())
 }

@@ -179,7 +179,10 @@ fn estimates_add_their_margin_to_cl100k() {
 #[test]
 fn smuggled_and_malformed_bodies_are_refused() {
     let parse = |text: &str| ModelRequest::parse(Api::ChatCompletions, text.as_bytes()).map(|r| r.model);
-    assert!(matches!(parse(r#"{"model":"gpt-4o-mini","model":"gpt-4o","messages":[]}"#), Err(RequestError::Malformed(_))));
+    assert!(matches!(
+        parse(r#"{"model":"gpt-4o-mini","model":"gpt-4o","messages":[]}"#),
+        Err(RequestError::Malformed(_))
+    ));
     assert!(matches!(parse(r#"{"messages":[]}"#), Err(RequestError::NoModel)));
     assert!(matches!(parse(r#"{"model":""}"#), Err(RequestError::NoModel)));
     assert!(matches!(parse(r#"{"model":7}"#), Err(RequestError::WrongType { .. })));

@@ -65,11 +65,13 @@ fn mistakes_in_the_policy_are_named_by_path() {
     let base = "tokenBudget:\n  budgets:\n    - {id: b, scope: [tenant], unit: totalTokens, limit: 10, window: day";
     assert!(policy_error(&format!("{base}, windw: day}}\n")).contains("tokenBudget.budgets[0].windw"));
     assert!(policy_error(&format!("{base}, store: global}}\n")).contains("needs `tokenBudget.rateLimitService`"));
-    let session = "tokenBudget:\n  budgets:\n    - {id: b, scope: [tenant], unit: totalTokens, limit: 10, window: session}\n";
+    let session =
+        "tokenBudget:\n  budgets:\n    - {id: b, scope: [tenant], unit: totalTokens, limit: 10, window: session}\n";
     assert!(policy_error(session).contains("tokenBudget.budgets[0].window"));
     let cost = "tokenBudget:\n  budgets:\n    - {id: b, scope: [tenant], unit: costUsd, limit: 1, window: day}\n";
     assert!(policy_error(cost).contains("needs prices"));
-    let fraction = "tokenBudget:\n  budgets:\n    - {id: b, scope: [tenant], unit: totalTokens, limit: 1.5, window: day}\n";
+    let fraction =
+        "tokenBudget:\n  budgets:\n    - {id: b, scope: [tenant], unit: totalTokens, limit: 1.5, window: day}\n";
     assert!(policy_error(fraction).contains("whole numbers"));
     let twice = format!("{base}}}\n    - {{id: b, scope: [agent], unit: requests, limit: 1, window: day}}\n");
     assert!(policy_error(&twice).contains("tokenBudget.budgets[1].id"));
@@ -212,7 +214,8 @@ fn tokenizers() -> &'static Tokenizers {
 }
 
 fn chat_stream(words: usize, with_usage: bool) -> String {
-    let mut s = String::from("data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n");
+    let mut s =
+        String::from("data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n");
     for _ in 0..words {
         s.push_str("data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" tok\"}}]}\n\n");
     }
@@ -279,7 +282,10 @@ fn anthropic_and_responses_usage_is_read_from_json_and_streams() {
     assert_eq!(usage::settled(reported, 0, 0), Usage { input: 100, cached_input: 90, output: 7 });
     let responses = json!({"model": "gpt-4o", "usage": {"input_tokens": 33, "output_tokens": 4, "input_tokens_details": {"cached_tokens": 3}}});
     let (reported, model) = usage::from_json(Api::Responses, responses.to_string().as_bytes());
-    assert_eq!((usage::settled(reported, 0, 0), model.as_deref()), (Usage { input: 33, cached_input: 3, output: 4 }, Some("gpt-4o")));
+    assert_eq!(
+        (usage::settled(reported, 0, 0), model.as_deref()),
+        (Usage { input: 33, cached_input: 3, output: 4 }, Some("gpt-4o"))
+    );
     let stream = concat!(
         "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":21,\"output_tokens\":1}}}\n\n",
         "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\" tok tok\"}}\n\n",

@@ -5,7 +5,7 @@
 //! ```text
 //! warden-dev serve [--upstream-port 18080] [--jwks-port 18081]
 //! warden-dev serve-tools [--mcp-port 18090] [--provider-port 18091]
-//! warden-dev serve-models [--port 18092] [--cheap-port 18093] [--output-tokens 40]
+//! warden-dev serve-models [--port 18092] [--output-tokens 40]
 //! warden-dev token --sub AGENT [--scope "a b"] [--tenant acme] [--expired] [--key rsa|ec|ed]
 //! warden-dev approval --args-sha256 HEX --session ID --jti ID [--tool files/delete_file]
 //!                     [--agent planner] [--tenant acme] [--ttl-secs 120]
@@ -52,15 +52,13 @@ async fn serve_tools(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Two model upstreams that bill like real providers (the demo's regular and cheap models).
+/// A model upstream that bills like a real provider (counts prompts, reports usage).
 async fn serve_models(args: &[String]) -> Result<()> {
     let port: u16 = flag(args, "--port").unwrap_or_else(|| "18092".into()).parse()?;
-    let cheap_port: u16 = flag(args, "--cheap-port").unwrap_or_else(|| "18093".into()).parse()?;
     let output_tokens: u64 = flag(args, "--output-tokens").unwrap_or_else(|| "40".into()).parse()?;
     let script = Script { output_tokens, ..Script::default() };
-    let _main = ChatProvider::start_on(port, script.clone()).await.context("starting the model provider")?;
-    let _cheap = ChatProvider::start_on(cheap_port, script).await.context("starting the cheap model provider")?;
-    eprintln!("warden-dev: model providers on 127.0.0.1:{port} and 127.0.0.1:{cheap_port} (cheap)");
+    let _provider = ChatProvider::start_on(port, script).await.context("starting the model provider")?;
+    eprintln!("warden-dev: model provider on 127.0.0.1:{port}");
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! `Retry-After` and OpenAI-style `x-ratelimit-*` headers.
 
 use super::compile::CompiledTokenBudget;
-use super::config::Unit;
+use super::config::{Unit, Window};
 use super::plan::Refusal;
 use crate::tool_acl::llm::Api;
 use serde_json::json;
@@ -62,7 +62,7 @@ pub fn refused(policy: &CompiledTokenBudget, api: Option<Api>, refusal: &Refusal
         Unit::CostUsd => format!("${:.4}", n as f64 / 1e6),
         _ => n.to_string(),
     };
-    let message = if refusal.reset_at.is_none() && budget.window == super::config::Window::Request {
+    let message = if refusal.reset_at.is_none() && budget.window == Window::Request {
         format!("the request needs more than budget {:?} allows per request ({})", budget.id, shown(budget.limit))
     } else {
         format!(
@@ -72,7 +72,14 @@ pub fn refused(policy: &CompiledTokenBudget, api: Option<Api>, refusal: &Refusal
             shown(budget.limit)
         )
     };
-    let mut reply = error(api, 429, &message, what, "budget_exhausted", &budget.id, request_id);
+    // A budget that frees up within the hour is a rate limit: clients wait `Retry-After` and
+    // retry. One that does not (a day, a month, a session, a per-request maximum) is a quota:
+    // OpenAI's `insufficient_quota` type, which the SDKs do not retry.
+    let kind = match budget.window {
+        Window::Minute | Window::Hour => what,
+        _ => "insufficient_quota",
+    };
+    let mut reply = error(api, 429, &message, kind, "budget_exhausted", &budget.id, request_id);
     let remaining = budget.limit.saturating_sub(refusal.used);
     reply.headers.push((format!("x-ratelimit-limit-{header_unit}"), budget.limit.to_string()));
     reply.headers.push((format!("x-ratelimit-remaining-{header_unit}"), remaining.to_string()));
