@@ -104,6 +104,7 @@ demo: build
 	examples/token-budget/run.sh --demo
 
 bench: setup-bench build
+	cargo build --locked -q --profile bench-tools -p warden-ratelimit
 	cargo run --locked -q --profile bench-tools -p warden-integration-tests --bin warden-bench
 
 fmt:

@@ -57,6 +57,11 @@ impl Envoy {
         format!("http://127.0.0.1:{}", self.port(listener))
     }
 
+    /// Envoy's process id (for its memory, in benchmarks).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
     }

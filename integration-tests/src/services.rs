@@ -83,12 +83,16 @@ pub fn ratelimit_binary() -> PathBuf {
 impl RateLimitService {
     /// Starts the service, on Redis when `redis_url` is given.
     pub fn start(redis_url: Option<&str>) -> Result<RateLimitService> {
-        let binary = ratelimit_binary();
+        Self::start_binary(&ratelimit_binary(), redis_url)
+    }
+
+    /// Starts the service from `binary` (the benchmarks run an optimised build).
+    pub fn start_binary(binary: &std::path::Path, redis_url: Option<&str>) -> Result<RateLimitService> {
         if !binary.exists() {
             return Err(anyhow!("{} is not built: run `make build`", binary.display()));
         }
         let port = ports::free_port()?;
-        let mut command = Command::new(&binary);
+        let mut command = Command::new(binary);
         command.args(["--listen", &format!("127.0.0.1:{port}")]);
         if let Some(url) = redis_url {
             command.args(["--redis", url]);

@@ -1,7 +1,8 @@
 //! `make bench`: each Warden filter against the same Envoy without it, in one run.
-//! `WARDEN_BENCH_ONLY=identity` or `=tool-acl` runs one of them.
+//! `WARDEN_BENCH_ONLY=identity`, `=tool-acl` or `=token-budget` runs one of them.
 
 mod identity;
+mod token_budget;
 mod tool_acl;
 
 use anyhow::{Context, Result};
@@ -35,6 +36,12 @@ async fn main() -> Result<()> {
         std::fs::write(out.join("tool-acl.json"), serde_json::to_string_pretty(&result)?)?;
         tool_acl::print_table(&result);
         println!("\nwritten: target/bench/tool-acl.json");
+    }
+    if only.is_empty() || only == "token-budget" {
+        let result = token_budget::token_budget(&version).await.context("token-budget benchmark")?;
+        std::fs::write(out.join("token-budget.json"), serde_json::to_string_pretty(&result)?)?;
+        token_budget::print_table(&result);
+        println!("\nwritten: target/bench/token-budget.json");
     }
     Ok(())
 }
