@@ -17,6 +17,7 @@ use warden_policy::identity::remote_keys::{FetchRequest, RemoteKeys};
 use warden_policy::identity::request::{decide, CapturedRequest, Step};
 use warden_policy::identity::token_cache::{TokenCache, Verifier};
 use warden_policy::policy::parse_document;
+use warden_proxy_host::plugin_configuration;
 
 /// How often the root wakes to start due fetches and release requests that waited too long.
 const TICK: Duration = Duration::from_millis(100);
@@ -164,10 +165,10 @@ impl Context for IdentityRoot {
 
 impl RootContext for IdentityRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, plugin_configuration_size) {
-            Ok(Some(bytes)) => bytes,
-            _ => {
-                error!("warden identity: no policy given in the plugin configuration");
+        let config = match plugin_configuration(plugin_configuration_size) {
+            Ok(bytes) => bytes,
+            Err(message) => {
+                error!("warden identity: {message}");
                 return false;
             }
         };

@@ -33,6 +33,16 @@ impl ProxyHost {
     }
 }
 
+/// The plugin configuration (the policy document), or why there is none,
+/// in words for the log line that explains Envoy's refusal.
+pub fn plugin_configuration(size: usize) -> Result<Vec<u8>, String> {
+    match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
+        Ok(Some(bytes)) if !bytes.is_empty() => Ok(bytes),
+        Ok(_) => Err("no plugin configuration: refusing to start without a policy".to_string()),
+        Err(status) => Err(format!("cannot read the plugin configuration: {status:?}")),
+    }
+}
+
 /// A request or response body, read whole (the filter returned `StopIterationAndBuffer`
 /// until the end) or one streamed chunk. `None` when there is none.
 pub fn request_body(size: usize) -> Result<Vec<u8>, HostError> {

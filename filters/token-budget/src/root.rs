@@ -4,9 +4,8 @@
 
 use crate::http::BudgetHttp;
 use log::{error, info, warn};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType};
+use proxy_wasm::types::ContextType;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -17,7 +16,7 @@ use warden_policy::budget::rls;
 use warden_policy::budget::tokenizer::Tokenizers;
 use warden_policy::host::Host;
 use warden_policy::policy::parse_document;
-use warden_proxy_host::{grpc_call, ProxyHost};
+use warden_proxy_host::{grpc_call, plugin_configuration, ProxyHost};
 
 /// How often queued settle calls are sent.
 const SETTLE_TICK: Duration = Duration::from_millis(50);
@@ -82,14 +81,10 @@ impl Context for BudgetRoot {
 
 impl RootContext for BudgetRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, plugin_configuration_size) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => {
-                error!("warden token-budget: no plugin configuration: refusing to start without a policy");
-                return false;
-            }
-            Err(status) => {
-                error!("warden token-budget: cannot read the plugin configuration: {status:?}");
+        let config = match plugin_configuration(plugin_configuration_size) {
+            Ok(bytes) => bytes,
+            Err(message) => {
+                error!("warden token-budget: {message}");
                 return false;
             }
         };

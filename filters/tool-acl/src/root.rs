@@ -2,12 +2,12 @@
 
 use crate::http::ToolAclHttp;
 use log::{error, info};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType};
+use proxy_wasm::types::ContextType;
 use std::rc::Rc;
 use warden_policy::policy::parse_document;
 use warden_policy::tool_acl::compile::CompiledToolAcl;
+use warden_proxy_host::plugin_configuration;
 
 #[derive(Default)]
 pub struct ToolAclRoot {
@@ -34,14 +34,10 @@ impl Context for ToolAclRoot {}
 
 impl RootContext for ToolAclRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, plugin_configuration_size) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => {
-                error!("warden tool-acl: no plugin configuration: refusing to start without a policy");
-                return false;
-            }
-            Err(status) => {
-                error!("warden tool-acl: cannot read the plugin configuration: {status:?}");
+        let config = match plugin_configuration(plugin_configuration_size) {
+            Ok(bytes) => bytes,
+            Err(message) => {
+                error!("warden tool-acl: {message}");
                 return false;
             }
         };

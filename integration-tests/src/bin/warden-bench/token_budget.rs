@@ -52,7 +52,10 @@ async fn upstream() -> Result<TestServer> {
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())))
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))
+        })
         .flatten()
         .unwrap_or(0)
 }
@@ -98,7 +101,8 @@ fn in_vm(policy: &str) -> Result<Value> {
         let filtered = per_request_us(&mut vm, &body, n)?;
         let baseline = per_request_us(&mut noop, &body, n)?;
         let us = (filtered - baseline).max(0.001);
-        throughput.push(json!({"prompt": label, "body_bytes": body.len(), "us_per_request": (us * 10.0).round() / 10.0,
+        throughput
+            .push(json!({"prompt": label, "body_bytes": body.len(), "us_per_request": (us * 10.0).round() / 10.0,
             "mb_per_s": ((body.len() as f64 / us) * 10.0).round() / 10.0}));
     }
     Ok(json!({
@@ -114,8 +118,9 @@ fn in_vm(policy: &str) -> Result<Value> {
 pub async fn token_budget(version: &str) -> Result<Value> {
     let server = upstream().await?;
     let redis = Redis::start()?;
-    let rls = RateLimitService::start_binary(&repo::root().join("target/bench-tools/warden-ratelimit"), Some(&redis.url()))
-        .context("the rate-limit service (make bench builds it)")?;
+    let rls =
+        RateLimitService::start_binary(&repo::root().join("target/bench-tools/warden-ratelimit"), Some(&redis.url()))
+            .context("the rate-limit service (make bench builds it)")?;
     let workers = env_u64("WARDEN_BENCH_WORKERS", 1) as u32;
     let builder = || {
         Envoy::builder(CONFIG)
@@ -154,7 +159,8 @@ pub async fn token_budget(version: &str) -> Result<Value> {
     for (name, bytes) in [("budgeted chat, 2 KB", 2048usize), ("budgeted chat, 512 KB", 512 * 1024)] {
         let body = chat_body(bytes);
         let headers = vec![("content-type".to_string(), "application/json".to_string())];
-        let latency = Load { connections: 1, duration: Duration::from_secs(seconds), headers, body: Some(body.clone()) };
+        let latency =
+            Load { connections: 1, duration: Duration::from_secs(seconds), headers, body: Some(body.clone()) };
         run_all(&Load { duration: Duration::from_secs(1), ..latency.clone() }, &urls).await?;
         let mut sides: [Vec<Figures>; 4] = Default::default();
         for round in 1..=ROUNDS {
@@ -173,7 +179,10 @@ pub async fn token_budget(version: &str) -> Result<Value> {
     }
     for envoy in &envoys[2..] {
         anyhow::ensure!(envoy.stat("wasmcustom.warden.token_budget.refused").await == 0, "requests were refused");
-        anyhow::ensure!(envoy.stat("wasmcustom.warden.token_budget.failure_mode_applied").await == 0, "the service failed");
+        anyhow::ensure!(
+            envoy.stat("wasmcustom.warden.token_budget.failure_mode_applied").await == 0,
+            "the service failed"
+        );
     }
     drop(redis);
     Ok(json!({
@@ -195,7 +204,18 @@ pub fn print_table(r: &Value) {
         "\ntoken-budget: Envoy {}, {} worker, wrk -t1 -c1, median of {} rounds x {} s; added = side minus the same Envoy without any filter",
         r["envoy_version"], r["envoy_workers"], r["rounds"], r["seconds_per_round"]
     );
-    println!("{:<24} {:>9} {:>9} {:>10} {:>10} {:>11} {:>11} {:>12} {:>12}", "case", "base p50", "base p99", "noop +p50", "noop +p99", "local +p50", "local +p99", "global +p50", "global +p99");
+    println!(
+        "{:<24} {:>9} {:>9} {:>10} {:>10} {:>11} {:>11} {:>12} {:>12}",
+        "case",
+        "base p50",
+        "base p99",
+        "noop +p50",
+        "noop +p99",
+        "local +p50",
+        "local +p99",
+        "global +p50",
+        "global +p99"
+    );
     for c in r["cases"].as_array().into_iter().flatten() {
         println!(
             "{:<24} {:>9} {:>9} {:>10} {:>10} {:>11} {:>11} {:>12} {:>12}",
