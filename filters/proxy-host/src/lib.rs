@@ -43,6 +43,11 @@ pub fn plugin_configuration(size: usize) -> Result<Vec<u8>, String> {
     }
 }
 
+/// Defines a counter now (at configure time), so that no request pays for defining it.
+pub fn define_counter(metric: &str) -> Result<(), HostError> {
+    ProxyHost::metric_id(metric, MetricType::Counter).map(|_| ())
+}
+
 /// A request or response body, read whole (the filter returned `StopIterationAndBuffer`
 /// until the end) or one streamed chunk. `None` when there is none.
 pub fn request_body(size: usize) -> Result<Vec<u8>, HostError> {

@@ -16,7 +16,7 @@ use warden_policy::budget::rls;
 use warden_policy::budget::tokenizer::Tokenizers;
 use warden_policy::host::Host;
 use warden_policy::policy::parse_document;
-use warden_proxy_host::{grpc_call, plugin_configuration, ProxyHost};
+use warden_proxy_host::{define_counter, grpc_call, plugin_configuration, ProxyHost};
 
 /// How often queued settle calls are sent.
 const SETTLE_TICK: Duration = Duration::from_millis(50);
@@ -61,6 +61,9 @@ impl BudgetRoot {
             policy.budgets.iter().filter(|b| b.store == warden_policy::budget::config::Store::Global).count(),
             policy.models.iter().filter(|m| m.price.is_some()).count()
         );
+        for metric in metrics::ALL {
+            define_counter(metric).map_err(|e| format!("cannot define metric {metric}: {e}"))?;
+        }
         if policy.has_global() {
             self.set_tick_period(SETTLE_TICK);
         }

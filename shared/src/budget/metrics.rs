@@ -21,3 +21,21 @@ pub const RLS_SETTLES: &str = "warden.token_budget.rls_settles";
 pub fn refused_by(budget: &str) -> String {
     format!("{REFUSED}.{budget}")
 }
+
+/// Every fixed counter, defined when the policy loads so that no request pays for defining it.
+pub const ALL: [&str; 14] = [
+    ALLOWED,
+    REFUSED,
+    SHADOW_REFUSED,
+    FALLBACK,
+    STREAM_CUT,
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    UNDERESTIMATE_TOKENS,
+    COST_MICRO_USD,
+    BAD_REQUEST,
+    BODY_TOO_LARGE,
+    FAILURE_MODE,
+    RLS_ERRORS,
+    RLS_SETTLES,
+];

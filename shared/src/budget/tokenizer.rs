@@ -35,7 +35,19 @@ impl Tokenizers {
         } else {
             None
         };
-        Ok(Tokenizers { o200k, cl100k })
+        let tokenizers = Tokenizers { o200k, cl100k };
+        tokenizers.warm_up();
+        Ok(tokenizers)
+    }
+
+    /// Encodes a sample of every kind of text once: the pre-tokenizer's regex builds its
+    /// matching state lazily, and the first request would otherwise pay for it.
+    fn warm_up(&self) {
+        const SAMPLE: &str = r#"Warm-up: ASCII words, numbers 12345 and 3.14, punctuation (!?;:), code `fn f(x) { x + 1 }`,
+            whitespace   	, contractions don't I'll, non-ASCII Grüße naïve café 東京 مرحبا 🤖, and JSON {"a":[1,2]}."#;
+        for bpe in [&self.o200k, &self.cl100k].into_iter().flatten() {
+            let _ = bpe.encode_ordinary(SAMPLE);
+        }
     }
 
     /// Tokens in `text` as plain text (special-token markers in it count as text, as the
