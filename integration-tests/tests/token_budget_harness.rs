@@ -307,3 +307,24 @@ fn malformed_and_oversized_requests_are_refused_in_openai_shape() {
     assert_eq!(vm.request_headers(s, &[(":method", "GET"), (":path", "/v1/models")], true).unwrap(), Action::Continue);
     assert_eq!(status(&vm, s), None);
 }
+
+#[test]
+fn shadow_mode_records_a_refusal_and_lets_the_request_through() {
+    let policy = LOCAL.replace("tokenBudget:\n", "tokenBudget:\n  mode: shadow\n");
+    let env = HostEnv::default();
+    let mut vm = plugin().start(&env, policy.as_bytes()).unwrap();
+    let s = stream(&mut vm, "acme");
+    post(&mut vm, s, &chat("hi", json!({"max_tokens": 2990})));
+    let s2 = stream(&mut vm, "acme");
+    assert_eq!(post(&mut vm, s2, &chat("hi", json!({"max_tokens": 50}))), Action::Continue);
+    assert_eq!(status(&vm, s2), None, "shadow mode never refuses");
+    assert_eq!(
+        vm.property(s2, "warden.decision.token_budget").unwrap(),
+        "shadow_deny;rule=tenant-day;reason=budget_exhausted"
+    );
+    assert_eq!(env.metric("warden.token_budget.shadow_refused"), 1);
+    assert_eq!(env.metric("warden.token_budget.refused.tenant-day"), 1);
+    // Forwarded as sent: no cap or usage request is written into a request shadow mode let by.
+    let sent: Value = serde_json::from_slice(&vm.stream(s2).unwrap().sent_request_body).unwrap();
+    assert_eq!(sent["max_tokens"], 50);
+}
