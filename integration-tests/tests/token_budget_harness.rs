@@ -327,4 +327,10 @@ fn shadow_mode_records_a_refusal_and_lets_the_request_through() {
     // Forwarded as sent: no cap or usage request is written into a request shadow mode let by.
     let sent: Value = serde_json::from_slice(&vm.stream(s2).unwrap().sent_request_body).unwrap();
     assert_eq!(sent["max_tokens"], 50);
+    // A stream let by is forwarded as sent too: no usage chunk is asked for that nothing would remove.
+    let s3 = stream(&mut vm, "acme");
+    let streamed = chat("hi", json!({"stream": true}));
+    post(&mut vm, s3, &streamed);
+    assert_eq!(status(&vm, s3), None);
+    assert_eq!(vm.stream(s3).unwrap().sent_request_body, streamed.as_bytes());
 }

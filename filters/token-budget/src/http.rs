@@ -241,8 +241,10 @@ impl BudgetHttp {
                 attributes::DECISION_TOKEN_BUDGET,
                 &format!("shadow_deny;rule={};reason=budget_exhausted", budget.id),
             )?;
-            self.edits.model = None;
-            return self.forward_unreserved();
+            // Forwarded as sent: nothing meters its answer, so nothing may be asked of it
+            // (a usage chunk asked for here would reach the client).
+            self.edits = Edits::default();
+            return self.write_edits();
         }
         ProxyHost.increment(metrics::REFUSED, 1)?;
         let reply = reply::refused(&vm.policy, self.api, refusal, unix_now(), &self.request_id);
@@ -318,17 +320,10 @@ impl BudgetHttp {
         let Some(draw) = draws.get(over) else { return self.service_failed(vm) };
         let budget = &vm.policy.budgets[draw.budget];
         let (_, remaining, reset_in) = answer.statuses.get(over).copied().unwrap_or((true, 0, None));
-        let to_unit = |hits: u64| {
-            if budget.unit == warden_policy::budget::config::Unit::CostUsd {
-                hits * rls::MICRO_USD_PER_HIT
-            } else {
-                hits
-            }
-        };
         let now = unix_now();
         let refusal = Refusal {
             budget: draw.budget,
-            used: budget.limit.saturating_sub(to_unit(remaining)),
+            used: budget.limit.saturating_sub(rls::amount(budget.unit, remaining)),
             limit: budget.limit,
             reset_at: Some(reset_in.map_or_else(|| budget.window.span(now).end, |s| now + s)),
         };
@@ -337,7 +332,7 @@ impl BudgetHttp {
 
     /// Everything is reserved: write the edits and let the request go.
     fn forward(&mut self, vm: &Vm) -> Result<Action, HostError> {
-        let Some(plan) = &self.plan else { return self.forward_unreserved() };
+        let Some(plan) = &self.plan else { return self.write_edits() };
         let fallback = plan.model != self.requested_model;
         if fallback {
             self.edits.model = Some(plan.model.clone());
@@ -352,11 +347,6 @@ impl BudgetHttp {
         let encoding = vm.policy.model(&plan.model).encoding;
         let api = self.api.unwrap_or(Api::ChatCompletions);
         self.meter = Some(Meter::new(api, encoding, self.edits.include_usage, plan.output_allowance));
-        self.write_edits()
-    }
-
-    /// Shadow mode let a refused request through: forwarded, not counted.
-    fn forward_unreserved(&mut self) -> Result<Action, HostError> {
         self.write_edits()
     }
 

@@ -157,13 +157,3 @@ pub fn settle(host: &dyn Host, held: &Held, actual: u64, current: Span, now: u64
         Change::Write(out, ())
     })
 }
-
-/// What a counter holds now (for tests, metrics and `x-ratelimit-remaining-*`).
-pub fn used(host: &dyn Host, counter: &Counter) -> Result<u64, HostError> {
-    let lines = shared_slot::read(host, &counter.key())?;
-    Ok(lines
-        .iter()
-        .filter_map(|l| parse(l).filter(|l| l.digest == counter.digest && l.window == counter.span.id).map(|l| l.used))
-        .next()
-        .unwrap_or(0))
-}

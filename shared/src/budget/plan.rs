@@ -209,7 +209,7 @@ impl Plan {
         self.charges.iter().filter_map(|c| c.draw.clone()).collect()
     }
 
-    /// The largest amount reserved in any token budget (for the access log).
+    /// Tokens reserved: the prompt estimate plus the output cap (for the access log).
     pub fn reserved_tokens(&self) -> u64 {
         self.estimate.input + self.estimate.output
     }

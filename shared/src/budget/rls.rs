@@ -139,6 +139,14 @@ pub fn hits(unit: Unit, amount: u64) -> u64 {
     }
 }
 
+/// Rate-limit hits back in the budget's unit (the service's remaining counts, say).
+pub fn amount(unit: Unit, hits: u64) -> u64 {
+    match unit {
+        Unit::CostUsd => hits.saturating_mul(MICRO_USD_PER_HIT),
+        _ => hits,
+    }
+}
+
 /// One global budget's part of a call: which budget, for which scope, how much.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Draw {

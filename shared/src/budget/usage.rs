@@ -68,10 +68,6 @@ impl Reported {
         self.cached_input = later.cached_input.or(self.cached_input);
         self.output = later.output.or(self.output);
     }
-
-    pub fn is_complete(&self) -> bool {
-        self.input.is_some() && self.output.is_some()
-    }
 }
 
 /// The final usage of an answer: what the provider reported, completed with the prompt
