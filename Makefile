@@ -79,7 +79,7 @@ test-harness:
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \
 	  echo "== end-to-end on Envoy $$v"; \
-	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy --test token_budget_envoy || exit 1; \
+	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy --test token_budget_envoy --test attacks_envoy || exit 1; \
 	done
 
 validate: build

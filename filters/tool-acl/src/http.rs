@@ -35,6 +35,10 @@ pub struct ToolAclHttp {
     path: String,
     caller: Caller,
     response: Option<ResponseFilter>,
+    /// Bytes of the request and response bodies buffered so far: a message that ends in
+    /// trailers is decided on them when its trailers arrive.
+    request_size: usize,
+    response_size: usize,
 }
 
 impl ToolAclHttp {
@@ -46,6 +50,8 @@ impl ToolAclHttp {
             path: String::new(),
             caller: Caller::default(),
             response: None,
+            request_size: 0,
+            response_size: 0,
         }
     }
 
@@ -76,6 +82,21 @@ impl ToolAclHttp {
         };
         let _ = ProxyHost.set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=protocol;reason=body_too_large");
         self.reply(413, &body)
+    }
+
+    /// A POST without a body (headers that end the stream, or trailers with no data before).
+    fn no_body(&mut self) -> Action {
+        let body = match self.target {
+            Target::Llm => openai_error(
+                "the request has no body",
+                "permission_error",
+                "invalid_request",
+                Some(mcp::PROTOCOL_RULE),
+                &self.request_id,
+            ),
+            _ => warden_policy::tool_acl::jsonrpc::error_response(None, -32600, "the request has no body", None),
+        };
+        self.reply(400, &body)
     }
 
     /// A host call failed mid-decision: the failure mode decides, and it is counted.
@@ -146,17 +167,7 @@ impl ToolAclHttp {
             return Ok(self.too_large(acl));
         }
         if end_of_stream {
-            let body = match self.target {
-                Target::Llm => openai_error(
-                    "the request has no body",
-                    "permission_error",
-                    "invalid_request",
-                    Some(mcp::PROTOCOL_RULE),
-                    &self.request_id,
-                ),
-                _ => warden_policy::tool_acl::jsonrpc::error_response(None, -32600, "the request has no body", None),
-            };
-            return Ok(self.reply(400, &body));
+            return Ok(self.no_body());
         }
         if self.target == Target::Llm && llm::may_rewrite_request(acl) {
             // The body may shrink when tools are removed; Envoy recomputes the framing.
@@ -174,6 +185,9 @@ impl ToolAclHttp {
         }
         if !end_of_stream {
             return Ok(Action::Pause);
+        }
+        if size == 0 {
+            return Ok(self.no_body());
         }
         let body = request_body(size)?;
         self.caller = Caller::read(&ProxyHost, acl.needs)?;
@@ -251,7 +265,21 @@ impl HttpContext for ToolAclHttp {
         if self.target == Target::Pass {
             return Action::Continue;
         }
+        self.request_size = body_size;
         match self.on_body(&acl, body_size, end_of_stream) {
+            Ok(action) => action,
+            Err(e) => self.fault(&acl, &e),
+        }
+    }
+
+    /// Trailers end the request: it is decided on the body held so far, exactly as if its last
+    /// DATA frame had ended it (the SDK's default would let the held body go unread).
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        let Some(acl) = self.acl.clone() else { return Action::Pause };
+        if self.target == Target::Pass {
+            return Action::Continue;
+        }
+        match self.on_body(&acl, self.request_size, true) {
             Ok(action) => action,
             Err(e) => self.fault(&acl, &e),
         }
@@ -268,6 +296,14 @@ impl HttpContext for ToolAclHttp {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let (Some(acl), Some(response)) = (self.acl.clone(), self.response.as_mut()) else { return Action::Continue };
+        self.response_size = body_size;
         response.on_body(&acl, &self.caller, body_size, end_of_stream)
+    }
+
+    /// Trailers end the answer: a held answer is filtered now, a stream's last held event is
+    /// dropped (it can no longer be added to the body).
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        let (Some(acl), Some(response)) = (self.acl.clone(), self.response.as_mut()) else { return Action::Continue };
+        response.on_trailers(&acl, &self.caller, self.response_size)
     }
 }

@@ -87,6 +87,24 @@ impl ResponseFilter {
         }
     }
 
+    /// The answer ended in trailers. One held whole is filtered now, as at its last DATA frame;
+    /// a stream's unterminated last event is dropped, since bytes can no longer be added to a
+    /// body that already went on: it is withheld, never passed unread.
+    pub fn on_trailers(&mut self, acl: &CompiledToolAcl, caller: &Caller, size: usize) -> Action {
+        match &mut self.framing {
+            Framing::Json => self.on_body(acl, caller, size, true),
+            Framing::Events(rewriter) => {
+                let dropped = rewriter.abandon();
+                if dropped > 0 {
+                    warn!("warden tool-acl: an answer ended in trailers inside an event; its last {dropped} bytes were withheld");
+                    let _ = ProxyHost.increment(metrics::ANSWERS_WITHHELD, 1);
+                }
+                Action::Continue
+            }
+            Framing::Unread | Framing::Failed => Action::Continue,
+        }
+    }
+
     /// What replaces an answer that could not be checked.
     fn error_body(&self, streamed: bool) -> String {
         let message = "Warden could not check this answer, so it was withheld";

@@ -177,6 +177,38 @@ impl Vm {
         Ok(action)
     }
 
+    /// Delivers request trailers, which end the request. As in Envoy, `Continue` lets the body
+    /// the filter held go upstream with them.
+    pub fn request_trailers(&mut self, stream: u32, trailers: &[(&str, &str)]) -> Result<Action> {
+        let pairs = trailers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect::<Vec<_>>();
+        let count = pairs.len() as i32;
+        self.stream_mut(stream)?.request_trailers = pairs;
+        self.enter(stream);
+        let action = Self::action(self.call("proxy_on_request_trailers", (stream as i32, count))?)?;
+        if action == Action::Continue {
+            let s = self.stream_mut(stream)?;
+            let sent = std::mem::take(&mut s.request_body);
+            s.sent_request_body.extend(sent);
+        }
+        Ok(action)
+    }
+
+    /// Delivers response trailers, which end the answer; what the filter held goes on with
+    /// them on `Continue`.
+    pub fn response_trailers(&mut self, stream: u32, trailers: &[(&str, &str)]) -> Result<Action> {
+        let pairs = trailers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect::<Vec<_>>();
+        let count = pairs.len() as i32;
+        self.stream_mut(stream)?.response_trailers = pairs;
+        self.enter(stream);
+        let action = Self::action(self.call("proxy_on_response_trailers", (stream as i32, count))?)?;
+        if action == Action::Continue {
+            let s = self.stream_mut(stream)?;
+            let sent = std::mem::take(&mut s.response_body);
+            s.sent_response_body.extend(sent);
+        }
+        Ok(action)
+    }
+
     pub fn response_headers(&mut self, stream: u32, headers: &[(&str, &str)], end_of_stream: bool) -> Result<Action> {
         let pairs = headers.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect::<Vec<_>>();
         let count = pairs.len() as i32;

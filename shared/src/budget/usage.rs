@@ -172,6 +172,8 @@ pub struct StreamMeter {
     allowance: Option<u64>,
     /// The stream was cut: everything after is dropped.
     pub cut: bool,
+    /// It was cut because an event was too large to read.
+    pub oversized: bool,
 }
 
 impl StreamMeter {
@@ -191,40 +193,64 @@ impl StreamMeter {
             strip_usage_chunk,
             allowance,
             cut: false,
+            oversized: false,
         }
     }
 
-    /// Takes one chunk of the answer; returns the bytes to pass on, and `Some(error event)` in
-    /// them when the output crossed the allowance (`cut_message` says why).
-    pub fn push(
-        &mut self,
-        chunk: &[u8],
-        tokenizers: &Tokenizers,
-        cut_message: &dyn Fn() -> String,
-    ) -> Result<Vec<u8>, EventTooLarge> {
-        if self.cut {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::with_capacity(chunk.len());
-        for event in self.framer.push(chunk)? {
-            if self.read(&event, tokenizers) {
-                out.extend_from_slice(&event);
-            }
-            if self.allowance.is_some_and(|a| self.counted_output > a) {
-                out.extend_from_slice(&cut_event(self.api, &cut_message()));
-                self.cut = true;
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    /// What is left when the stream ends (an unterminated last event is passed as it came).
-    pub fn finish(&mut self) -> Vec<u8> {
+    /// Takes one chunk of the answer; returns the bytes to pass on, with an error event at the
+    /// end when the output crossed the allowance (`cut_message` says why). An event too large
+    /// to read cannot be metered: the stream is cut there too (`oversized` says so), never
+    /// passed on unread.
+    pub fn push(&mut self, chunk: &[u8], tokenizers: &Tokenizers, cut_message: &dyn Fn() -> String) -> Vec<u8> {
         if self.cut {
             return Vec::new();
         }
-        self.framer.finish()
+        let events = match self.framer.push(chunk) {
+            Ok(events) => events,
+            Err(EventTooLarge(limit)) => {
+                self.cut = true;
+                self.oversized = true;
+                let message = format!("an event of the answer is larger than {limit} bytes and cannot be metered");
+                return cut_event(self.api, &message);
+            }
+        };
+        let mut out = Vec::with_capacity(chunk.len());
+        for event in events {
+            if self.pass(&event, tokenizers, cut_message, &mut out) {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Reads one complete event into `out`; `true` when it crossed the allowance and the
+    /// stream is now cut.
+    fn pass(
+        &mut self,
+        event: &[u8],
+        tokenizers: &Tokenizers,
+        cut_message: &dyn Fn() -> String,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        if self.read(event, tokenizers) {
+            out.extend_from_slice(event);
+        }
+        if self.allowance.is_some_and(|a| self.counted_output > a) {
+            out.extend_from_slice(&cut_event(self.api, &cut_message()));
+            self.cut = true;
+        }
+        self.cut
+    }
+
+    /// The end of the stream: an unterminated last event is metered like any other and passed
+    /// on as it came (or cut).
+    pub fn finish(&mut self, tokenizers: &Tokenizers, cut_message: &dyn Fn() -> String) -> Vec<u8> {
+        let rest = self.framer.finish();
+        let mut out = Vec::new();
+        if !self.cut && !rest.is_empty() {
+            self.pass(&rest, tokenizers, cut_message, &mut out);
+        }
+        out
     }
 
     /// Reads one event; `false` when it must not reach the client.

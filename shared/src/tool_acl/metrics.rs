@@ -10,6 +10,8 @@ pub const PIN_CHANGED: &str = "warden.tool_acl.pin_changed";
 pub const FAILURE_MODE: &str = "warden.tool_acl.failure_mode_applied";
 pub const LLM_TOOLS_REMOVED: &str = "warden.tool_acl.llm_tools_removed";
 pub const LLM_CALLS_BLOCKED: &str = "warden.tool_acl.llm_calls_blocked";
+/// Answers (or their tails) that could not be read and were withheld from the agent.
+pub const ANSWERS_WITHHELD: &str = "warden.tool_acl.answers_withheld";
 
 /// The counter for a denial with this reason, e.g. `warden.tool_acl.denied.loop_detected`.
 pub fn denied_by(reason: &str) -> String {

@@ -43,4 +43,11 @@ impl EventRewriter {
         }
         Ok(out)
     }
+
+    /// The stream ended without a last blank line and nothing more can be sent (the answer
+    /// ended in trailers): forgets what was held; returns how many bytes that was.
+    pub fn abandon(&mut self) -> usize {
+        self.failed = true;
+        self.framer.finish().len()
+    }
 }
