@@ -97,3 +97,29 @@ async fn trailers_do_not_carry_a_model_request_past_token_budget() {
     let records = envoy.wait_for_access_log(2).await;
     assert!(records[0]["tokens_reserved"].as_str().is_some_and(|t| t.parse::<u64>().unwrap() > 50), "{records:?}");
 }
+
+/// The reported bypass of the example policy's `no-system-paths`: paths that open a system
+/// file without starting with its directory, and a path the rule cannot judge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_tricks_do_not_get_around_a_deny_rule() {
+    let bed = tool_bed().await;
+    let port = bed.envoy.port("agents");
+    let arguments = [
+        json!({"path": "/srv/../etc/shadow"}),
+        json!({"path": "//etc/shadow"}),
+        json!({"path": "/./etc/passwd"}),
+        json!({"path": "\\etc\\shadow"}),
+        json!({"path": ["/etc/shadow"]}),
+        json!({"file": "/etc/shadow"}),
+    ];
+    for (i, args) in arguments.iter().enumerate() {
+        let call = tool_call(i as u64, "read_file", args.clone());
+        let answer = h2c::post(port, "/mcp/files", &MCP_HEADERS, &call, None).await.unwrap();
+        let denial = &answer.json()["result"]["_meta"]["warden/denial"];
+        assert_eq!(denial["rule"], "no-system-paths", "{args}: {}", answer.text());
+    }
+    let call = tool_call(99, "read_file", json!({"path": "/srv/a/../notes.txt"}));
+    let answer = h2c::post(port, "/mcp/files", &MCP_HEADERS, &call, None).await.unwrap();
+    assert!(answer.text().contains("done: read_file"), "{}", answer.text());
+    assert_eq!(bed.mcp.calls().len(), 1, "only the call inside /srv reached the server");
+}

@@ -63,10 +63,10 @@ fn refuses_a_policy_with_a_typo_and_names_the_field() {
         vm.log_text()
     );
 
-    let policy = example_policy().replace("regex: \"^/(etc|proc|root)(/|$)\"", "regex: \"^/(etc\"");
+    let policy = example_policy().replace("within: [/etc, /proc, /root]", "within: [/etc, proc]");
     let (vm, accepted) = plugin().start_unchecked(&HostEnv::default(), policy.as_bytes()).unwrap();
     assert!(!accepted);
-    assert!(vm.log_text().contains("toolAcl.rules[2].arguments[0].regex"), "{}", vm.log_text());
+    assert!(vm.log_text().contains("toolAcl.rules[2].arguments[0].path.within[1]"), "{}", vm.log_text());
 }
 
 #[test]

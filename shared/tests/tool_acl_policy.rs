@@ -405,3 +405,35 @@ fn shadow_mode_never_forwards_a_call_it_could_not_read() {
     let (action, _) = decide_body(&MemoryHost::default(), &acl, &planner(), notes);
     assert!(matches!(action, Action::Reply { status: 403, .. }), "{action:?}");
 }
+
+/// A deny rule whose constraint cannot be judged (the value is missing, or of another type)
+/// applies; an allow rule's does not.
+#[test]
+fn a_deny_that_cannot_be_judged_applies_and_an_allow_does_not() {
+    let acl = compile(concat!(
+        "toolAcl:\n",
+        "  servers: [{name: files, pathPrefix: /mcp}]\n",
+        "  rules:\n",
+        "    - {id: use, effect: allow, servers: [files], tools: [read_file]}\n",
+        "    - {id: no-etc, effect: deny, servers: [files], arguments: [{pointer: /path, path: {within: [/etc]}}]}\n",
+        "    - {id: small, effect: allow, servers: [files], tools: [sized], arguments: [{pointer: /n, maximum: 5}]}\n",
+    ));
+    let caller = Caller::default();
+    let decide = |tool: &str, args: serde_json::Value| {
+        let call = Call { server: "files", tool, risk: Risk::Read, arguments: Some(&args) };
+        evaluate(&acl, &caller, &call)
+    };
+    for args in [json!({}), json!({"path": 7}), json!({"path": ["/etc/shadow"]}), json!({"path": "etc/shadow"})] {
+        assert!(
+            matches!(decide("read_file", args.clone()), Outcome::Deny { ref rule, .. } if rule == "no-etc"),
+            "{args}"
+        );
+    }
+    assert!(
+        matches!(decide("read_file", json!({"path": "/srv/../etc"})), Outcome::Deny { ref rule, .. } if rule == "no-etc")
+    );
+    assert!(matches!(decide("read_file", json!({"path": "/srv/x"})), Outcome::Allow { .. }));
+    // `small` cannot judge "3" (a string): it does not allow.
+    assert!(matches!(decide("sized", json!({"path": "/srv", "n": "3"})), Outcome::Deny { .. }));
+    assert!(matches!(decide("sized", json!({"path": "/srv", "n": 3})), Outcome::Allow { ref rule } if rule == "small"));
+}

@@ -4,6 +4,7 @@
 use crate::canonical;
 use crate::policy::PolicyError;
 use crate::tool_acl::config::ArgumentConstraintConfig;
+use crate::tool_acl::file_path;
 use regex_lite::Regex;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -40,6 +41,17 @@ pub fn canonical_json(value: &Value) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// What one constraint says of the arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Holds,
+    Fails,
+    /// The value it is about is missing or of a type the constraint cannot judge. A deny rule
+    /// applies on such a value (the server might read it as the very thing denied); an allow
+    /// or a requirement does not.
+    Undecided,
+}
+
 /// One compiled constraint on one argument.
 #[derive(Debug, Clone)]
 pub struct Constraint {
@@ -50,6 +62,8 @@ pub struct Constraint {
     minimum: Option<f64>,
     maximum: Option<f64>,
     max_length: Option<usize>,
+    /// Normalised directories of a `path` constraint.
+    path_within: Option<Vec<String>>,
     optional: bool,
 }
 
@@ -65,17 +79,38 @@ impl Constraint {
                     .map_err(|e| PolicyError::at(format!("{path}.regex"), format!("not a valid regex: {e}")))?,
             ),
         };
+        let path_within = match &config.path {
+            None => None,
+            Some(p) if p.within.is_empty() => {
+                return Err(PolicyError::at(format!("{path}.path.within"), "name at least one directory"))
+            }
+            Some(p) => Some(
+                p.within
+                    .iter()
+                    .enumerate()
+                    .map(|(i, dir)| {
+                        file_path::normalize(dir).ok_or_else(|| {
+                            PolicyError::at(
+                                format!("{path}.path.within[{i}]"),
+                                format!("{dir:?} is not an absolute path"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
         let checks = [
             config.equals.is_some(),
             config.one_of.is_some(),
             regex.is_some(),
             config.minimum.is_some() || config.maximum.is_some(),
             config.max_length.is_some(),
+            path_within.is_some(),
         ];
         if !checks.contains(&true) {
             return Err(PolicyError::at(
                 path,
-                "a constraint needs at least one of equals, oneOf, regex, minimum, maximum, maxLength",
+                "a constraint needs at least one of equals, oneOf, regex, minimum, maximum, maxLength, path",
             ));
         }
         Ok(Constraint {
@@ -86,44 +121,76 @@ impl Constraint {
             minimum: config.minimum,
             maximum: config.maximum,
             max_length: config.max_length,
+            path_within,
             optional: config.optional,
         })
     }
 
-    /// Whether the arguments satisfy this constraint. A value of the wrong type fails.
-    pub fn holds(&self, arguments: &Value) -> bool {
+    /// Whether the arguments satisfy this constraint (see [`Check`]).
+    pub fn check(&self, arguments: &Value) -> Check {
         let Some(value) = arguments.pointer(&self.pointer) else {
-            return self.optional;
+            return if self.optional { Check::Holds } else { Check::Undecided };
         };
-        if self.equals.as_ref().is_some_and(|want| want != value) {
-            return false;
+        let same_kind = |want: &Value| std::mem::discriminant(want) == std::mem::discriminant(value);
+        let mut verdict = Check::Holds;
+        let mut judge = |check: Check| {
+            verdict = match (verdict, check) {
+                (Check::Fails, _) | (_, Check::Fails) => Check::Fails,
+                (Check::Undecided, _) | (_, Check::Undecided) => Check::Undecided,
+                _ => Check::Holds,
+            }
+        };
+        if let Some(want) = &self.equals {
+            judge(match (want == value, same_kind(want)) {
+                (true, _) => Check::Holds,
+                (false, true) => Check::Fails,
+                (false, false) => Check::Undecided,
+            });
         }
-        if self.one_of.as_ref().is_some_and(|set| !set.contains(value)) {
-            return false;
+        if let Some(set) = &self.one_of {
+            judge(match (set.contains(value), set.iter().any(same_kind)) {
+                (true, _) => Check::Holds,
+                (false, true) => Check::Fails,
+                (false, false) => Check::Undecided,
+            });
         }
         if let Some(regex) = &self.regex {
-            match value.as_str() {
-                Some(text) if regex.is_match(text) => {}
-                _ => return false,
-            }
+            judge(match value.as_str() {
+                Some(text) if regex.is_match(text) => Check::Holds,
+                Some(_) => Check::Fails,
+                None => Check::Undecided,
+            });
         }
         if self.minimum.is_some() || self.maximum.is_some() {
-            let Some(number) = value.as_f64() else { return false };
-            if self.minimum.is_some_and(|min| number < min) || self.maximum.is_some_and(|max| number > max) {
-                return false;
-            }
+            judge(match value.as_f64() {
+                Some(n) if self.minimum.is_some_and(|min| n < min) || self.maximum.is_some_and(|max| n > max) => {
+                    Check::Fails
+                }
+                Some(_) => Check::Holds,
+                None => Check::Undecided,
+            });
         }
         if let Some(max) = self.max_length {
-            let length = match value {
-                Value::String(s) => s.chars().count(),
-                Value::Array(a) => a.len(),
-                _ => return false,
-            };
-            if length > max {
-                return false;
-            }
+            judge(match value {
+                Value::String(s) if s.chars().count() > max => Check::Fails,
+                Value::Array(a) if a.len() > max => Check::Fails,
+                Value::String(_) | Value::Array(_) => Check::Holds,
+                _ => Check::Undecided,
+            });
         }
-        true
+        if let Some(dirs) = &self.path_within {
+            judge(match value.as_str().and_then(file_path::normalize) {
+                Some(normal) if dirs.iter().any(|dir| file_path::within(&normal, dir)) => Check::Holds,
+                Some(_) => Check::Fails,
+                None => Check::Undecided,
+            });
+        }
+        verdict
+    }
+
+    /// Whether the arguments certainly satisfy this constraint.
+    pub fn holds(&self, arguments: &Value) -> bool {
+        self.check(arguments) == Check::Holds
     }
 }
 
@@ -164,6 +231,32 @@ mod tests {
     }
 
     #[test]
+    fn values_a_constraint_cannot_judge_are_undecided() {
+        let args = json!({"path": ["/etc/shadow"], "n": "5", "mode": 1});
+        let undecided = |c: Value| constraint(c).check(&args);
+        assert_eq!(undecided(json!({"pointer": "/path", "regex": "^/etc"})), Check::Undecided, "wrong type");
+        assert_eq!(undecided(json!({"pointer": "/missing", "regex": "^/etc"})), Check::Undecided, "missing");
+        assert_eq!(undecided(json!({"pointer": "/n", "maximum": 4})), Check::Undecided);
+        assert_eq!(undecided(json!({"pointer": "/mode", "equals": "rw"})), Check::Undecided);
+        assert_eq!(undecided(json!({"pointer": "/mode", "equals": 2})), Check::Fails, "same kind, other value");
+        assert_eq!(undecided(json!({"pointer": "/missing", "equals": 1, "optional": true})), Check::Holds);
+    }
+
+    #[test]
+    fn path_constraints_compare_normalised_paths() {
+        let system = constraint(json!({"pointer": "/path", "path": {"within": ["/etc", "/proc/"]}}));
+        for inside in ["/etc/shadow", "/srv/../etc/shadow", "//etc/shadow", "/./etc/passwd", "/proc"] {
+            assert_eq!(system.check(&json!({ "path": inside })), Check::Holds, "{inside}");
+        }
+        for outside in ["/srv/etc/shadow", "/etcetera", "/srv/a/../b"] {
+            assert_eq!(system.check(&json!({ "path": outside })), Check::Fails, "{outside}");
+        }
+        for unplaceable in [json!({"path": "etc/shadow"}), json!({"path": 7}), json!({})] {
+            assert_eq!(system.check(&unplaceable), Check::Undecided, "{unplaceable}");
+        }
+    }
+
+    #[test]
     fn bad_constraints_are_refused_at_configure_time() {
         let bad = |v: Value| {
             let config: ArgumentConstraintConfig = serde_json::from_value(v).unwrap();
@@ -172,5 +265,10 @@ mod tests {
         assert_eq!(bad(json!({"pointer": "/a", "regex": "("})).path, "rules[0].arguments[0].regex");
         assert_eq!(bad(json!({"pointer": "a", "equals": 1})).path, "rules[0].arguments[0].pointer");
         assert!(bad(json!({"pointer": "/a"})).message.contains("at least one"));
+        assert_eq!(
+            bad(json!({"pointer": "/a", "path": {"within": ["srv"]}})).path,
+            "rules[0].arguments[0].path.within[0]"
+        );
+        assert_eq!(bad(json!({"pointer": "/a", "path": {"within": []}})).path, "rules[0].arguments[0].path.within");
     }
 }

@@ -213,9 +213,23 @@ pub struct ArgumentConstraintConfig {
     /// Maximum length in characters of a string, or of an array.
     #[serde(default)]
     pub max_length: Option<usize>,
+    /// The string value is a file path: see [`PathConstraintConfig`].
+    #[serde(default)]
+    pub path: Option<PathConstraintConfig>,
     /// When the value is absent: `false` (default) fails the constraint.
     #[serde(default)]
     pub optional: bool,
+}
+
+/// A file-path check. The value is normalised first (`.` and `..` resolved, `/` repeated or
+/// written `\\` collapsed), as the server's file system will read it, so `/srv/../etc/shadow`
+/// and `//etc/shadow` are both `/etc/shadow`. A value that is not an absolute path cannot be
+/// placed: the constraint is undecided (a deny applies, an allow does not).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PathConstraintConfig {
+    /// Absolute directories: the path is one of them or inside one.
+    pub within: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,6 +2,7 @@
 //! escalation a write or destructive call needs.
 
 use crate::decision::{combine, RuleEffect, Verdict};
+use crate::tool_acl::arguments::Check;
 use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::{CompiledToolAcl, Rule};
 use crate::tool_acl::config::{Escalation, Requirement, RuleEffectConfig};
@@ -103,6 +104,12 @@ fn arguments_hold(rule: &Rule, call: &Call) -> bool {
     }
 }
 
+/// Whether a deny rule's constraints let it apply: none of them certainly fails. A value that
+/// is missing or cannot be judged makes the deny apply rather than lapse.
+fn deny_applies(rule: &Rule, arguments: &Value) -> bool {
+    rule.arguments.iter().all(|c| c.check(arguments) != Check::Fails)
+}
+
 pub fn meets(caller: &Caller, requirement: &Requirement) -> bool {
     caller.has_scopes(&requirement.scopes)
         && (requirement.acr.is_empty() || caller.acr.as_ref().is_some_and(|acr| requirement.acr.contains(acr)))
@@ -116,11 +123,14 @@ pub fn evaluate(acl: &CompiledToolAcl, caller: &Caller, call: &Call) -> Outcome 
     let mut argument_miss: Option<&Rule> = None;
     for rule in acl.rules.iter().filter(|r| applies(r, caller, call)) {
         match rule.effect {
-            // A deny with argument constraints applies only when they all hold; while
-            // listing, arguments are unknown, so such a deny cannot hide the tool.
+            // A deny with argument constraints applies unless one of them certainly fails
+            // (a missing or unjudgeable value does not make it lapse); while listing,
+            // arguments are unknown, so such a deny cannot hide the tool.
             RuleEffectConfig::Deny => {
-                let applies_now =
-                    if call.arguments.is_none() { rule.arguments.is_empty() } else { arguments_hold(rule, call) };
+                let applies_now = match call.arguments {
+                    None => rule.arguments.is_empty(),
+                    Some(arguments) => deny_applies(rule, arguments),
+                };
                 if applies_now {
                     effects.push(RuleEffect::Deny);
                     first_deny = first_deny.or(Some(rule));

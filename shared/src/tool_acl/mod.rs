@@ -8,6 +8,7 @@ pub mod compile;
 pub mod config;
 pub mod denial;
 pub mod evaluate;
+pub mod file_path;
 pub mod glob;
 pub mod jsonrpc;
 pub mod limits;
