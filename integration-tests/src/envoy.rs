@@ -24,6 +24,7 @@ pub struct EnvoyBuilder {
     concurrency: u32,
     removed_filters: Vec<String>,
     code: BTreeMap<String, PathBuf>,
+    hcm: Vec<(String, Value)>,
 }
 
 pub struct Envoy {
@@ -45,6 +46,7 @@ impl Envoy {
             concurrency: 2,
             removed_filters: Vec::new(),
             code: BTreeMap::new(),
+            hcm: Vec::new(),
         }
     }
 
@@ -152,6 +154,14 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Sets `key` to `yaml` in every HTTP connection manager (e.g. an operator's
+    /// `internal_address_config`).
+    pub fn hcm(mut self, key: &str, yaml: &str) -> Self {
+        let value = serde_norway::from_str(yaml).unwrap_or(Value::Null);
+        self.hcm.push((key.to_string(), value));
+        self
+    }
+
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
         self
@@ -193,6 +203,11 @@ impl EnvoyBuilder {
         }
         for filter in &self.removed_filters {
             remove_filter(&mut config, filter);
+        }
+        for manager in http_connection_managers(&mut config) {
+            for (key, value) in &self.hcm {
+                manager[key.as_str()] = value.clone();
+            }
         }
         // The audit log goes to a file the test can read, not to the test's stdout.
         let access_log = dir.join("access.log");
@@ -356,6 +371,19 @@ fn replace_code(value: &mut Value, filter: &str, wasm: &Path) -> bool {
         }
         Value::Sequence(items) => items.iter_mut().fold(false, |found, item| replace_code(item, filter, wasm) | found),
         _ => false,
+    }
+}
+
+const HCM_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+
+/// Every HTTP connection manager's `typed_config` in a config.
+pub fn http_connection_managers(value: &mut Value) -> Vec<&mut Value> {
+    match value {
+        Value::Mapping(map) if map.get("@type").and_then(Value::as_str) == Some(HCM_TYPE) => vec![value],
+        Value::Mapping(map) => map.iter_mut().flat_map(|(_, child)| http_connection_managers(child)).collect(),
+        Value::Sequence(items) => items.iter_mut().flat_map(http_connection_managers).collect(),
+        _ => Vec::new(),
     }
 }
 

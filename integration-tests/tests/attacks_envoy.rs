@@ -123,3 +123,94 @@ async fn path_tricks_do_not_get_around_a_deny_rule() {
     assert!(answer.text().contains("done: read_file"), "{}", answer.text());
     assert_eq!(bed.mcp.calls().len(), 1, "only the call inside /srv reached the server");
 }
+
+/// Every shipped Envoy config normalises paths before any filter sees them and refuses
+/// headers with underscores; none turns HTTP/1.1 trailers on.
+#[test]
+fn every_shipped_config_normalises_paths_and_refuses_underscored_headers() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo::root().join("envoy")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let mut config: serde_norway::Value = serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let managers = warden_integration_tests::envoy::http_connection_managers(&mut config);
+        assert!(!managers.is_empty(), "{}", path.display());
+        for hcm in managers {
+            let at = |keys: &[&str]| keys.iter().fold(Some(&*hcm), |v, k| v.and_then(|v| v.get(*k))).cloned();
+            let name = path.display();
+            assert_eq!(at(&["normalize_path"]), Some(true.into()), "{name}");
+            assert_eq!(at(&["merge_slashes"]), Some(true.into()), "{name}");
+            assert_eq!(at(&["path_with_escaped_slashes_action"]), Some("REJECT_REQUEST".into()), "{name}");
+            assert_eq!(
+                at(&["common_http_protocol_options", "headers_with_underscores_action"]),
+                Some("REJECT_REQUEST".into()),
+                "{name}"
+            );
+            assert_ne!(at(&["http_protocol_options", "enable_trailers"]), Some(true.into()), "{name}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "{checked} connection managers checked");
+}
+
+/// A header spelled with underscores is refused by Envoy before any filter or upstream sees
+/// it (an upstream that folds `_` into `-` would read `x_warden_agent` as `x-warden-agent`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn underscored_twins_of_warden_headers_are_refused() {
+    let bed = tool_bed().await;
+    let client = warden_integration_tests::http_client::plain().unwrap();
+    let response = client
+        .post(format!("{}/mcp/files", bed.envoy.url("agents")))
+        .header("x-api-key", PLANNER_KEY)
+        .header("x_warden_tenant", "globex")
+        .body(tool_call(1, "read_file", json!({"path": "/srv/a"})))
+        .send()
+        .await;
+    match response {
+        Ok(response) => assert_eq!(response.status(), 400),
+        Err(e) => assert!(e.is_request() || e.is_connect(), "{e}"),
+    }
+    assert!(bed.mcp.calls().is_empty());
+}
+
+/// An agent cannot steer Envoy's router: even where the operator calls every loopback peer
+/// internal (so Envoy itself would honour them), client-sent retry and timeout headers are
+/// stripped on entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_control_headers_from_agents_are_not_honoured() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&attempts);
+    let failing = warden_integration_tests::fixtures::TestServer::start(0, move |_req| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { warden_integration_tests::fixtures::json_response(503, r#"{"error":{"message":"down"}}"#.into()) }
+    })
+    .await
+    .unwrap();
+    let mcp = McpFileServer::start(tool_definitions(1), true).await.unwrap();
+    let envoy = Envoy::builder("envoy/tool-acl.yaml")
+        .cluster("mcp_files", mcp.port)
+        .cluster("llm", failing.port)
+        .hcm("use_remote_address", "true")
+        .hcm("internal_address_config", "{cidr_ranges: [{address_prefix: 127.0.0.1, prefix_len: 32}]}")
+        .start()
+        .await
+        .unwrap();
+    let client = warden_integration_tests::http_client::plain().unwrap();
+    let response = client
+        .post(format!("{}/v1/chat/completions", envoy.url("agents")))
+        .header("x-api-key", PLANNER_KEY)
+        .header("content-type", "application/json")
+        .header("x-envoy-retry-on", "5xx")
+        .header("x-envoy-max-retries", "5")
+        .header("x-envoy-upstream-rq-timeout-ms", "1")
+        .body(json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "one attempt: the retry headers were not honoured");
+}

@@ -140,3 +140,32 @@ fn the_agent_tokens_acr_is_recorded_for_step_ups_and_a_malformed_one_refused() {
     let host = MemoryHost::with_headers(&[(":authority", "gw"), (":path", "/v1/chat"), ("authorization", &auth)]);
     assert!(matches!(run_flow(&policy, &host), Step::Replied(_)));
 }
+
+/// What a client could use to pose as a principal or to steer Envoy is gone before anything
+/// else sees the request: underscore twins of reserved headers, and Envoy's control headers.
+#[test]
+fn underscore_twins_and_envoy_control_headers_are_stripped_on_entry() {
+    let policy = policy_with("");
+    let auth = format!("Bearer {}", signed(&tokens::rsa(Algorithm::RS256)));
+    let host = MemoryHost::with_headers(&[
+        (":authority", "gw"),
+        (":path", "/v1/chat"),
+        ("authorization", &auth),
+        ("x_warden_tenant", "globex"),
+        ("x_agent_id", "forged"),
+        ("x-envoy-max-retries", "5"),
+        ("x-envoy-retry-on", "5xx"),
+        ("x-envoy-upstream-rq-timeout-ms", "1"),
+        ("x-envoy-upstream-stream-duration-ms", "1"),
+        ("x-envoy-internal", "true"),
+        ("x_custom_header", "kept"),
+    ]);
+    assert!(matches!(run_flow(&policy, &host), Step::Continue(_)));
+    let left: Vec<String> = host.headers.borrow().iter().map(|(k, _)| k.clone()).collect();
+    for gone in ["x_warden_tenant", "x_agent_id", "x-envoy-max-retries", "x-envoy-retry-on"] {
+        assert!(!left.iter().any(|k| k == gone), "{gone} survived: {left:?}");
+    }
+    assert!(!left.iter().any(|k| k.starts_with("x-envoy-") && k != "x-envoy-internal"), "{left:?}");
+    assert!(left.iter().any(|k| k == "x_custom_header"), "other underscore headers are not Warden's business");
+    assert_eq!(host.header("x-warden-tenant").as_deref(), Some("acme"));
+}

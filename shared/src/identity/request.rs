@@ -60,8 +60,15 @@ impl CapturedRequest {
     }
 }
 
-/// Removes every header a client could use to pose as a verified principal: the reserved
-/// `x-warden-` prefix and the configured forward headers. Runs first, whatever the outcome.
+/// Removes every header a client could use to pose as a verified principal or to steer Envoy.
+/// Runs first, whatever the outcome:
+/// - the reserved `x-warden-` prefix and the configured forward headers, and their underscore
+///   twins (`x_warden_agent`), which upstreams that fold `_` into `-` (CGI, many Python and
+///   Node servers) would read as the real thing;
+/// - Envoy's request control headers (`x-envoy-max-retries`, `x-envoy-upstream-rq-timeout-ms`,
+///   ...): Envoy honours them from peers its `internal_address_config` calls internal, and
+///   meshes often call every peer internal. Only `x-envoy-internal`, which Envoy itself sets
+///   and clears before any filter runs, is kept.
 pub fn strip_untrusted_headers(
     host: &dyn Host,
     policy: &CompiledIdentity,
@@ -74,15 +81,23 @@ pub fn strip_untrusted_headers(
         &policy.forward.session,
         &policy.forward.auth_method,
     ];
+    let reserved = |name: &str| {
+        name.starts_with(attributes::RESERVED_HEADER_PREFIX) || forwarded.iter().any(|f| f.as_deref() == Some(name))
+    };
     for (name, _) in &request.headers {
-        let reserved = name.starts_with(attributes::RESERVED_HEADER_PREFIX)
-            || forwarded.iter().any(|f| f.as_deref() == Some(name.as_str()));
-        if reserved {
+        let untrusted = reserved(name)
+            || (name.contains('_') && reserved(&name.replace('_', "-")))
+            || (name.starts_with(ENVOY_HEADER_PREFIX) && name != ENVOY_INTERNAL);
+        if untrusted {
             host.set_request_header(name, None)?;
         }
     }
     Ok(())
 }
+
+/// Envoy's own request headers: control headers the router acts on, and its internal marker.
+const ENVOY_HEADER_PREFIX: &str = "x-envoy-";
+const ENVOY_INTERNAL: &str = "x-envoy-internal";
 
 /// What the glue does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
