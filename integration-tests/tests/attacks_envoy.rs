@@ -138,7 +138,13 @@ fn every_shipped_config_normalises_paths_and_refuses_underscored_headers() {
         let managers = warden_integration_tests::envoy::http_connection_managers(&mut config);
         assert!(!managers.is_empty(), "{}", path.display());
         for hcm in managers {
-            let at = |keys: &[&str]| keys.iter().fold(Some(&*hcm), |v, k| v.and_then(|v| v.get(*k))).cloned();
+            let at = |keys: &[&str]| {
+                let mut value = Some(&*hcm);
+                for key in keys {
+                    value = value.and_then(|v| v.get(*key));
+                }
+                value.cloned()
+            };
             let name = path.display();
             assert_eq!(at(&["normalize_path"]), Some(true.into()), "{name}");
             assert_eq!(at(&["merge_slashes"]), Some(true.into()), "{name}");
