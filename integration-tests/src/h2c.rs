@@ -43,13 +43,14 @@ pub async fn post(
         request = request.header(*name, *value);
     }
     let (response, mut send) = client.send_request(request.body(())?, false)?;
-    send.send_data(Bytes::copy_from_slice(body), trailers.is_none())?;
-    if let Some(trailers) = trailers {
-        let mut map = HeaderMap::new();
-        for (name, value) in trailers {
-            map.insert(HeaderName::from_bytes(name.as_bytes())?, HeaderValue::from_str(value)?);
-        }
-        send.send_trailers(map)?;
+    let mut map = HeaderMap::new();
+    for (name, value) in trailers.unwrap_or_default() {
+        map.insert(HeaderName::from_bytes(name.as_bytes())?, HeaderValue::from_str(value)?);
+    }
+    // A proxy that answers at the headers may close the stream before the body is sent: the
+    // answer still comes, so a failed send is not an error here.
+    if send.send_data(Bytes::copy_from_slice(body), trailers.is_none()).is_ok() && trailers.is_some() {
+        let _ = send.send_trailers(map);
     }
     let response = response.await.context("HTTP/2 response")?;
     let (parts, mut received) = response.into_parts();

@@ -14,6 +14,7 @@
 pub mod bench;
 pub mod envoy;
 pub mod fixtures;
+pub mod gzip;
 pub mod h2c;
 pub mod http_client;
 pub mod ports;

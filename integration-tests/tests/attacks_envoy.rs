@@ -220,3 +220,105 @@ async fn envoy_control_headers_from_agents_are_not_honoured() {
     assert_eq!(response.status(), 503);
     assert_eq!(attempts.load(Ordering::SeqCst), 1, "one attempt: the retry headers were not honoured");
 }
+
+/// An upstream that answers with this body, gzip-encoded whatever it was asked, and records
+/// the `accept-encoding` each request carried.
+async fn compressing_upstream(
+    body: String,
+    content_type: &'static str,
+) -> (warden_integration_tests::fixtures::TestServer, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use http_body_util::Full;
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&asked);
+    let server = warden_integration_tests::fixtures::TestServer::start(0, move |req| {
+        let accept = req.headers().get("accept-encoding").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        seen.lock().unwrap().push(accept);
+        let encoded = warden_integration_tests::gzip::encode(body.as_bytes());
+        async move {
+            let mut response = hyper::Response::new(Full::new(bytes::Bytes::from(encoded)));
+            response.headers_mut().insert("content-type", content_type.parse().unwrap());
+            response.headers_mut().insert("content-encoding", "gzip".parse().unwrap());
+            response
+        }
+    })
+    .await
+    .unwrap();
+    (server, asked)
+}
+
+/// Bodies Warden must read are read as sent: an encoded request is refused with a clear error
+/// in the caller's protocol, upstreams are asked for `identity`, and an answer encoded anyway
+/// is withheld (tool listings) or failed closed (metered model answers), never passed unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_bodies_are_refused_and_encoded_answers_are_never_passed_unread() {
+    let listing = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": tool_definitions(6)}}).to_string();
+    let (mcp, asked) = compressing_upstream(listing, "application/json").await;
+    let provider = ModelProvider::start().await.unwrap();
+    let envoy = Envoy::builder("envoy/tool-acl.yaml")
+        .cluster("mcp_files", mcp.port)
+        .cluster("llm", provider.port())
+        .start()
+        .await
+        .unwrap();
+    let port = envoy.port("agents");
+    let gzip_headers = [MCP_HEADERS[0], MCP_HEADERS[1], MCP_HEADERS[2], ("content-encoding", "gzip")];
+    let body = warden_integration_tests::gzip::encode(&tool_call(1, "exec_shell", json!({})));
+    let answer = h2c::post(port, "/mcp/files", &gzip_headers, &body, None).await.unwrap();
+    assert_eq!(answer.status, 415, "{}", answer.text());
+    assert!(
+        answer.json()["error"]["message"].as_str().unwrap().contains("Content-Encoding: gzip"),
+        "{}",
+        answer.text()
+    );
+    assert!(asked.lock().unwrap().is_empty(), "nothing reached the server");
+
+    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let answer = h2c::post(port, "/mcp/files", &MCP_HEADERS, list, None).await.unwrap();
+    assert_eq!(asked.lock().unwrap().as_slice(), ["identity"], "the server was asked for a plain answer");
+    assert!(answer.headers.get("content-encoding").is_none());
+    assert_eq!(answer.json()["error"]["code"], -32001, "withheld: {}", answer.text());
+    assert!(!answer.text().contains("exec_shell"));
+
+    // A model provider that compresses its metered answer anyway.
+    let completion = json!({"id": "c", "object": "chat.completion", "model": "gpt-4o", "choices": [],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+    .to_string();
+    let (compressing, asked) = compressing_upstream(completion, "application/json").await;
+    let envoy = Envoy::builder("envoy/token-budget.yaml").cluster("llm", compressing.port).start().await.unwrap();
+    let port = envoy.port("agents");
+    let headers = [("x-api-key", PLANNER_KEY), ("content-type", "application/json"), ("x-agent-session", "e-1")];
+    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]}).to_string();
+    let gzipped = warden_integration_tests::gzip::encode(chat.as_bytes());
+    let with_gzip = [headers[0], headers[1], headers[2], ("content-encoding", "gzip")];
+    let answer = h2c::post(port, "/v1/chat/completions", &with_gzip, &gzipped, None).await.unwrap();
+    assert_eq!(answer.status, 415, "{}", answer.text());
+    assert_eq!(answer.json()["error"]["code"], "unsupported_encoding");
+    let answer = h2c::post(port, "/v1/chat/completions", &headers, chat.as_bytes(), None).await.unwrap();
+    assert_eq!(asked.lock().unwrap().as_slice(), ["identity"]);
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    assert_eq!(answer.json()["error"]["code"], "answer_unreadable");
+    assert!(answer.headers.get("content-encoding").is_none());
+}
+
+/// A model route whose API Warden cannot meter is refused, never forwarded uncounted; an
+/// encoded spelling of a metered path is normalised by Envoy and metered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_apis_that_cannot_be_metered_are_refused() {
+    let provider = ChatProvider::start(Script { output_tokens: 3, ..Script::default() }).await.unwrap();
+    let envoy = Envoy::builder("envoy/token-budget.yaml").cluster("llm", provider.port()).start().await.unwrap();
+    let port = envoy.port("agents");
+    let headers = [("x-api-key", PLANNER_KEY), ("content-type", "application/json"), ("x-agent-session", "p-1")];
+    let body =
+        json!({"model": "gpt-4o", "prompt": "Hello", "messages": [{"role": "user", "content": "Hello"}]}).to_string();
+    for path in ["/v1/completions", "/v1/assistants", "/v1/batches", "/v1/embeddings", "/v1/chat/completions/x"] {
+        let answer = h2c::post(port, path, &headers, body.as_bytes(), None).await.unwrap();
+        assert_eq!(answer.status, 403, "{path}: {}", answer.text());
+        assert_eq!(answer.json()["error"]["code"], "unmetered_api", "{path}");
+    }
+    assert!(provider.seen().is_empty(), "nothing unmetered reached the provider");
+    let answer = h2c::post(port, "/v1/chat/%63ompletions", &headers, body.as_bytes(), None).await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let seen = provider.seen();
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert_eq!(seen[0].body["max_completion_tokens"], 512, "metered: the policy's default cap was written in");
+}

@@ -369,3 +369,19 @@ fn requests_and_answers_that_end_in_trailers_are_counted_and_settled() {
     assert_eq!(status(&vm, s), Some(429));
     assert!(vm.stream(s).unwrap().sent_request_body.is_empty());
 }
+
+/// Only the policy's model paths are model traffic: an MCP message to a path that merely ends
+/// in `/messages` is not read as Anthropic Messages, and goes on untouched.
+#[test]
+fn paths_outside_the_model_routes_are_not_read() {
+    let env = HostEnv::default();
+    let mut vm = plugin().start(&env, LOCAL.as_bytes()).unwrap();
+    let s = stream(&mut vm, "acme");
+    let headers = [(":method", "POST"), (":path", "/mcp/chat/messages"), (":authority", "gw")];
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    assert_eq!(vm.request_body(s, body, true).unwrap(), Action::Continue);
+    assert!(vm.local_reply(s).is_none());
+    assert_eq!(vm.stream(s).unwrap().sent_request_body, body);
+    assert!(vm.forwarded_header(s, "accept-encoding").is_none(), "not touched at all");
+}

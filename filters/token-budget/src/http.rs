@@ -10,12 +10,14 @@ use proxy_wasm::types::Action;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 use warden_policy::attributes;
+use warden_policy::budget::admission::{admit, Admission};
 use warden_policy::budget::config::BudgetFailureMode;
 use warden_policy::budget::plan::{Outcome, Plan, PlanError, Planner, Refusal, Usage};
 use warden_policy::budget::reply::{self, Reply};
 use warden_policy::budget::request::{Edits, ModelRequest, RequestError};
 use warden_policy::budget::{ledger, metrics, rls};
 use warden_policy::decision::Mode;
+use warden_policy::encoding::{ACCEPT_ENCODING, IDENTITY};
 use warden_policy::host::{Host, HostError};
 use warden_policy::tool_acl::caller::Caller;
 use warden_policy::tool_acl::llm::Api;
@@ -110,11 +112,18 @@ impl BudgetHttp {
     fn on_headers(&mut self, vm: &Vm, end_of_stream: bool) -> Result<Action, HostError> {
         let headers = ProxyHost.request_headers()?;
         let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        self.api = header(":path").and_then(Api::from_path);
-        if self.api.is_none() || header(":method") != Some("POST") {
-            return Ok(Action::Continue);
-        }
         self.request_id = header(attributes::REQUEST_ID_HEADER).unwrap_or("-").to_string();
+        let (method, path) = (header(":method").unwrap_or_default(), header(":path").unwrap_or_default());
+        match admit(&vm.policy, method, path, &headers) {
+            Admission::Pass => return Ok(Action::Continue),
+            Admission::Meter(api) => self.api = Some(api),
+            Admission::Refuse { status, kind, code, rule, message } => {
+                let _ = ProxyHost.increment(metrics::BAD_REQUEST, 1);
+                return Ok(self.error(status, &message, kind, code, rule));
+            }
+        }
+        // The answer's usage must be read: ask for it as sent.
+        ProxyHost.set_request_header(ACCEPT_ENCODING, Some(IDENTITY))?;
         let length = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
         if length.is_some_and(|n| n > vm.policy.max_body_bytes) {
             return Ok(self.too_large(vm));
@@ -359,7 +368,7 @@ impl BudgetHttp {
         ProxyHost.increment(metrics::ALLOWED, 1)?;
         let encoding = vm.policy.model(&plan.model).encoding;
         let api = self.api.unwrap_or(Api::ChatCompletions);
-        self.meter = Some(Meter::new(api, encoding, self.edits.include_usage, plan.output_allowance));
+        self.meter = Some(Meter::new(api, &self.request_id, encoding, self.edits.include_usage, plan.output_allowance));
         self.write_edits()
     }
 

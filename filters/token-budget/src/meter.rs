@@ -4,9 +4,10 @@
 
 use crate::root::Vm;
 use warden_policy::budget::config::Encoding;
-use warden_policy::budget::metrics;
 use warden_policy::budget::plan::Usage;
 use warden_policy::budget::usage::{self, Reported, StreamMeter};
+use warden_policy::budget::{metrics, reply};
+use warden_policy::encoding;
 use warden_policy::host::{Host, HostError};
 use warden_policy::tool_acl::llm::Api;
 use warden_proxy_host::{response_body, response_header, set_response_body, set_response_header, ProxyHost};
@@ -17,6 +18,11 @@ const MAX_EVENT_BYTES: usize = 1024 * 1024;
 enum Framing {
     /// No answer yet (or not one this filter reads).
     Unknown,
+    /// An encoded answer, which cannot be metered: withheld, replaced by `error` (sent with
+    /// the first chunk, so it never depends on how the answer ends).
+    Encoded {
+        error: Option<Vec<u8>>,
+    },
     Json {
         copy: Vec<u8>,
         overflow: bool,
@@ -26,6 +32,7 @@ enum Framing {
 
 pub struct Meter {
     api: Api,
+    request_id: String,
     encoding: Encoding,
     strip_usage_chunk: bool,
     allowance: Option<u64>,
@@ -36,9 +43,16 @@ pub struct Meter {
 }
 
 impl Meter {
-    pub fn new(api: Api, encoding: Encoding, strip_usage_chunk: bool, allowance: Option<u64>) -> Meter {
+    pub fn new(
+        api: Api,
+        request_id: &str,
+        encoding: Encoding,
+        strip_usage_chunk: bool,
+        allowance: Option<u64>,
+    ) -> Meter {
         Meter {
             api,
+            request_id: request_id.to_string(),
             encoding,
             strip_usage_chunk,
             allowance,
@@ -52,6 +66,29 @@ impl Meter {
         let status = response_header(":status")?.and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
         self.ok = (200..300).contains(&status);
         if !self.ok {
+            return Ok(());
+        }
+        if let Some(encoding) = encoding::non_identity(response_header("content-encoding")?.as_deref()) {
+            // Warden asked for `identity`; usage in a body it cannot read is usage it cannot
+            // meter. The answer fails closed in the API's shape, and the reservation is kept.
+            let message = format!(
+                "the provider's answer is encoded (Content-Encoding: {encoding}) and cannot be metered, so it was withheld"
+            );
+            let reply = reply::error(
+                Some(self.api),
+                502,
+                &message,
+                "server_error",
+                "answer_unreadable",
+                "protocol",
+                &self.request_id,
+            );
+            set_response_header(":status", Some("502"))?;
+            set_response_header("content-type", Some("application/json"))?;
+            set_response_header("content-encoding", None)?;
+            set_response_header("content-length", None)?;
+            let _ = ProxyHost.increment(metrics::ANSWERS_WITHHELD, 1);
+            self.framing = Framing::Encoded { error: Some(reply.body.into_bytes()) };
             return Ok(());
         }
         let content_type = response_header("content-type")?.unwrap_or_default().to_ascii_lowercase();
@@ -80,6 +117,7 @@ impl Meter {
     ) -> Result<(), HostError> {
         match &mut self.framing {
             Framing::Unknown => {}
+            Framing::Encoded { error } => set_response_body(size, &error.take().unwrap_or_default())?,
             Framing::Json { copy, overflow } => {
                 if !*overflow {
                     if copy.len() + size > vm.policy.max_response_bytes {
@@ -115,7 +153,7 @@ impl Meter {
     /// to the body, so it is withheld.
     pub fn on_trailers(&mut self, vm: &Vm, cut_message: &dyn Fn() -> String) {
         match &mut self.framing {
-            Framing::Unknown => {}
+            Framing::Unknown | Framing::Encoded { .. } => {}
             Framing::Json { copy, overflow } => {
                 if !*overflow {
                     self.reported = usage::from_json(self.api, copy).0;
@@ -138,6 +176,8 @@ impl Meter {
         }
         match &self.framing {
             Framing::Unknown => Usage::default(),
+            // The provider answered and billed; what it billed could not be read.
+            Framing::Encoded { .. } => estimate,
             Framing::Json { .. } => usage::settled(self.reported, estimate.input, estimate.output),
             Framing::Stream(stream) => usage::settled(self.reported, estimate.input, stream.counted_output),
         }

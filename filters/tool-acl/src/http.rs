@@ -9,6 +9,7 @@ use proxy_wasm::types::Action;
 use std::rc::Rc;
 use warden_policy::attributes;
 use warden_policy::decision::FailureMode;
+use warden_policy::encoding;
 use warden_policy::host::{Host, HostError};
 use warden_policy::tool_acl::caller::Caller;
 use warden_policy::tool_acl::compile::CompiledToolAcl;
@@ -82,6 +83,26 @@ impl ToolAclHttp {
         };
         let _ = ProxyHost.set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=protocol;reason=body_too_large");
         self.reply(413, &body)
+    }
+
+    /// An encoded body cannot be checked as the server will read it: 415 in the caller's
+    /// protocol, before any of it is forwarded.
+    fn encoded(&mut self, encoding: &str) -> Action {
+        let message = encoding::refusal_message(encoding);
+        let body = match self.target {
+            Target::Llm => openai_error(
+                &message,
+                "invalid_request_error",
+                "unsupported_encoding",
+                Some(mcp::PROTOCOL_RULE),
+                &self.request_id,
+            ),
+            _ => warden_policy::tool_acl::jsonrpc::error_response(None, -32600, &message, None),
+        };
+        let _ =
+            ProxyHost.set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=protocol;reason=unsupported_encoding");
+        let _ = ProxyHost.increment(metrics::PROTOCOL_ERRORS, 1);
+        self.reply(415, &body)
     }
 
     /// A POST without a body (headers that end the stream, or trailers with no data before).
@@ -166,9 +187,14 @@ impl ToolAclHttp {
         if length.is_some_and(|n| n > acl.max_body_bytes) {
             return Ok(self.too_large(acl));
         }
+        if let Some(encoding) = encoding::of_request(&headers) {
+            return Ok(self.encoded(&encoding));
+        }
         if end_of_stream {
             return Ok(self.no_body());
         }
+        // Answers that must be checked are asked for as sent.
+        ProxyHost.set_request_header(encoding::ACCEPT_ENCODING, Some(encoding::IDENTITY))?;
         if self.target == Target::Llm && llm::may_rewrite_request(acl) {
             // The body may shrink when tools are removed; Envoy recomputes the framing.
             ProxyHost.set_request_header("content-length", None)?;

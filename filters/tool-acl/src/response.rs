@@ -6,6 +6,7 @@ use crate::record;
 use log::{error, warn};
 use proxy_wasm::types::Action;
 use warden_policy::decision::FailureMode;
+use warden_policy::encoding;
 use warden_policy::host::{Host, HostError};
 use warden_policy::sse;
 use warden_policy::tool_acl::caller::Caller;
@@ -30,6 +31,10 @@ enum Framing {
     Events(EventRewriter),
     /// The answer could not be checked; what is left of it is dropped.
     Failed,
+    /// An encoded answer: withheld whole, `error` sent in its place with the first chunk.
+    Encoded {
+        error: Option<Vec<u8>>,
+    },
 }
 
 pub struct ResponseFilter {
@@ -52,6 +57,16 @@ impl ResponseFilter {
     }
 
     pub fn on_headers(&mut self, acl: &CompiledToolAcl) -> Result<(), HostError> {
+        if let Some(encoding) = encoding::non_identity(response_header("content-encoding")?.as_deref()) {
+            // Warden asked for `identity`: an answer it cannot read is not passed on unread.
+            warn!("warden tool-acl: an answer that must be checked is encoded ({encoding}); withheld");
+            let _ = ProxyHost.increment(metrics::ANSWERS_WITHHELD, 1);
+            set_response_header("content-encoding", None)?;
+            set_response_header("content-length", None)?;
+            set_response_header("content-type", Some("application/json"))?;
+            self.framing = Framing::Encoded { error: Some(self.error_body(false).into_bytes()) };
+            return Ok(());
+        }
         let content_type = response_header("content-type")?.unwrap_or_default().to_ascii_lowercase();
         let listing = matches!(self.kind, Kind::Listing { .. });
         self.framing = if content_type.starts_with("text/event-stream") {
@@ -101,7 +116,7 @@ impl ResponseFilter {
                 }
                 Action::Continue
             }
-            Framing::Unread | Framing::Failed => Action::Continue,
+            Framing::Unread | Framing::Failed | Framing::Encoded { .. } => Action::Continue,
         }
     }
 
@@ -124,6 +139,10 @@ impl ResponseFilter {
     fn body(&mut self, acl: &CompiledToolAcl, caller: &Caller, size: usize, end: bool) -> Result<Action, HostError> {
         match &mut self.framing {
             Framing::Unread => Ok(Action::Continue),
+            Framing::Encoded { error } => {
+                set_response_body(size, &error.take().unwrap_or_default())?;
+                Ok(Action::Continue)
+            }
             Framing::Failed => {
                 set_response_body(size, b"")?;
                 Ok(Action::Continue)

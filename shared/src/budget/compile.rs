@@ -6,6 +6,7 @@ use super::config::{
     Window,
 };
 use crate::decision::Mode;
+use crate::model_api::ModelPaths;
 use crate::policy::PolicyError;
 use crate::tool_acl::caller::{Caller, Needs};
 use crate::tool_acl::glob::{Glob, GlobSet};
@@ -115,6 +116,7 @@ pub struct RateLimitService {
 #[derive(Debug, Clone)]
 pub struct CompiledTokenBudget {
     pub mode: Mode,
+    pub paths: ModelPaths,
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
     pub default_max_output_tokens: Option<u32>,
@@ -166,6 +168,12 @@ impl CompiledTokenBudget {
                 return Err(PolicyError::at("tokenBudget.rateLimitService.timeout", "must be above zero"));
             }
         }
+        if config.paths.is_empty() {
+            return Err(PolicyError::at("tokenBudget.paths", "name at least one model path"));
+        }
+        if let Some(i) = config.paths.iter().position(|p| !p.starts_with('/')) {
+            return Err(PolicyError::at(format!("tokenBudget.paths[{i}]"), "a path starts with `/`"));
+        }
         let mut needs = Needs::default();
         for b in &budgets {
             for part in &b.scope {
@@ -183,6 +191,7 @@ impl CompiledTokenBudget {
         }
         Ok(CompiledTokenBudget {
             mode: config.mode,
+            paths: ModelPaths::new(&config.paths),
             max_body_bytes: config.max_body_bytes,
             max_response_bytes: config.max_response_bytes,
             default_max_output_tokens: config.default_max_output_tokens,

@@ -10,6 +10,13 @@ pub struct TokenBudgetConfig {
     /// `enforce` (default) or `shadow`: reserve, settle and record, but never refuse.
     #[serde(default)]
     pub mode: Mode,
+    /// Request paths that are model APIs: exact, or a prefix ending in `/`. Under a prefix,
+    /// Chat Completions (`chat/completions`), Responses (`responses`) and Anthropic Messages
+    /// (`messages`) are metered; any other API there (`completions`, `assistants`, `batches`,
+    /// `embeddings`, ...) cannot be, so a request that could generate tokens (anything but
+    /// GET, HEAD, OPTIONS and DELETE, and every upgrade) is refused. Other paths pass.
+    #[serde(default = "default_paths")]
+    pub paths: Vec<String>,
     /// Request bodies above this size are refused with 413 before any of them is forwarded.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
@@ -34,6 +41,10 @@ pub struct TokenBudgetConfig {
     /// A session counter not touched for this long may be reused for another session.
     #[serde(default = "default_session_idle")]
     pub session_idle: PolicyDuration,
+}
+
+fn default_paths() -> Vec<String> {
+    vec!["/v1/".to_string()]
 }
 
 fn default_max_body_bytes() -> usize {

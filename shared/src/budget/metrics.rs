@@ -16,6 +16,8 @@ pub const BODY_TOO_LARGE: &str = "warden.token_budget.body_too_large";
 pub const FAILURE_MODE: &str = "warden.token_budget.failure_mode_applied";
 pub const RLS_ERRORS: &str = "warden.token_budget.rls_errors";
 pub const RLS_SETTLES: &str = "warden.token_budget.rls_settles";
+/// Answers that could not be read (encoded) and were failed closed.
+pub const ANSWERS_WITHHELD: &str = "warden.token_budget.answers_withheld";
 
 /// The counter for a refusal by this budget, e.g. `warden.token_budget.refused.tenant-daily`.
 pub fn refused_by(budget: &str) -> String {
@@ -23,7 +25,7 @@ pub fn refused_by(budget: &str) -> String {
 }
 
 /// Every fixed counter, defined when the policy loads so that no request pays for defining it.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 15] = [
     ALLOWED,
     REFUSED,
     SHADOW_REFUSED,
@@ -38,4 +40,5 @@ pub const ALL: [&str; 14] = [
     FAILURE_MODE,
     RLS_ERRORS,
     RLS_SETTLES,
+    ANSWERS_WITHHELD,
 ];

@@ -6,6 +6,7 @@
 //! counters in shared data, `rls` speaks the Envoy rate-limit API for global ones, `plan`
 //! reserves and settles one request, `usage` reads answers, `reply` words refusals.
 
+pub mod admission;
 pub mod compile;
 pub mod config;
 pub mod ledger;

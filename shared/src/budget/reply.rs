@@ -4,7 +4,7 @@
 use super::compile::CompiledTokenBudget;
 use super::config::{Unit, Window};
 use super::plan::Refusal;
-use crate::tool_acl::llm::Api;
+use crate::model_api::Api;
 use serde_json::json;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

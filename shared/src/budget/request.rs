@@ -7,8 +7,8 @@
 
 use super::config::Encoding;
 use super::tokenizer::Tokenizers;
+use crate::model_api::Api;
 use crate::strict_json::StrictObject;
-use crate::tool_acl::llm::Api;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;

@@ -6,8 +6,8 @@
 use super::config::Encoding;
 use super::plan::Usage;
 use super::tokenizer::Tokenizers;
+use crate::model_api::Api;
 use crate::sse::{self, EventTooLarge, Framer};
-use crate::tool_acl::llm::Api;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;

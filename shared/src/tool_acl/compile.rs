@@ -2,6 +2,7 @@
 
 use crate::decision::{FailureMode, Mode};
 use crate::identity::compile::CompiledIdentity;
+use crate::model_api::{ModelPaths, Route};
 use crate::policy::PolicyError;
 use crate::tool_acl::arguments::Constraint;
 use crate::tool_acl::caller::Needs;
@@ -86,7 +87,7 @@ impl Limits {
 
 #[derive(Debug)]
 pub struct Llm {
-    pub paths: Vec<String>,
+    pub paths: ModelPaths,
     pub server: String,
     pub tools: Vec<(Glob, Risk)>,
     pub declared_tools: DeclaredTools,
@@ -136,7 +137,7 @@ impl CompiledToolAcl {
                     return Err(PolicyError::at("toolAcl.llm.paths", "name at least one path, each starting with `/`"));
                 }
                 Some(Llm {
-                    paths: llm.paths.clone(),
+                    paths: ModelPaths::new(&llm.paths),
                     server: llm.server.clone(),
                     tools: llm.tools.iter().map(|t| (Glob::new(&t.name), t.risk)).collect(),
                     declared_tools: llm.declared_tools,
@@ -234,7 +235,12 @@ impl CompiledToolAcl {
     }
 
     pub fn is_llm_path(&self, path: &str) -> bool {
-        self.llm.as_ref().is_some_and(|llm| llm.paths.iter().any(|p| path_matches(p, path)))
+        self.llm_route(path) != Route::Other
+    }
+
+    /// What a path is among the policy's model paths.
+    pub fn llm_route(&self, path: &str) -> Route {
+        self.llm.as_ref().map_or(Route::Other, |llm| llm.paths.classify(path))
     }
 }
 

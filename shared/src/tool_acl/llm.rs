@@ -23,28 +23,8 @@ use std::borrow::Cow;
 pub use crate::tool_acl::llm_answer::{check_response, Checked};
 pub use crate::tool_acl::llm_stream::StreamGuard;
 
-/// The model API a route speaks, told by the end of its path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
-    ChatCompletions,
-    Responses,
-    AnthropicMessages,
-}
-
-impl Api {
-    pub fn from_path(path: &str) -> Option<Api> {
-        let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
-        if path.ends_with("/chat/completions") {
-            Some(Api::ChatCompletions)
-        } else if path.ends_with("/responses") {
-            Some(Api::Responses)
-        } else if path.ends_with("/messages") {
-            Some(Api::AnthropicMessages)
-        } else {
-            None
-        }
-    }
-}
+pub use crate::model_api::Api;
+use crate::model_api::Route;
 
 pub fn may_rewrite_request(acl: &CompiledToolAcl) -> bool {
     acl.llm.as_ref().is_some_and(|l| l.declared_tools == DeclaredTools::Remove)
@@ -207,7 +187,10 @@ pub fn decide_request(
     request_id: &str,
 ) -> RequestDecided {
     let server = server_name(acl).to_string();
-    let api = Api::from_path(path);
+    let api = match acl.llm_route(path) {
+        Route::Api(api) => Some(api),
+        Route::Other | Route::Unreadable => None,
+    };
     let mut decided =
         RequestDecided { server, api, records: vec![], removed: 0, action: RequestAction::Forward { rewritten: None } };
     let object = match StrictObject::parse(body) {
