@@ -322,3 +322,44 @@ async fn model_apis_that_cannot_be_metered_are_refused() {
     assert_eq!(seen[0].path, "/v1/chat/completions");
     assert_eq!(seen[0].body["max_completion_tokens"], 512, "metered: the policy's default cap was written in");
 }
+
+/// An agent that hangs up once its request is forwarded does not get the call for free: the
+/// request is charged its reservation, so the budget runs out as if it had been answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_up_after_forwarding_does_not_give_the_reservation_back() {
+    use std::time::Duration;
+    let slow = warden_integration_tests::fixtures::TestServer::start(0, |_req| async {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        warden_integration_tests::fixtures::json_response(
+            200,
+            json!({"choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": 1}}).to_string(),
+        )
+    })
+    .await
+    .unwrap();
+    let example = std::fs::read_to_string(repo::root().join("examples/token-budget/policy.yaml")).unwrap();
+    let identity = &example[..example.find("tokenBudget:").unwrap()];
+    let policy = format!(
+        "{identity}tokenBudget:\n  defaultMaxOutputTokens: 50\n  budgets:\n    - {{ id: tiny, scope: [tenant], unit: totalTokens, limit: 100, window: day }}\n"
+    );
+    let envoy = Envoy::builder("envoy/token-budget.yaml")
+        .policy("warden.identity", &policy)
+        .policy("warden.token_budget", &policy)
+        .cluster("llm", slow.port)
+        .start()
+        .await
+        .unwrap();
+    let port = envoy.port("agents");
+    let headers = [("x-api-key", PLANNER_KEY), ("content-type", "application/json"), ("x-agent-session", "h-1")];
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]}).to_string();
+    let hung_up = tokio::time::timeout(
+        Duration::from_millis(500),
+        h2c::post(port, "/v1/chat/completions", &headers, body.as_bytes(), None),
+    )
+    .await;
+    assert!(hung_up.is_err(), "the agent hung up before the answer");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first request's ~58 reserved tokens stay charged: a second one no longer fits.
+    let answer = h2c::post(port, "/v1/chat/completions", &headers, body.as_bytes(), None).await.unwrap();
+    assert_eq!(answer.status, 429, "{}", answer.text());
+}

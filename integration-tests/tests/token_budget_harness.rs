@@ -385,3 +385,60 @@ fn paths_outside_the_model_routes_are_not_read() {
     assert_eq!(vm.stream(s).unwrap().sent_request_body, body);
     assert!(vm.forwarded_header(s, "accept-encoding").is_none(), "not touched at all");
 }
+
+/// Posts a chat request with `extra` members; the reply status (`None`: forwarded).
+fn ask(vm: &mut Vm, extra: Value) -> (u32, Option<u32>) {
+    let s = stream(vm, "acme");
+    post(vm, s, &chat("Hello", extra));
+    (s, status(vm, s))
+}
+
+/// A forwarded request that never gets its whole answer (the client hangs up, Envoy times
+/// out or the upstream resets) is charged its reservation; one the provider itself refused
+/// with an error is charged nothing.
+#[test]
+fn a_request_cut_short_is_charged_its_reservation_unless_the_provider_answered_an_error() {
+    let env = HostEnv::default();
+    let mut vm = plugin().start(&env, LOCAL.as_bytes()).unwrap();
+    // The provider answers 503 itself: not billed, nothing charged.
+    let (s, refused) = ask(&mut vm, json!({"max_tokens": 1400}));
+    assert_eq!(refused, None);
+    vm.set_property(s, "response.code_details", b"via_upstream");
+    vm.response_headers(s, &[(":status", "503"), ("content-type", "application/json")], false).unwrap();
+    vm.response_body(s, b"{\"error\":{}}", true).unwrap();
+    vm.finish(s).unwrap();
+    // The client hangs up before any answer: charged the reservation (~1,400 of 3,000).
+    let (s, refused) = ask(&mut vm, json!({"max_tokens": 1400}));
+    assert_eq!(refused, None, "the 503 gave everything back");
+    vm.finish(s).unwrap();
+    // Envoy times the upstream out and answers 504 in its place: charged the reservation too.
+    let (s, refused) = ask(&mut vm, json!({"max_tokens": 1400}));
+    assert_eq!(refused, None);
+    vm.set_property(s, "response.code_details", b"upstream_response_timeout");
+    vm.response_headers(s, &[(":status", "504"), ("content-type", "text/plain")], false).unwrap();
+    vm.response_body(s, b"upstream request timeout", true).unwrap();
+    vm.finish(s).unwrap();
+    // ~2,830 of 3,000 are charged: a request reserving 200 more no longer fits.
+    assert_eq!(ask(&mut vm, json!({"max_tokens": 200})).1, Some(429));
+}
+
+/// `n` answers reserve `n` caps; with both cap members, the larger is reserved; an uncapped
+/// request under a per-request maximum gets the room it leaves written in as its cap.
+#[test]
+fn every_answer_and_the_larger_cap_are_reserved_and_a_per_request_maximum_caps_the_request() {
+    let env = HostEnv::default();
+    let mut vm = plugin().start(&env, LOCAL.as_bytes()).unwrap();
+    assert_eq!(ask(&mut vm, json!({"max_tokens": 800, "n": 4})).1, Some(429), "4 x 800 > 3,000");
+    assert_eq!(ask(&mut vm, json!({"max_completion_tokens": 10, "max_tokens": 3500})).1, Some(429));
+    assert_eq!(ask(&mut vm, json!({"n": 0})).1, Some(400));
+
+    let policy = "tokenBudget:\n  budgets:\n    - { id: one-request, scope: [request], unit: totalTokens, limit: 100, window: request }\n";
+    let mut vm = plugin().start(&env, policy.as_bytes()).unwrap();
+    let (s, refused) = ask(&mut vm, json!({"n": 2}));
+    assert_eq!(refused, None);
+    let sent: Value = serde_json::from_slice(&vm.stream(s).unwrap().sent_request_body).unwrap();
+    let estimated: u64 = vm.property(s, "warden.tokens.estimated").unwrap().parse().unwrap();
+    let cap = sent["max_completion_tokens"].as_u64().expect("a cap was written in");
+    assert_eq!(cap, (100 - estimated) / 2, "{sent}");
+    assert!(vm.property(s, "warden.tokens.reserved").unwrap().parse::<u64>().unwrap() <= 100);
+}

@@ -46,6 +46,8 @@ pub struct BudgetHttp {
     estimate: Usage,
     edits: Edits,
     fallback_tried: bool,
+    /// Answers the request asks for (`n`).
+    choices: u64,
     plan: Option<Plan>,
     meter: Option<Meter>,
     settled: bool,
@@ -70,6 +72,7 @@ impl BudgetHttp {
             estimate: Usage::default(),
             edits: Edits::default(),
             fallback_tried: false,
+            choices: 1,
             plan: None,
             meter: None,
             settled: false,
@@ -184,8 +187,10 @@ impl BudgetHttp {
             Ok(n) => n,
             Err(e) => return Ok(self.bad_request(&e)),
         };
+        // Each of the `n` answers may run to the cap: all of them are reserved.
         let cap = request.max_output.or(vm.policy.default_max_output_tokens.map(u64::from)).unwrap_or(0);
-        self.estimate = Usage { input, cached_input: 0, output: cap };
+        self.choices = request.choices;
+        self.estimate = Usage { input, cached_input: 0, output: cap.saturating_mul(request.choices) };
         self.edits = Edits {
             model: None,
             include_usage: api == Api::ChatCompletions && request.stream && !request.include_usage,
@@ -216,6 +221,11 @@ impl BudgetHttp {
             }
             Ok(Outcome::Refused(refusal)) => self.refused(vm, &refusal),
             Ok(Outcome::Held(plan)) => {
+                if let Some(total) = plan.request_cap {
+                    // A per-request maximum capped an uncapped request: the provider is told.
+                    let per_answer = (total / self.choices.max(1)).max(1);
+                    self.edits.max_output = Some(u32::try_from(per_answer).unwrap_or(u32::MAX));
+                }
                 let draws = plan.draws();
                 self.plan = Some(plan);
                 match (&vm.policy.rate_limit_service, draws.is_empty()) {
@@ -512,7 +522,7 @@ impl HttpContext for BudgetHttp {
             error!("warden token-budget: cannot meter the answer: {e}");
         }
         if end_of_stream {
-            let usage = meter.usage(estimate);
+            let usage = meter.charge(estimate, true);
             self.settle(&vm, usage);
         }
         Action::Continue
@@ -523,17 +533,18 @@ impl HttpContext for BudgetHttp {
         let estimate = self.estimate_for_settle();
         let (Some(vm), Some(meter)) = (self.vm.clone(), self.meter.as_mut()) else { return Action::Continue };
         meter.on_trailers(&vm, &cut_message);
-        let usage = meter.usage(estimate);
+        let usage = meter.charge(estimate, true);
         self.settle(&vm, usage);
         Action::Continue
     }
 
     fn on_log(&mut self) {
-        // A request that died midway settles what it used.
+        // A request that died midway: one never forwarded used nothing; one forwarded is
+        // charged at least its reservation, unless the provider answered an error.
         let Some(vm) = self.vm.clone() else { return };
         if self.plan.is_some() && !self.settled {
             let usage = match &self.meter {
-                Some(meter) => meter.usage(self.estimate_for_settle()),
+                Some(meter) => meter.charge(self.estimate_for_settle(), false),
                 None => Usage::default(),
             };
             self.settle(&vm, usage);

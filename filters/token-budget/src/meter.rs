@@ -5,7 +5,7 @@
 use crate::root::Vm;
 use warden_policy::budget::config::Encoding;
 use warden_policy::budget::plan::Usage;
-use warden_policy::budget::usage::{self, Reported, StreamMeter};
+use warden_policy::budget::usage::{self, Ending, Reported, StreamMeter};
 use warden_policy::budget::{metrics, reply};
 use warden_policy::encoding;
 use warden_policy::host::{Host, HostError};
@@ -38,6 +38,9 @@ pub struct Meter {
     allowance: Option<u64>,
     /// A 2xx answer: only those are billed.
     ok: bool,
+    /// The answer's status, and whether the provider (not Envoy) sent it.
+    status: Option<u16>,
+    from_upstream: bool,
     framing: Framing,
     reported: Reported,
 }
@@ -57,6 +60,8 @@ impl Meter {
             strip_usage_chunk,
             allowance,
             ok: false,
+            status: None,
+            from_upstream: false,
             framing: Framing::Unknown,
             reported: Reported::default(),
         }
@@ -64,8 +69,13 @@ impl Meter {
 
     pub fn on_headers(&mut self) -> Result<(), HostError> {
         let status = response_header(":status")?.and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
+        self.status = Some(status);
         self.ok = (200..300).contains(&status);
         if !self.ok {
+            // Envoy marks what came from the upstream; its own replies (timeouts, resets) say why
+            // they were made instead.
+            let details = ProxyHost.property(&["response", "code_details"])?;
+            self.from_upstream = details.as_deref() == Some(b"via_upstream");
             return Ok(());
         }
         if let Some(encoding) = encoding::non_identity(response_header("content-encoding")?.as_deref()) {
@@ -170,7 +180,21 @@ impl Meter {
 
     /// What the answer used, as far as it got: the provider's report, completed with the
     /// prompt estimate and the counted (or, for JSON, reserved) output.
-    pub fn usage(&self, estimate: Usage) -> Usage {
+    /// How the answer ended, `finished` when its last byte (or its trailers) came.
+    pub fn ending(&self, finished: bool) -> Ending {
+        match self.status {
+            Some(_) if !self.ok && self.from_upstream => Ending::ProviderError,
+            Some(_) if self.ok && finished => Ending::Complete,
+            _ => Ending::CutShort,
+        }
+    }
+
+    /// What the request is charged, `finished` or not (see `usage::charged`).
+    pub fn charge(&self, estimate: Usage, finished: bool) -> Usage {
+        usage::charged(self.ending(finished), self.usage(estimate), estimate)
+    }
+
+    fn usage(&self, estimate: Usage) -> Usage {
         if !self.ok {
             return Usage::default();
         }

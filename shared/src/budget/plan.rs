@@ -83,6 +83,9 @@ pub struct Plan {
     /// Output tokens a stream may produce before a budget is crossed (`None`: no budget limits
     /// output).
     pub output_allowance: Option<u64>,
+    /// For a request that set no output cap: the cap a per-request maximum imposes (in all of
+    /// its answers), which must be written into the request.
+    pub request_cap: Option<u64>,
 }
 
 pub enum Outcome {
@@ -103,7 +106,28 @@ impl Planner<'_> {
     /// prepares the draws of the global ones.
     pub fn reserve(&self, model: &str, estimate: Usage) -> Result<Result<Outcome, PlanError>, HostError> {
         let price = self.policy.model(model).price;
-        let mut plan = Plan { model: model.to_string(), price, estimate, ..Plan::default() };
+        let mut estimate = estimate;
+        let mut request_cap = None;
+        if estimate.output == 0 {
+            // An uncapped request under a per-request maximum: its output is capped at what
+            // the maximum leaves after the prompt, and that cap is what it reserves, so the
+            // maximum holds for what is reserved, not only for the prompt.
+            for (index, budget) in self.policy.budgets.iter().enumerate() {
+                if budget.window != Window::Request || !budget.applies(self.caller, model) {
+                    continue;
+                }
+                let room = budget.limit.saturating_sub(amount(budget.unit, price, estimate));
+                match output_room(budget.unit, price, room) {
+                    Some(0) => {
+                        let refusal = Refusal { budget: index, used: 0, limit: budget.limit, reset_at: None };
+                        return Ok(Ok(Outcome::Refused(refusal)));
+                    }
+                    tokens => request_cap = tighter(request_cap, tokens),
+                }
+            }
+            estimate.output = request_cap.unwrap_or(0);
+        }
+        let mut plan = Plan { model: model.to_string(), price, estimate, request_cap, ..Plan::default() };
         for (index, budget) in self.policy.budgets.iter().enumerate() {
             if !budget.applies(self.caller, model) {
                 continue;

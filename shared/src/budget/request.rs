@@ -28,6 +28,8 @@ pub const TOKENS_PER_TOOL: u64 = 8;
 pub const TOOLS_OVERHEAD: u64 = 12;
 /// An image, file or audio part: a flat estimate (a 512×512 high-detail image tile set).
 pub const MEDIA_TOKENS: u64 = 765;
+/// The most answers one request may ask for (OpenAI's own limit on `n`).
+pub const MAX_CHOICES: u64 = 128;
 /// Content nesting deeper than this (tool results holding blocks) is refused.
 const MAX_DEPTH: usize = 4;
 
@@ -65,8 +67,12 @@ pub struct ModelRequest<'a> {
     pub stream: bool,
     /// Chat Completions: `stream_options.include_usage` was asked for by the client.
     pub include_usage: bool,
-    /// The output cap the request sets, in whichever member its API uses.
+    /// The output cap the request sets per answer, in whichever member its API uses (the
+    /// larger when Chat Completions' `max_completion_tokens` and legacy `max_tokens` are both
+    /// present: a provider may honour either).
     pub max_output: Option<u64>,
+    /// How many answers it asks for (Chat Completions' `n`), each up to the cap.
+    pub choices: u64,
 }
 
 fn wrong(member: &str, e: impl std::fmt::Display) -> RequestError {
@@ -91,11 +97,21 @@ impl<'a> ModelRequest<'a> {
             _ => false,
         };
         let max_output = match api {
-            Api::ChatCompletions => get_u64("max_completion_tokens")?.or(get_u64("max_tokens")?),
+            Api::ChatCompletions => match (get_u64("max_completion_tokens")?, get_u64("max_tokens")?) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
             Api::Responses => get_u64("max_output_tokens")?,
             Api::AnthropicMessages => get_u64("max_tokens")?,
         };
-        Ok(ModelRequest { api, object, model, stream, include_usage, max_output })
+        let choices = match api {
+            Api::ChatCompletions => get_u64("n")?.unwrap_or(1),
+            Api::Responses | Api::AnthropicMessages => 1,
+        };
+        if choices == 0 || choices > MAX_CHOICES {
+            return Err(wrong("n", format!("must be between 1 and {MAX_CHOICES}")));
+        }
+        Ok(ModelRequest { api, object, model, stream, include_usage, max_output, choices })
     }
 
     /// The prompt's tokens under `encoding`, with the framing every API adds.

@@ -80,6 +80,35 @@ pub fn settled(reported: Reported, estimate_input: u64, counted_output: u64) -> 
     }
 }
 
+/// How a forwarded request's answer ended, which decides what it is charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Read to its end.
+    Complete,
+    /// The provider itself answered with an error: providers do not bill those.
+    ProviderError,
+    /// It never finished: no answer came, Envoy answered in the provider's place (a timeout,
+    /// a reset), or the client went away mid-answer. The provider may have generated (and
+    /// billed) up to everything that was reserved.
+    CutShort,
+}
+
+/// What a forwarded request is charged: what was read of its usage, and, when its answer was
+/// cut short, at least its whole reservation (prompt and output cap). Charging the
+/// reservation, not only the prompt, is the choice that never lets an agent spend more than
+/// its budget by hanging up: the provider may well have gone on generating.
+pub fn charged(ending: Ending, read: Usage, reservation: Usage) -> Usage {
+    match ending {
+        Ending::Complete => read,
+        Ending::ProviderError => Usage::default(),
+        Ending::CutShort => Usage {
+            input: read.input.max(reservation.input),
+            cached_input: read.cached_input,
+            output: read.output.max(reservation.output),
+        },
+    }
+}
+
 #[derive(Deserialize)]
 struct Answer {
     usage: Option<UsageFields>,
