@@ -209,14 +209,19 @@ fn rewrites_change_only_what_they_must() {
     // Without edits a rewrite is the same JSON.
     let same = request.rewrite(&Edits::default()).unwrap();
     assert_eq!(serde_json::from_slice::<Value>(&same).unwrap(), serde_json::from_str::<Value>(text).unwrap());
-    // Caps are read from each API's own member.
+    // Caps are read from each API's own member; with both of Chat's, the larger (a provider
+    // may honour either); `n` answers each get one.
     let caps = [
-        (Api::ChatCompletions, r#"{"model":"m","max_tokens":9}"#),
-        (Api::ChatCompletions, r#"{"model":"m","max_completion_tokens":9,"max_tokens":50}"#),
-        (Api::Responses, r#"{"model":"m","max_output_tokens":9}"#),
-        (Api::AnthropicMessages, r#"{"model":"m","max_tokens":9}"#),
+        (Api::ChatCompletions, r#"{"model":"m","max_tokens":9}"#, 9, 1),
+        (Api::ChatCompletions, r#"{"model":"m","max_completion_tokens":9,"max_tokens":50}"#, 50, 1),
+        (Api::ChatCompletions, r#"{"model":"m","max_completion_tokens":90,"max_tokens":50,"n":3}"#, 90, 3),
+        (Api::Responses, r#"{"model":"m","max_output_tokens":9}"#, 9, 1),
+        (Api::AnthropicMessages, r#"{"model":"m","max_tokens":9,"n":5}"#, 9, 1),
     ];
-    for (api, body) in caps {
-        assert_eq!(ModelRequest::parse(api, body.as_bytes()).unwrap().max_output, Some(9), "{body}");
+    for (api, body, cap, choices) in caps {
+        let request = ModelRequest::parse(api, body.as_bytes()).unwrap();
+        assert_eq!((request.max_output, request.choices), (Some(cap), choices), "{body}");
     }
+    assert!(ModelRequest::parse(Api::ChatCompletions, br#"{"model":"m","n":0}"#).is_err());
+    assert!(ModelRequest::parse(Api::ChatCompletions, br#"{"model":"m","n":129}"#).is_err());
 }
