@@ -142,8 +142,12 @@ fn every_applying_budget_must_agree_or_none_is_charged() {
     let Outcome::Refused(r) = reserve(&p, &host, &who, "gpt-4o", usage(100, 100)) else { panic!() };
     assert_eq!(p.budgets[r.budget].id, "session");
     assert_eq!(r.reset_at, None, "a session budget never resets by time");
-    let t = held(reserve(&p, &host, &caller("s2"), "gpt-4o", usage(1, 0)));
-    assert_eq!(t.charges[0].local.as_ref().unwrap().used_after, 201, "the refused request left nothing behind");
+    let t = held(reserve(&p, &host, &caller("s2"), "gpt-4o", usage(1, 1)));
+    assert_eq!(t.charges[0].local.as_ref().unwrap().used_after, 202, "the refused request left nothing behind");
+    // Uncapped, the per-request maximum caps it at the 249 it leaves: that is what is reserved.
+    let u = held(reserve(&p, &host, &caller("s5"), "gpt-4o", usage(1, 0)));
+    assert_eq!((u.request_cap, u.estimate.output), (Some(249), 249));
+    assert_eq!(u.charges[0].local.as_ref().unwrap().used_after, 202 + 250);
     // The model-specific request budget: one request a minute.
     held(reserve(&p, &host, &caller("s3"), "gpt-4o-mini", usage(1, 0)));
     let Outcome::Refused(r) = reserve(&p, &host, &caller("s4"), "gpt-4o-mini", usage(1, 0)) else { panic!() };
