@@ -230,3 +230,50 @@ fn declared_tools_in_every_api_shape() {
         assert!(matches!(decided.action, RequestAction::Reply { status: 400, .. }), "{}", String::from_utf8_lossy(bad));
     }
 }
+
+/// Chat Completions' legacy `functions` / `function_call` are governed like `tools` /
+/// `tool_calls`: in the request, in a JSON answer and in a stream, at every split.
+#[test]
+fn legacy_function_calls_are_governed_like_tool_calls() {
+    let acl = policy("");
+    // The request: a function the agent may not call is removed, and a `function_call` that
+    // names it goes with it.
+    let request = json!({"model": "m", "messages": [], "functions": [{"name": "get_weather"}, {"name": "wire_money"}],
+        "function_call": {"name": "wire_money"}});
+    let decided = decide_request(&acl, &caller(), "/v1/chat/completions", request.to_string().as_bytes(), "r");
+    let RequestAction::Forward { rewritten: Some(body) } = decided.action else { panic!("rewritten") };
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(sent["functions"], json!([{"name": "get_weather"}]));
+    assert!(sent.get("function_call").is_none(), "{sent}");
+
+    // A JSON answer carrying only a legacy call.
+    let answer = json!({"choices": [{"index": 0, "finish_reason": "function_call",
+        "message": {"role": "assistant", "content": null, "function_call": {"name": "wire_money", "arguments": "{\"to\":\"x\"}"}}}]});
+    let checked = check_response(&acl, &caller(), Some(Api::ChatCompletions), &answer.to_string(), "r");
+    let replaced: Value = serde_json::from_str(checked.replacement.as_deref().expect("blocked")).unwrap();
+    let message = &replaced["choices"][0]["message"];
+    assert!(message.get("function_call").is_none(), "{replaced}");
+    assert!(message["content"].as_str().unwrap().contains("wire_money"));
+    assert_eq!(replaced["choices"][0]["finish_reason"], "stop");
+    let allowed = answer.to_string().replace("wire_money", "get_weather").replace("\\\"to\\\"", "\\\"city\\\"");
+    assert!(check_response(&acl, &caller(), Some(Api::ChatCompletions), &allowed, "r").replacement.is_none());
+
+    // Streamed: the call's deltas are held and never reach the agent.
+    let chunk = |delta: Value, finish: Value| json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+    let events = [
+        chunk(
+            json!({"role": "assistant", "content": null, "function_call": {"name": "wire_money", "arguments": ""}}),
+            Value::Null,
+        ),
+        chunk(json!({"function_call": {"arguments": "{\"to\":"}}), Value::Null),
+        chunk(json!({"function_call": {"arguments": "\"x\"}"}}), Value::Null),
+        chunk(json!({}), json!("function_call")),
+    ];
+    let text: String = events.iter().map(|e| format!("data: {e}\n\n")).collect::<String>() + "data: [DONE]\n\n";
+    for split in (1..text.len()).step_by(5) {
+        let out = stream(&acl, Api::ChatCompletions, &text, split);
+        assert!(!out.contains("function_call\":{"), "split {split}: {out}");
+        assert!(out.contains("Warden blocked a call to tool \\\"wire_money\\\""), "split {split}: {out}");
+        assert!(out.ends_with("data: [DONE]\n\n"));
+    }
+}

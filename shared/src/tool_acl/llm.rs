@@ -270,12 +270,16 @@ pub fn decide_request(
 /// tool setting when no tool is left, go too (providers refuse them without tools).
 fn rebuild(object: &StrictObject, kept: &[(&str, Vec<&RawValue>)], removed: &[String]) -> Vec<u8> {
     let none_left = kept.iter().all(|(_, k)| k.is_empty());
-    let choice_removed = object.raw("tool_choice").is_some_and(|raw| {
-        serde_json::from_str::<ToolChoice>(raw.get())
-            .ok()
-            .and_then(|c| c.function.map(|f| f.name.into_owned()).or(c.name.map(Cow::into_owned)))
-            .is_some_and(|name| removed.contains(&name))
-    });
+    // `tool_choice`, or the legacy `function_call` (`{"name": ...}`), naming a removed tool.
+    let names_removed = |key: &str| {
+        object.raw(key).is_some_and(|raw| {
+            serde_json::from_str::<ToolChoice>(raw.get())
+                .ok()
+                .and_then(|c| c.function.map(|f| f.name.into_owned()).or(c.name.map(Cow::into_owned)))
+                .is_some_and(|name| removed.contains(&name))
+        })
+    };
+    let choice_removed = names_removed("tool_choice") || names_removed("function_call");
     let mut out = String::from("{");
     let mut first = true;
     for (key, value) in object.members() {

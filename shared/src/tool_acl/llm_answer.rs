@@ -29,13 +29,14 @@ pub fn check_response(
 ) -> Checked {
     let mut checked = Checked { records: vec![], replacement: None };
     // Most answers carry no tool call: find out without building a tree.
-    let marker = match api {
-        Some(Api::ChatCompletions) => "\"tool_calls\"",
-        Some(Api::Responses) => "\"function_call\"",
-        Some(Api::AnthropicMessages) => "\"tool_use\"",
+    let markers: &[&str] = match api {
+        // `function_call` is Chat's legacy single call, governed like `tool_calls`.
+        Some(Api::ChatCompletions) => &["\"tool_calls\"", "\"function_call\""],
+        Some(Api::Responses) => &["\"function_call\""],
+        Some(Api::AnthropicMessages) => &["\"tool_use\""],
         None => return checked,
     };
-    if !body.contains(marker) {
+    if !markers.iter().any(|m| body.contains(m)) {
         return checked;
     }
     let Ok(mut answer) = serde_json::from_str::<Value>(body) else { return checked };
@@ -71,28 +72,48 @@ fn chat(
     let Some(choices) = answer.get_mut("choices").and_then(Value::as_array_mut) else { return false };
     for choice in choices {
         let Some(message) = choice.get_mut("message") else { continue };
-        let Some(calls) = message.get_mut("tool_calls").and_then(Value::as_array_mut) else { continue };
         let mut notes = Vec::new();
-        calls.retain(|call| {
-            let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or("");
-            let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
+        let mut none_left = true;
+        if let Some(calls) = message.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            calls.retain(|call| {
+                let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or("");
+                let arguments = call.pointer("/function/arguments").and_then(Value::as_str).unwrap_or("{}");
+                match settle(acl, caller, name, arguments, request_id, records) {
+                    None => true,
+                    Some(note) => {
+                        notes.push(note);
+                        false
+                    }
+                }
+            });
+            none_left = calls.is_empty();
+        }
+        // The legacy single call: blocked the same way.
+        let mut legacy_blocked = false;
+        if let Some(call) = message.get("function_call").filter(|c| c.is_object()) {
+            let name = call.get("name").and_then(Value::as_str).unwrap_or("");
+            let arguments = call.get("arguments").and_then(Value::as_str).unwrap_or("{}");
             match settle(acl, caller, name, arguments, request_id, records) {
-                None => true,
+                None => none_left = false,
                 Some(note) => {
                     notes.push(note);
-                    false
+                    legacy_blocked = true;
                 }
             }
-        });
+        }
         if notes.is_empty() {
             continue;
         }
         blocked_any = true;
-        let none_left = calls.is_empty();
-        if none_left {
-            if let Some(object) = message.as_object_mut() {
+        if let Some(object) = message.as_object_mut() {
+            if legacy_blocked {
+                object.remove("function_call");
+            }
+            if object.get("tool_calls").and_then(Value::as_array).is_some_and(Vec::is_empty) {
                 object.remove("tool_calls");
             }
+        }
+        if none_left {
             choice["finish_reason"] = json!("stop");
         }
         let message = &mut choice["message"];

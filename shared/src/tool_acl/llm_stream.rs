@@ -18,6 +18,9 @@ use crate::tool_acl::mcp::Record;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+/// The call index a legacy `function_call` delta is held under (beside `tool_calls` indexes).
+const LEGACY_CALL: u64 = u64::MAX;
+
 /// Held events and what they add up to, per tool call.
 #[derive(Default)]
 struct Pending {
@@ -111,6 +114,16 @@ impl StreamGuard {
                         pending.arguments.push_str(args);
                     }
                 }
+                // The legacy `function_call` delta: one call per choice, governed the same.
+                if let Some(call) = choice.pointer("/delta/function_call").filter(|f| f.is_object()) {
+                    let pending = self.calls.entry((c, LEGACY_CALL)).or_default();
+                    if let Some(name) = call.get("name").and_then(Value::as_str) {
+                        pending.name.push_str(name);
+                    }
+                    if let Some(args) = call.get("arguments").and_then(Value::as_str) {
+                        pending.arguments.push_str(args);
+                    }
+                }
                 finishing |= choice.get("finish_reason").is_some_and(|f| !f.is_null()) && !self.calls.is_empty();
             }
         }
@@ -160,6 +173,11 @@ impl StreamGuard {
                             if let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) {
                                 delta.remove("tool_calls");
                             }
+                        }
+                    }
+                    if blocked.contains_key(&(c, LEGACY_CALL)) {
+                        if let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) {
+                            delta.remove("function_call");
                         }
                     }
                     let finish = choice.get("finish_reason").is_some_and(|f| !f.is_null());
