@@ -417,3 +417,37 @@ fn a_listing_that_ends_in_trailers_is_filtered_and_a_stream_tail_is_withheld() {
     assert!(!sent.contains("exec_shell"), "{sent}");
     assert_eq!(env.metric("warden.tool_acl.answers_withheld"), 1);
 }
+
+/// A server cannot slip an unfiltered listing past Warden by writing the request's id another
+/// way (`"3"`, `" 3"`, `"0x3"`: the SDKs match ids by value), by answering with an id of no
+/// request on this stream (the SDKs resolve pending requests from any stream), or behind a
+/// byte order mark (which the SDKs' decoders drop).
+#[test]
+fn a_listing_answer_is_recognised_by_id_value_and_behind_a_bom() {
+    let env = HostEnv::default();
+    let mut vm = vm(&env);
+    let tools = tool_definitions(6);
+    let listing = |id: Value| json!({"jsonrpc": "2.0", "id": id, "result": {"tools": tools}}).to_string();
+    for id in [json!("3"), json!(" 3"), json!("0x3"), json!("3.0"), json!("+3")] {
+        let (_, sent) = list_through(&mut vm, &listing(id.clone()), "application/json", &[]);
+        let text = String::from_utf8_lossy(&sent);
+        assert!(!text.contains("exec_shell"), "{id}: {text}");
+        let (_, sent) = list_through(&mut vm, &format!("data: {}\n\n", listing(id.clone())), "text/event-stream", &[]);
+        assert!(!String::from_utf8_lossy(&sent).contains("exec_shell"), "{id} streamed");
+    }
+    // An id that answers nothing sent on this stream: withheld.
+    let (_, sent) = list_through(&mut vm, &listing(json!(99)), "application/json", &[]);
+    let answer: Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    let (_, sent) = list_through(&mut vm, &format!("data: {}\n\n", listing(json!(99))), "text/event-stream", &[]);
+    assert!(sent.is_empty(), "the unsolicited event is dropped: {}", String::from_utf8_lossy(&sent));
+    assert!(env.metric("warden.tool_acl.answers_withheld") >= 2);
+    // Behind a BOM, JSON and streamed.
+    let bom = format!("\u{feff}{}", listing(json!(3)));
+    let (_, sent) = list_through(&mut vm, &bom, "application/json", &[]);
+    assert_eq!(listed_names(&serde_json::from_slice(&sent).unwrap()).len(), 5);
+    let (_, sent) =
+        list_through(&mut vm, &format!("\u{feff}data: {}\n\n", listing(json!(3))), "text/event-stream", &[3]);
+    let text = String::from_utf8_lossy(&sent);
+    assert!(!text.contains("exec_shell") && text.contains("read_file"), "{text}");
+}

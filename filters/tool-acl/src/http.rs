@@ -234,7 +234,12 @@ impl ToolAclHttp {
                 match decided.action {
                     McpAction::Forward => {
                         if !decided.list_ids.is_empty() {
-                            self.response = Some(ResponseFilter::listing(index, decided.list_ids, &self.request_id));
+                            self.response = Some(ResponseFilter::listing(
+                                index,
+                                decided.list_ids,
+                                decided.other_ids,
+                                &self.request_id,
+                            ));
                         }
                         Ok(Action::Continue)
                     }

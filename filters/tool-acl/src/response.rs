@@ -13,14 +13,14 @@ use warden_policy::tool_acl::caller::Caller;
 use warden_policy::tool_acl::compile::CompiledToolAcl;
 use warden_policy::tool_acl::denial::openai_error;
 use warden_policy::tool_acl::jsonrpc;
-use warden_policy::tool_acl::listing::{self, Filtered, ListContext, ListError};
+use warden_policy::tool_acl::listing::{self, Exchange, Filtered, ListContext, ListError};
 use warden_policy::tool_acl::llm::{self, Api, StreamGuard};
 use warden_policy::tool_acl::metrics;
 use warden_policy::tool_acl::stream::EventRewriter;
 use warden_proxy_host::{response_body, response_header, set_response_body, set_response_header, ProxyHost};
 
 enum Kind {
-    Listing { server: usize, list_ids: Vec<String> },
+    Listing { server: usize, list_ids: Vec<String>, other_ids: Vec<String> },
     Model { api: Api, guard: StreamGuard },
 }
 
@@ -44,8 +44,12 @@ pub struct ResponseFilter {
 }
 
 impl ResponseFilter {
-    pub fn listing(server: usize, list_ids: Vec<String>, request_id: &str) -> Self {
-        Self { kind: Kind::Listing { server, list_ids }, framing: Framing::Unread, request_id: request_id.to_string() }
+    pub fn listing(server: usize, list_ids: Vec<String>, other_ids: Vec<String>, request_id: &str) -> Self {
+        Self {
+            kind: Kind::Listing { server, list_ids, other_ids },
+            framing: Framing::Unread,
+            request_id: request_id.to_string(),
+        }
     }
 
     pub fn model(api: Api, request_id: &str) -> Self {
@@ -176,17 +180,22 @@ impl ResponseFilter {
     fn filter_json(&mut self, acl: &CompiledToolAcl, caller: &Caller, text: &str) -> Result<Option<String>, HostError> {
         let host = ProxyHost;
         match &mut self.kind {
-            Kind::Listing { server, list_ids } => {
+            Kind::Listing { server, list_ids, other_ids } => {
                 let cx = ListContext { host: &host, acl, server: &acl.servers[*server], caller };
-                match listing::filter_message(&cx, text, list_ids) {
+                let exchange = Exchange { lists: list_ids, others: other_ids };
+                match listing::filter_message(&cx, text, &exchange) {
                     Ok(Some((new_text, filtered))) => {
                         count(&filtered)?;
                         Ok(Some(new_text))
                     }
                     Ok(None) => Ok(None),
                     Err(ListError::Host(e)) => Err(e),
-                    Err(e @ ListError::Malformed(_)) => {
+                    Err(e @ (ListError::Malformed(_) | ListError::Unsolicited)) => {
                         warn!("warden tool-acl: {e}");
+                        count(&Filtered {
+                            unsolicited: usize::from(e == ListError::Unsolicited),
+                            ..Filtered::default()
+                        })?;
                         Ok(Some(self.error_body(false)))
                     }
                 }
@@ -213,9 +222,10 @@ impl ResponseFilter {
         let mut malformed = false;
         let mut records = Vec::new();
         let result = match &mut self.kind {
-            Kind::Listing { server, list_ids } => {
+            Kind::Listing { server, list_ids, other_ids } => {
                 let cx = ListContext { host: &host, acl, server: &acl.servers[*server], caller };
-                rewriter.chunk(chunk, end, |event| match listing::filter_event(&cx, event, list_ids) {
+                let exchange = Exchange { lists: list_ids, others: other_ids };
+                rewriter.chunk(chunk, end, |event| match listing::filter_event(&cx, event, &exchange) {
                     Ok((out, filtered)) => {
                         if let Err(e) = count(&filtered) {
                             fault = Some(e);
@@ -226,7 +236,7 @@ impl ResponseFilter {
                         fault = Some(e);
                         Vec::new()
                     }
-                    Err(ListError::Malformed(_)) => {
+                    Err(ListError::Malformed(_) | ListError::Unsolicited) => {
                         malformed = true;
                         Vec::new()
                     }
@@ -253,6 +263,10 @@ impl ResponseFilter {
 }
 
 fn count(filtered: &Filtered) -> Result<(), HostError> {
+    if filtered.unsolicited > 0 {
+        warn!("warden tool-acl: withheld {} response(s) that answer no request of this stream", filtered.unsolicited);
+        ProxyHost.increment(metrics::ANSWERS_WITHHELD, filtered.unsolicited as i64)?;
+    }
     if filtered.hidden > 0 {
         ProxyHost.increment(metrics::TOOLS_HIDDEN, filtered.hidden as i64)?;
     }

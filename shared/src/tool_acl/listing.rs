@@ -10,6 +10,7 @@ use crate::tool_acl::config::Pinning;
 use crate::tool_acl::evaluate::{evaluate, Call};
 use crate::tool_acl::jsonrpc;
 use crate::tool_acl::pins::{self, PinState};
+use crate::tool_acl::request_id::IdKey;
 use crate::tool_acl::risk::Risk;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -35,11 +36,51 @@ struct Annotations {
 
 #[derive(Deserialize)]
 struct ResponseHead<'a> {
-    /// Absent in the server's notifications and requests, which pass.
     #[serde(default, borrow)]
     id: Option<&'a RawValue>,
+    /// Present in the server's own requests and notifications, which pass.
+    #[serde(default, borrow)]
+    method: Option<&'a RawValue>,
     #[serde(default, borrow)]
     result: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
+}
+
+/// The requests one POST forwarded, by raw id: what its answer may answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange<'a> {
+    /// `tools/list` requests: their answers are filtered.
+    pub lists: &'a [String],
+    pub others: &'a [String],
+}
+
+/// What a response on this exchange answers.
+enum Answers {
+    Listing,
+    Other,
+    /// No request of this exchange, or an id no SDK accepts: a client could take it as the
+    /// answer to a request on another stream (pending ids are global to a session), so it is
+    /// withheld.
+    Nothing,
+}
+
+impl Exchange<'_> {
+    fn answers(&self, id: &RawValue) -> Answers {
+        let Some(key) = IdKey::of(id) else { return Answers::Nothing };
+        let aliased = |ids: &[String]| {
+            ids.iter().any(|raw| {
+                RawValue::from_string(raw.clone()).ok().and_then(|r| IdKey::of(&r)).is_some_and(|k| key.aliases(&k))
+            })
+        };
+        if aliased(self.lists) {
+            Answers::Listing
+        } else if aliased(self.others) {
+            Answers::Other
+        } else {
+            Answers::Nothing
+        }
+    }
 }
 
 /// What filtering one answer found, for metrics and the log.
@@ -49,6 +90,8 @@ pub struct Filtered {
     pub hidden: usize,
     /// Tools whose definition no longer matches its pin.
     pub changed: Vec<String>,
+    /// Responses withheld because they answered no request of this exchange.
+    pub unsolicited: usize,
 }
 
 pub struct ListContext<'a> {
@@ -62,34 +105,43 @@ pub struct ListContext<'a> {
 pub enum ListError {
     #[error("the tools/list answer is not valid JSON-RPC: {0}")]
     Malformed(&'static str),
+    /// A response that answers no request of this exchange: withheld (alone, in a stream).
+    #[error("a response answers no request sent on this stream")]
+    Unsolicited,
     #[error(transparent)]
     Host(#[from] HostError),
 }
 
-/// Rewrites one JSON-RPC message from the server when it answers one of `list_ids`.
-/// Returns `None` when the message is not such an answer (it passes unchanged).
+/// Rewrites one JSON-RPC message from the server when it answers a `tools/list` request of
+/// `exchange` (ids compared as the SDKs compare them, see `request_id`). Returns `None` when it
+/// passes unchanged: the server's own requests and notifications, and answers to the other
+/// requests. A response that answers none of them is [`ListError::Unsolicited`].
 pub fn filter_message(
     cx: &ListContext,
     message: &str,
-    list_ids: &[String],
+    exchange: &Exchange,
 ) -> Result<Option<(String, Filtered)>, ListError> {
+    // A JSON body may open with a BOM, which the TypeScript SDK's `Response.json()` drops.
+    let message = message.strip_prefix('\u{feff}').unwrap_or(message);
     let trimmed = message.trim_start();
     if trimmed.starts_with('[') {
-        // A batch answer: filter each member that answers a listing.
+        // A batch answer: filter each member that answers a listing, drop the unsolicited.
         let items: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(|_| ListError::Malformed("batch"))?;
         let mut total = Filtered::default();
         let mut out = Vec::with_capacity(items.len());
         let mut touched = false;
         for item in items {
-            match filter_message(cx, item.get(), list_ids)? {
-                Some((text, filtered)) => {
+            match filter_message(cx, item.get(), exchange) {
+                Ok(Some((text, filtered))) => {
                     touched = true;
                     total.kept += filtered.kept;
                     total.hidden += filtered.hidden;
                     total.changed.extend(filtered.changed);
                     out.push(text);
                 }
-                None => out.push(item.get().to_string()),
+                Ok(None) => out.push(item.get().to_string()),
+                Err(ListError::Unsolicited) => touched = true,
+                Err(e) => return Err(e),
             }
         }
         return Ok(touched.then(|| (format!("[{}]", out.join(",")), total)));
@@ -100,18 +152,32 @@ pub fn filter_message(
     // A message that cannot be read strictly is withheld, not passed: a client that reads
     // duplicate members last-wins would otherwise see a listing nobody filtered.
     let head: ResponseHead = serde_json::from_str(message).map_err(|_| ListError::Malformed("unreadable message"))?;
-    let Some(id) = head.id.filter(|id| list_ids.iter().any(|l| l == id.get())) else { return Ok(None) };
-    let Some(result) = head.result else { return Ok(None) };
-    let (result, filtered) = filter_result(cx, result.get())?;
-    Ok(Some((jsonrpc::result_response(id, &result), filtered)))
+    if head.method.is_some() {
+        return Ok(None);
+    }
+    let Some(id) = head.id else {
+        return if head.result.is_some() { Err(ListError::Unsolicited) } else { Ok(None) };
+    };
+    match exchange.answers(id) {
+        Answers::Nothing if head.result.is_some() || head.error.is_some() => Err(ListError::Unsolicited),
+        Answers::Nothing | Answers::Other => Ok(None),
+        Answers::Listing => {
+            let Some(result) = head.result else { return Ok(None) };
+            let (result, filtered) = filter_result(cx, result.get())?;
+            Ok(Some((jsonrpc::result_response(id, &result), filtered)))
+        }
+    }
 }
 
-/// One server-sent event of a streamed answer, filtered the same way.
-pub fn filter_event(cx: &ListContext, event: &[u8], list_ids: &[String]) -> Result<(Vec<u8>, Filtered), ListError> {
+/// One server-sent event of a streamed answer, filtered the same way; an unsolicited
+/// response's event is dropped (returned empty).
+pub fn filter_event(cx: &ListContext, event: &[u8], exchange: &Exchange) -> Result<(Vec<u8>, Filtered), ListError> {
     let Some(data) = sse::data(event) else { return Ok((event.to_vec(), Filtered::default())) };
-    match filter_message(cx, &data, list_ids)? {
-        Some((text, filtered)) => Ok((sse::with_data(event, &text), filtered)),
-        None => Ok((event.to_vec(), Filtered::default())),
+    match filter_message(cx, &data, exchange) {
+        Ok(Some((text, filtered))) => Ok((sse::with_data(event, &text), filtered)),
+        Ok(None) => Ok((event.to_vec(), Filtered::default())),
+        Err(ListError::Unsolicited) => Ok((Vec::new(), Filtered { unsolicited: 1, ..Filtered::default() })),
+        Err(e) => Err(e),
     }
 }
 

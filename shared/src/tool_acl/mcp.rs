@@ -52,6 +52,8 @@ pub struct Decided {
     pub records: Vec<Record>,
     /// Ids (raw JSON) of `tools/list` requests, whose answers must be filtered.
     pub list_ids: Vec<String>,
+    /// Ids of the other requests forwarded with them: what else the answer may answer.
+    pub other_ids: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -93,7 +95,7 @@ fn protocol_reply(status: u32, code: i64, message: &str) -> Decided {
         Decision { verdict: Verdict::Deny, rule: PROTOCOL_RULE.into(), reason: "invalid_jsonrpc", shadowed: false };
     let record =
         Record { method: String::new(), tool: None, risk: None, args_sha256: None, pin_changed: false, decision };
-    Decided { action: Action::Reply { status, body }, records: vec![record], list_ids: vec![] }
+    Decided { action: Action::Reply { status, body }, records: vec![record], list_ids: vec![], other_ids: vec![] }
 }
 
 /// The answer to a body over `maxBodyBytes`: 413 with a JSON-RPC error.
@@ -109,13 +111,12 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
         Err(e) => return Ok(protocol_reply(400, e.code(), &e.to_string())),
     };
     let mut steps = Vec::with_capacity(parsed.messages.len());
-    let mut list_ids = Vec::new();
+    let (mut list_ids, mut other_ids) = (Vec::new(), Vec::new());
     for message in &parsed.messages {
         let step = decide_message(cx, message)?;
         if let (Step::Pass(_), Message::Request { id, method, .. }) = (&step, message) {
-            if method == "tools/list" {
-                list_ids.push(id.get().to_string());
-            }
+            let ids = if method == "tools/list" { &mut list_ids } else { &mut other_ids };
+            ids.push(id.get().to_string());
         }
         steps.push(step);
     }
@@ -160,7 +161,7 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
         }
     }
     if !refused || shadow {
-        return Ok(Decided { action: Action::Forward, records, list_ids });
+        return Ok(Decided { action: Action::Forward, records, list_ids, other_ids });
     }
     let body = match (parsed.batch, replies.len()) {
         (true, n) if n > 0 => format!("[{}]", replies.join(",")),
@@ -170,10 +171,11 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
             let rule = first_refusal.map(|r| r.rule).unwrap_or_default();
             let reply =
                 jsonrpc::error_response(None, jsonrpc::POLICY_DENIED, &format!("denied by rule {rule:?}"), None);
-            return Ok(Decided { action: Action::Reply { status: 403, body: reply }, records, list_ids: vec![] });
+            let action = Action::Reply { status: 403, body: reply };
+            return Ok(Decided { action, records, list_ids: vec![], other_ids: vec![] });
         }
     };
-    Ok(Decided { action: Action::Reply { status: 200, body }, records, list_ids: vec![] })
+    Ok(Decided { action: Action::Reply { status: 200, body }, records, list_ids: vec![], other_ids: vec![] })
 }
 
 fn record(method: &str, verdict: Verdict, rule: &str, reason: &'static str) -> Record {

@@ -19,5 +19,6 @@ pub mod llm_stream;
 pub mod mcp;
 pub mod metrics;
 pub mod pins;
+pub mod request_id;
 pub mod risk;
 pub mod stream;
