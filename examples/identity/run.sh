@@ -19,7 +19,7 @@ READER=$("$DEV" token --sub agent-reader --scope "tools:read")
 OTHER_AGENT=$("$DEV" token --sub agent-other --scope "models:call")
 EXPIRED=$("$DEV" token --sub agent-planner --scope "models:call" --expired)
 MCP_AGENT=$("$DEV" token --sub spiffe://warden.test/ns/agents/sa/planner --scope "tools:call" --key ec)
-USER_TOKEN=$("$DEV" token --sub alice@acme.test --key ed)
+USER_TOKEN=$("$DEV" token --sub alice@acme.test --key ed --user)
 API_KEY=wk-ci-bot-3c1f9e2a7d5b4e08
 TLS="--cacert testdata/tls/ca.pem --cert testdata/tls/agent-planner.pem --key testdata/tls/agent-planner.key"
 

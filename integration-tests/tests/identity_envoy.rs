@@ -161,7 +161,9 @@ async fn api_keys_authenticate_the_agent_they_map_to() {
 async fn an_mtls_agent_acting_for_a_user_is_identified_by_its_spiffe_id() {
     let bed = start(None, JwksBehaviour::Serve(tokens::jwks(&[&rsa()]))).await;
     let url = format!("https://localhost:{}/mcp", bed.envoy.port("agents_mtls"));
-    let user = token(&rsa(), "alice@acme.test", "");
+    let mut user_claims = claims("alice@acme.test", "");
+    user_claims["token_use"] = "user".into();
+    let user = tokens::token(&rsa(), &user_claims);
     let agent_scope = format!("Bearer {}", token(&rsa(), "spiffe://warden.test/ns/agents/sa/planner", "tools:call"));
 
     let planner = http_client::mtls("agent-planner").unwrap();
@@ -171,6 +173,34 @@ async fn an_mtls_agent_acting_for_a_user_is_identified_by_its_spiffe_id() {
     assert_eq!(body["echo"]["headers"]["x-warden-agent"], "spiffe://warden.test/ns/agents/sa/planner");
     assert_eq!(body["echo"]["headers"]["x-warden-user"], "alice@acme.test");
     assert_eq!(body["echo"]["headers"]["x-warden-auth-method"], "mtls+jwt");
+
+    // The user's token cannot stand in for the agent's, nor the agent's for the user's, and
+    // a user of another tenant is not carried in by an agent of acme.
+    let user_as_agent = format!("Bearer {user}");
+    let (status, _, body) =
+        send(&planner, url.clone(), &[("x-user-token", &user), ("authorization", &user_as_agent)]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("wrong_token_kind")));
+    let other_user = {
+        let mut c = claims("bob@acme.test", "");
+        c["token_use"] = "user".into();
+        tokens::token(&rsa(), &c)
+    };
+    let (status, _, body) =
+        send(&planner, url.clone(), &[("x-user-token", &other_user), ("authorization", &user_as_agent)]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("wrong_token_kind")));
+    let agent_as_user = agent_scope.trim_start_matches("Bearer ").to_string();
+    let (status, _, body) =
+        send(&planner, url.clone(), &[("x-user-token", &agent_as_user), ("authorization", &agent_scope)]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("same_token_twice")));
+    let foreign_user = {
+        let mut c = claims("eve@globex.test", "");
+        c["token_use"] = "user".into();
+        c["tenant"] = "globex".into();
+        tokens::token(&rsa(), &c)
+    };
+    let (status, _, body) =
+        send(&planner, url.clone(), &[("x-user-token", &foreign_user), ("authorization", &agent_scope)]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("tenant_mismatch")));
 
     // Without the user it acts for, the MCP route refuses the agent.
     let (status, _, body) = send(&planner, url.clone(), &[("authorization", &agent_scope)]).await;

@@ -26,9 +26,12 @@ fn full_policy(routes: &str) -> CompiledIdentity {
         scopes: [models:call]
   mtls:
     trustDomains: [warden.test]
+  agentToken:
+    absentClaims: [token_use]
   userToken:
     header: x-user-token
     issuers: [corp]
+    requiredClaims: {{ token_use: [user] }}
   tenant:
     header:
       name: x-tenant
@@ -137,7 +140,7 @@ fn a_malformed_act_claim_is_refused() {
 #[test]
 fn a_user_token_names_the_user_and_must_agree_with_the_act_claim() {
     let policy = full_policy(any_route());
-    let user = token_with(json!({"sub": "alice@acme.test"}));
+    let user = token_with(json!({"sub": "alice@acme.test", "token_use": "user"}));
     let p = assert_allowed(run(&policy, &headers(&[("x-api-key", KEY), ("x-user-token", &user)])));
     assert_eq!(p.user.as_deref(), Some("alice@acme.test"));
 
@@ -149,7 +152,7 @@ fn a_user_token_names_the_user_and_must_agree_with_the_act_claim() {
 #[test]
 fn a_bad_user_token_is_refused_even_with_a_good_agent() {
     let policy = full_policy(any_route());
-    let expired = token_with(json!({"sub": "alice@acme.test", "exp": NOW - 3600}));
+    let expired = token_with(json!({"sub": "alice@acme.test", "token_use": "user", "exp": NOW - 3600}));
     assert_denied(run(&policy, &headers(&[("x-api-key", KEY), ("x-user-token", &expired)])), 401, "token_expired");
 }
 
@@ -272,4 +275,37 @@ fn an_inline_jwks_with_a_weak_or_mismatched_key_is_refused() {
     jwks["keys"][0]["n"] = "sXch".into(); // a toy modulus
     let yaml = policy_yaml("[RS256]", "").replace(&standard_jwks(), &jwks.to_string());
     assert!(refused(&yaml).contains("below 2048"), "{}", refused(&yaml));
+}
+
+/// Agent and user tokens cannot stand in for each other where one issuer signs both: the
+/// policy must say how they differ, each slot checks it, the same token is never both, and a
+/// user is never carried into another tenant.
+#[test]
+fn agent_and_user_tokens_cannot_stand_in_for_each_other() {
+    let policy = full_policy(any_route());
+    let user = token_with(json!({"sub": "alice@acme.test", "token_use": "user"}));
+    let agent = token_with(json!({}));
+    // A user token as the agent's: refused.
+    assert_denied(run(&policy, &bearer(&user)), 401, "wrong_token_kind");
+    // An agent token as the user's: refused.
+    let h = headers(&[("x-api-key", KEY), ("x-user-token", &agent)]);
+    assert_denied(run(&policy, &h), 401, "wrong_token_kind");
+    // The same token in both slots.
+    let h = headers(&[("authorization", &format!("Bearer {agent}")), ("x-user-token", &agent)]);
+    assert_denied(run(&policy, &h), 401, "same_token_twice");
+    // A user of another tenant, brought by an agent of acme.
+    let foreign = token_with(json!({"sub": "eve@globex.test", "token_use": "user", "tenant": "globex"}));
+    let h = headers(&[("x-api-key", KEY), ("x-user-token", &foreign)]);
+    assert_denied(run(&policy, &h), 403, "tenant_mismatch");
+    let h = headers(&[("x-api-key", KEY), ("x-user-token", &user)]);
+    assert_eq!(assert_allowed(run(&policy, &h)).user.as_deref(), Some("alice@acme.test"));
+
+    // A policy that lets one issuer sign both kinds without saying how they differ is refused.
+    let yaml = policy_yaml("[RS256]", "  userToken:\n    header: x-user\n    issuers: [corp]\n");
+    assert!(refused(&yaml).starts_with("identity.userToken: issuer \"corp\" signs both agent and user tokens"));
+    let yaml = policy_yaml(
+        "[RS256]",
+        "  agentToken:\n    requiredClaims: {token_use: [agent]}\n  userToken:\n    header: x-user\n    issuers: [corp]\n    requiredClaims: {token_use: [user]}\n",
+    );
+    compile(&yaml);
 }

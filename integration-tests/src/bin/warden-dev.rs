@@ -6,7 +6,7 @@
 //! warden-dev serve [--upstream-port 18080] [--jwks-port 18081]
 //! warden-dev serve-tools [--mcp-port 18090] [--provider-port 18091]
 //! warden-dev serve-models [--port 18092] [--output-tokens 40]
-//! warden-dev token --sub AGENT [--scope "a b"] [--tenant acme] [--expired] [--key rsa|ec|ed]
+//! warden-dev token --sub AGENT [--scope "a b"] [--tenant acme] [--expired] [--key rsa|ec|ed] [--user]
 //! warden-dev approval --args-sha256 HEX --session ID --jti ID [--tool files/delete_file]
 //!                     [--agent planner] [--tenant acme] [--ttl-secs 120]
 //! warden-dev api-key-hash KEY
@@ -96,6 +96,10 @@ fn token(args: &[String]) -> Result<String> {
     });
     if let Some(scope) = flag(args, "--scope") {
         claims["scope"] = scope.into();
+    }
+    // The demo IdP marks the tokens it issues to people; agent tokens never carry the claim.
+    if args.iter().any(|a| a == "--user") {
+        claims["token_use"] = "user".into();
     }
     Ok(tokens::token(&key, &claims))
 }

@@ -189,6 +189,11 @@ fn token_failure(error: TokenError, which: &str) -> Failure {
     }
 }
 
+/// A verified token presented in a slot it does not fit (a user token as the agent's, say).
+fn wrong_kind(slot: &str, why: &str) -> Failure {
+    Denial::unauthenticated("wrong_token_kind", format!("{slot} token: not a {slot} token: {why}")).into()
+}
+
 /// Records a credential's claim to be `agent`; two credentials must name the same agent.
 fn claim_agent(principal: &mut Principal, agent: &str, method: AuthMethod) -> Result<(), Failure> {
     if principal.agent.is_empty() {
@@ -209,7 +214,9 @@ fn authenticate_on_route(
     principal: &mut Principal,
 ) -> Result<(), Failure> {
     let mut agent_token: Option<VerifiedToken> = None;
+    let mut agent_token_text: Option<&str> = None;
     let mut key_tenant: Option<String> = None;
+    let mut user_tenant: Option<String> = None;
 
     if route.accept.contains(&CredentialKind::Mtls) {
         if let Some(san) = facts.peer_uri_san {
@@ -225,6 +232,10 @@ fn authenticate_on_route(
             let verified = verifier
                 .verify(token, policy, &policy.agent_token.issuers, now)
                 .map_err(|e| token_failure(e, "agent"))?;
+            if let Some(why) = policy.agent_token.misfit(&verified) {
+                return Err(wrong_kind("agent", &why));
+            }
+            agent_token_text = Some(token);
             // With an RFC 8693 `act` claim the token speaks for a user (`sub`), and the agent is
             // the current actor; without one, the subject is the agent itself.
             let agent = verified.actors.first().unwrap_or(&verified.subject).clone();
@@ -263,8 +274,19 @@ fn authenticate_on_route(
             if token.is_empty() {
                 return Err(Denial::unauthenticated("empty_user_token", "the user token header is empty").into());
             }
+            if agent_token_text == Some(token) {
+                return Err(Denial::unauthenticated(
+                    "same_token_twice",
+                    "the same token was presented as the agent's and as the user's",
+                )
+                .into());
+            }
             let verified =
                 verifier.verify(token, policy, &user_source.issuers, now).map_err(|e| token_failure(e, "user"))?;
+            if let Some(why) = user_source.misfit(&verified) {
+                return Err(wrong_kind("user", &why));
+            }
+            user_tenant.clone_from(&verified.tenant);
             match &principal.user {
                 Some(delegated) if *delegated != verified.subject => {
                     return Err(Denial::unauthenticated(
@@ -307,6 +329,12 @@ fn authenticate_on_route(
     }
 
     principal.tenant = resolve_tenant(policy, facts, agent_token.as_ref().and_then(|t| t.tenant.clone()), key_tenant)?;
+    // A user of one tenant cannot be carried into another by an agent of that other tenant.
+    if let Some(tenant) = user_tenant {
+        if principal.tenant.as_deref() != Some(tenant.as_str()) {
+            return Err(Denial::forbidden("tenant_mismatch", "the user token's tenant is not the agent's").into());
+        }
+    }
 
     if let Some(session) = &policy.session {
         match facts.single_header(&session.header)? {

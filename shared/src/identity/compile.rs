@@ -33,6 +33,8 @@ pub struct CompiledIdentity {
     pub verified_token_cache: usize,
     /// Every claim some route asks about, read from each verified agent token.
     pub claim_names: Vec<String>,
+    /// Every claim a token slot requires or requires absent, read from each verified token.
+    pub slot_claim_names: Vec<String>,
     /// Some route matches on Envoy's route name.
     pub reads_route_name: bool,
     /// Some route accepts mTLS agents, or the tenant header is trusted from mTLS peers.
@@ -92,12 +94,50 @@ pub struct ApiKeyPrincipal {
     pub scopes: Vec<String>,
 }
 
-/// Where a token is read, and which issuers (by index) may have signed it.
-#[derive(Debug)]
+/// Where a token is read, which issuers (by index) may have signed it, and what else makes a
+/// token fit this slot.
+#[derive(Debug, Default)]
 pub struct TokenSource {
     pub header: String,
     pub query_param: Option<String>,
     pub issuers: Vec<usize>,
+    /// `aud` must name one of these, when there are any.
+    pub audiences: Vec<String>,
+    /// Claims that must be a string with one of the values.
+    pub required_claims: Vec<(String, Vec<String>)>,
+    /// Claims that must not be present.
+    pub absent_claims: Vec<String>,
+}
+
+impl TokenSource {
+    /// Why a verified token does not fit this slot, if it does not.
+    pub fn misfit(&self, token: &super::jwt::VerifiedToken) -> Option<String> {
+        if !self.audiences.is_empty() && !token.audiences.iter().any(|a| self.audiences.contains(a)) {
+            return Some(format!("its audience is not one of {}", self.audiences.join(", ")));
+        }
+        let value = |claim: &str| token.slot_claims.iter().find(|(c, _)| c == claim).map(|(_, v)| v);
+        for (claim, accepted) in &self.required_claims {
+            if !value(claim).is_some_and(|v| v.as_ref().is_some_and(|v| accepted.contains(v))) {
+                return Some(format!("claim {claim} must be one of {}", accepted.join(", ")));
+            }
+        }
+        if let Some(claim) = self.absent_claims.iter().find(|c| value(c).is_some()) {
+            return Some(format!("it carries the claim {claim}"));
+        }
+        None
+    }
+
+    /// Whether a token that fits this slot can never fit `other`: a claim one requires the
+    /// other requires absent, or both require it with no value in common.
+    fn excludes(&self, other: &TokenSource) -> bool {
+        let required_absent = |a: &TokenSource, b: &TokenSource| {
+            a.required_claims.iter().any(|(claim, _)| b.absent_claims.contains(claim))
+        };
+        let disjoint = self.required_claims.iter().any(|(claim, values)| {
+            other.required_claims.iter().any(|(c, others)| c == claim && !values.iter().any(|v| others.contains(v)))
+        });
+        required_absent(self, other) || required_absent(other, self) || disjoint
+    }
 }
 
 #[derive(Debug, Default)]
@@ -145,14 +185,18 @@ impl CompiledIdentity {
         }
         let names: Vec<&str> = issuers.iter().map(|i| i.name.as_str()).collect();
 
+        let agent = &config.agent_token;
         let agent_token = TokenSource {
-            header: header_name(&config.agent_token.header, "identity.agentToken.header")?,
-            query_param: config.agent_token.query_param.clone(),
-            issuers: if config.agent_token.issuers.is_empty() {
+            header: header_name(&agent.header, "identity.agentToken.header")?,
+            query_param: agent.query_param.clone(),
+            issuers: if agent.issuers.is_empty() {
                 (0..issuers.len()).collect()
             } else {
-                issuer_refs(&config.agent_token.issuers, &names, "identity.agentToken.issuers")?
+                issuer_refs(&agent.issuers, &names, "identity.agentToken.issuers")?
             },
+            audiences: agent.audiences.clone(),
+            required_claims: required_claims(&agent.required_claims, "identity.agentToken.requiredClaims")?,
+            absent_claims: agent.absent_claims.clone(),
         };
         let user_token = match &config.user_token {
             None => None,
@@ -160,11 +204,30 @@ impl CompiledIdentity {
                 if user.issuers.is_empty() {
                     return Err(PolicyError::at("identity.userToken.issuers", "name at least one issuer"));
                 }
-                Some(TokenSource {
+                let source = TokenSource {
                     header: header_name(&user.header, "identity.userToken.header")?,
                     query_param: None,
                     issuers: issuer_refs(&user.issuers, &names, "identity.userToken.issuers")?,
-                })
+                    audiences: user.audiences.clone(),
+                    required_claims: required_claims(&user.required_claims, "identity.userToken.requiredClaims")?,
+                    absent_claims: user.absent_claims.clone(),
+                };
+                // One issuer signing both kinds: the policy must say how they differ, or a user
+                // token could pass for an agent (and the reverse).
+                if let Some(shared) = source.issuers.iter().find(|i| agent_token.issuers.contains(i)) {
+                    if !source.excludes(&agent_token) {
+                        return Err(PolicyError::at(
+                            "identity.userToken",
+                            format!(
+                                "issuer {:?} signs both agent and user tokens: say how they differ, with a claim one \
+                                 slot requires and the other requires absent (e.g. agentToken.requiredClaims: \
+                                 {{token_use: [agent]}} and userToken.absentClaims: [client_id])",
+                                issuers[*shared].name
+                            ),
+                        ));
+                    }
+                }
+                Some(source)
             }
         };
 
@@ -293,6 +356,13 @@ impl CompiledIdentity {
 
         let reads_route_name = routes.iter().any(|r| r.route_name.is_some());
         let reads_peer = tenant.header.is_some() || routes.iter().any(|r| r.accept.contains(&CredentialKind::Mtls));
+        let slot_claims = |t: &TokenSource| {
+            t.required_claims.iter().map(|(c, _)| c.clone()).chain(t.absent_claims.iter().cloned()).collect::<Vec<_>>()
+        };
+        let mut slot_claim_names = slot_claims(&agent_token);
+        slot_claim_names.extend(user_token.as_ref().map(slot_claims).unwrap_or_default());
+        slot_claim_names.sort();
+        slot_claim_names.dedup();
         let mut claim_names: Vec<String> =
             routes.iter().flat_map(|r| r.claims.iter().map(|(name, _)| name.clone())).collect();
         claim_names.sort();
@@ -322,6 +392,7 @@ impl CompiledIdentity {
             forward_credentials: config.forward_credentials,
             verified_token_cache: config.verified_token_cache,
             claim_names,
+            slot_claim_names,
             reads_route_name,
             reads_peer,
         })
@@ -341,7 +412,7 @@ impl CompiledIdentity {
             issuers: vec![issuer],
             api_keys: None,
             trust_domains: Vec::new(),
-            agent_token: TokenSource { header: String::new(), query_param: None, issuers: vec![0] },
+            agent_token: TokenSource { issuers: vec![0], ..TokenSource::default() },
             user_token: None,
             tenant: TenantSource { header: None, static_tenant: None, required: false },
             session: None,
@@ -353,6 +424,7 @@ impl CompiledIdentity {
             forward_credentials: false,
             verified_token_cache: 0,
             claim_names: Vec::new(),
+            slot_claim_names: Vec::new(),
             reads_route_name: false,
             reads_peer: false,
         })
@@ -504,6 +576,18 @@ fn issuer_refs(refs: &[String], names: &[&str], path: &str) -> Result<Vec<usize>
                 .ok_or_else(|| PolicyError::at(format!("{path}[{i}]"), format!("no issuer is named {name:?}")))
         })
         .collect()
+}
+
+fn required_claims(
+    claims: &std::collections::BTreeMap<String, Vec<String>>,
+    path: &str,
+) -> Result<Vec<(String, Vec<String>)>, PolicyError> {
+    for (claim, values) in claims {
+        if values.is_empty() {
+            return Err(PolicyError::at(format!("{path}.{claim}"), "name at least one accepted value"));
+        }
+    }
+    Ok(claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 /// Header names are compared lowercase, as HTTP/2 and Envoy store them.

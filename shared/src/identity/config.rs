@@ -204,14 +204,35 @@ pub struct AgentTokenConfig {
     /// Issuer names accepted for agent tokens; empty means every configured issuer.
     #[serde(default)]
     pub issuers: Vec<String>,
+    /// When non-empty, `aud` must name one of these (besides the issuer's own audiences).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Claims the token must carry, as a string with one of these values.
+    #[serde(default)]
+    pub required_claims: BTreeMap<String, Vec<String>>,
+    /// Claims the token must not carry at all.
+    #[serde(default)]
+    pub absent_claims: Vec<String>,
 }
 
 impl Default for AgentTokenConfig {
     fn default() -> Self {
-        Self { header: default_authorization(), query_param: None, issuers: Vec::new() }
+        Self {
+            header: default_authorization(),
+            query_param: None,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            required_claims: BTreeMap::new(),
+            absent_claims: Vec::new(),
+        }
     }
 }
 
+/// Where one issuer signs both agent and user tokens, the two slots must say how the kinds
+/// differ (`audiences`, `requiredClaims`, `absentClaims` on `agentToken` and `userToken`): a
+/// claim one slot requires and the other requires absent, or requires with other values
+/// (`token_use`, or `azp` / `client_id`, which client-credentials tokens carry and user tokens
+/// do not). Otherwise either kind could stand in for the other.
 fn default_authorization() -> String {
     "authorization".to_string()
 }
@@ -223,6 +244,15 @@ pub struct UserTokenConfig {
     pub header: String,
     /// Issuer names accepted for user tokens.
     pub issuers: Vec<String>,
+    /// When non-empty, `aud` must name one of these (besides the issuer's own audiences).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Claims the token must carry, as a string with one of these values.
+    #[serde(default)]
+    pub required_claims: BTreeMap<String, Vec<String>>,
+    /// Claims the token must not carry at all.
+    #[serde(default)]
+    pub absent_claims: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -123,6 +123,11 @@ pub struct VerifiedToken {
     pub acr: Option<String>,
     /// The claims a route asked about, as found: (claim, values).
     pub claims: Vec<(String, Vec<String>)>,
+    /// The token's audiences.
+    pub audiences: Vec<String>,
+    /// The claims a token slot looks at that the token carries: its string value, or `None`
+    /// for a value of another type.
+    pub slot_claims: Vec<(String, Option<String>)>,
     pub times: TokenTimes,
 }
 
@@ -232,7 +237,25 @@ pub fn verify(
         })
         .collect();
     let acr = claims.get::<String>("acr").map_err(|_| TokenError::Malformed("acr claim is not a string"))?;
-    Ok(VerifiedToken { issuer: issuer_index, subject, scopes, tenant, actors, acr, claims: extra, times })
+    let audiences = claims.get::<StringOrList>("aud").ok().flatten().map(StringOrList::into_vec).unwrap_or_default();
+    let slot_claims = policy
+        .slot_claim_names
+        .iter()
+        .filter(|name| claims.contains(name))
+        .map(|name| (name.clone(), claims.get::<String>(name).ok().flatten()))
+        .collect();
+    Ok(VerifiedToken {
+        issuer: issuer_index,
+        subject,
+        scopes,
+        tenant,
+        actors,
+        acr,
+        claims: extra,
+        audiences,
+        slot_claims,
+        times,
+    })
 }
 
 fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
