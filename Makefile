@@ -17,7 +17,7 @@ ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
 WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm)
 TEST := cargo test --locked
 
-.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-tools run-budget demo validate bench fmt lint clean
+.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-tools run-budget demo validate bench fuzz fmt lint clean
 
 help:
 	@echo "make demo      run Envoy + the filters on loopback (identity; identity + tool-acl with an MCP server and"
@@ -28,6 +28,7 @@ help:
 	@echo "make run-budget Envoy + identity + token-budget + the rate-limit service, left running likewise"
 	@echo "make test      unit, wasm-host and end-to-end tests (Envoy $(ENVOY_VERSIONS))"
 	@echo "make bench     Envoy with and without each filter, side by side"
+	@echo "make fuzz      every parser of untrusted bytes under libFuzzer, FUZZ_SECONDS (60) each"
 	@echo "make validate  every Envoy config through 'envoy --mode validate', Istio manifests against the CRD"
 	@echo "make lint      rustfmt check and clippy -D warnings for the host and wasm32-wasip1"
 
@@ -106,6 +107,11 @@ demo: build
 bench: setup-bench build
 	cargo build --locked -q --profile bench-tools -p warden-ratelimit
 	cargo run --locked -q --profile bench-tools -p warden-integration-tests --bin warden-bench
+
+## Fuzzing is not part of `make test`: it needs a nightly toolchain (or RUSTC_BOOTSTRAP) and time.
+FUZZ_SECONDS ?= 60
+fuzz: .venv/.rust-ready
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 fmt:
 	cargo fmt --all

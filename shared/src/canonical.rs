@@ -114,6 +114,17 @@ mod tests {
         assert_eq!(out, br#"{"name":"t"}"#);
     }
 
+    /// Found by fuzzing (`canonical`): numbers read without exact rounding did not come back
+    /// to the same text, so one argument set could hash two ways. serde_json's
+    /// `float_roundtrip` reads them exactly.
+    #[test]
+    fn canonical_form_is_idempotent_for_large_and_inexact_numbers() {
+        for text in ["[1.0, 100000000000010000000000]", "[0.1, 1e-7, 123456789012345678901234567890e-20, 5e-324]"] {
+            let once = canon(text);
+            assert_eq!(canon(&once), once, "{text}");
+        }
+    }
+
     #[test]
     fn agrees_with_a_value_round_trip() {
         let text = r#"{"z":[{"y":1,"x":[true,false,null]}],"a":"multi\nline","m":-0.5,"u":18446744073709551615}"#;

@@ -225,3 +225,14 @@ fn rewrites_change_only_what_they_must() {
     assert!(ModelRequest::parse(Api::ChatCompletions, br#"{"model":"m","n":0}"#).is_err());
     assert!(ModelRequest::parse(Api::ChatCompletions, br#"{"model":"m","n":129}"#).is_err());
 }
+
+/// Found by fuzzing (`model_request`): writing a cap into a request that already has one
+/// replaces it in place instead of adding a second member of the same name.
+#[test]
+fn a_cap_written_over_an_existing_one_replaces_it() {
+    let body = br#"{"model":"m","max_output_tokens":9,"input":"hi"}"#;
+    let request = ModelRequest::parse(Api::Responses, body).unwrap();
+    let rewritten = request.rewrite(&Edits { max_output: Some(7), ..Edits::default() }).unwrap();
+    let again = ModelRequest::parse(Api::Responses, &rewritten).expect("no member twice");
+    assert_eq!(again.max_output, Some(7));
+}

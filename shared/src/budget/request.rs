@@ -152,8 +152,14 @@ impl<'a> ModelRequest<'a> {
         };
         let quoted = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string());
         let mut wrote_options = false;
+        let mut wrote_cap = false;
+        let cap_member = self.cap_member();
         for (key, value) in self.object.members() {
             match key.as_ref() {
+                k if k == cap_member && edits.max_output.is_some() => {
+                    push(&mut out, cap_member, &edits.max_output.unwrap_or_default().to_string());
+                    wrote_cap = true;
+                }
                 "model" if edits.model.is_some() => {
                     push(&mut out, "model", &quoted(edits.model.as_deref().unwrap_or_default()));
                 }
@@ -178,8 +184,8 @@ impl<'a> ModelRequest<'a> {
         if edits.include_usage && !wrote_options {
             push(&mut out, "stream_options", "{\"include_usage\":true}");
         }
-        if let Some(cap) = edits.max_output {
-            push(&mut out, self.cap_member(), &cap.to_string());
+        if let (Some(cap), false) = (edits.max_output, wrote_cap) {
+            push(&mut out, cap_member, &cap.to_string());
         }
         out.push(b'}');
         Ok(out)

@@ -1,0 +1,26 @@
+//! JSON-RPC/MCP bodies: what the strict reader accepts is JSON any reader accepts, with the
+//! same messages: version, method and id as a lenient parser reads them.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use warden_policy::tool_acl::jsonrpc::parse_body;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(body) = parse_body(data, 16) else { return };
+    let value: Value = serde_json::from_slice(data).expect("an accepted body is JSON");
+    let items = match (&value, body.batch) {
+        (Value::Array(items), true) => items.clone(),
+        (Value::Object(_), false) => vec![value.clone()],
+        _ => panic!("batch flag disagrees with the JSON"),
+    };
+    assert_eq!(items.len(), body.messages.len());
+    for (item, message) in items.iter().zip(&body.messages) {
+        assert_eq!(item["jsonrpc"], "2.0");
+        assert_eq!(item.get("method").and_then(Value::as_str), message.method());
+        if let Some(id) = message.id() {
+            let read: Value = serde_json::from_str(id.get()).expect("an id is JSON");
+            assert_eq!(Some(&read), item.get("id"));
+            assert!(read.is_string() || read.is_i64() || read.is_u64(), "ids are strings or integers");
+        }
+    }
+});
