@@ -363,3 +363,48 @@ async fn hanging_up_after_forwarding_does_not_give_the_reservation_back() {
     let answer = h2c::post(port, "/v1/chat/completions", &headers, body.as_bytes(), None).await.unwrap();
     assert_eq!(answer.status, 429, "{}", answer.text());
 }
+
+/// A server that pushes a `tools/list` answer nobody asked for down the GET stream (a
+/// TypeScript client would take it as the answer to its pending listing, whatever stream it
+/// came on): withheld. The legacy HTTP+SSE transport's GET is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_cannot_push_an_unfiltered_listing_down_the_get_stream() {
+    use http_body_util::Full;
+    let listing = json!({"jsonrpc": "2.0", "id": 0, "result": {"tools": tool_definitions(6)}});
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+    let events = format!("event: message\ndata: {note}\n\nevent: message\ndata: {listing}\n\n");
+    let server = warden_integration_tests::fixtures::TestServer::start(0, move |_req| {
+        let events = events.clone();
+        async move {
+            let mut response = hyper::Response::new(Full::new(bytes::Bytes::from(events)));
+            response.headers_mut().insert("content-type", "text/event-stream".parse().unwrap());
+            response
+        }
+    })
+    .await
+    .unwrap();
+    let provider = ModelProvider::start().await.unwrap();
+    let envoy = Envoy::builder("envoy/tool-acl.yaml")
+        .cluster("mcp_files", server.port)
+        .cluster("llm", provider.port())
+        .start()
+        .await
+        .unwrap();
+    let client = warden_integration_tests::http_client::plain().unwrap();
+    let url = format!("{}/mcp/files", envoy.url("agents"));
+    let get = |session: Option<&'static str>| {
+        let mut request = client.get(&url).header("x-api-key", PLANNER_KEY).header("accept", "text/event-stream");
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send()
+    };
+    let response = get(Some("m-1")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("list_changed"), "the server's notification passes: {body}");
+    assert!(!body.contains("exec_shell") && !body.contains("read_file"), "the unsolicited listing is withheld: {body}");
+    let response = get(None).await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert!(response.text().await.unwrap().contains("legacy HTTP+SSE"));
+}

@@ -451,3 +451,65 @@ fn a_listing_answer_is_recognised_by_id_value_and_behind_a_bom() {
     let text = String::from_utf8_lossy(&sent);
     assert!(!text.contains("exec_shell") && text.contains("read_file"), "{text}");
 }
+
+/// Opens a GET stream on the MCP server; returns the stream and the filter's action.
+fn get_stream(vm: &mut Vm, headers: &[(&str, &str)]) -> (u32, Action) {
+    let s = stream(vm, "acme", "sess-1");
+    let mut all =
+        vec![(":method", "GET"), (":path", "/mcp/files"), (":authority", "gw"), ("accept", "text/event-stream")];
+    all.extend_from_slice(headers);
+    let action = vm.request_headers(s, &all, true).unwrap();
+    (s, action)
+}
+
+fn server_sends(vm: &mut Vm, s: u32, events: &str) -> String {
+    vm.response_headers(s, &[(":status", "200"), ("content-type", "text/event-stream")], false).unwrap();
+    vm.response_body(s, events.as_bytes(), true).unwrap();
+    String::from_utf8_lossy(&vm.stream(s).unwrap().sent_response_body).into_owned()
+}
+
+/// The server-to-client stream a GET opens is read, not passed blind: the server's requests
+/// and notifications pass, a response that answers nothing Warden forwarded is withheld, a
+/// resumed stream's answers are tied to what was forwarded (and a listing filtered), and the
+/// legacy HTTP+SSE transport is refused.
+#[test]
+fn streams_opened_with_get_are_read() {
+    let env = HostEnv::default();
+    let mut vm = vm(&env);
+    let tools = tool_definitions(6);
+
+    // No session: the legacy transport's GET (or a stateless server's): 405 with the reason.
+    let (s, action) = get_stream(&mut vm, &[]);
+    assert_eq!(action, Action::Pause);
+    let reply = vm.local_reply(s).unwrap();
+    assert_eq!(reply.status, 405);
+    assert!(reply_json(&vm, s)["error"]["message"].as_str().unwrap().contains("legacy HTTP+SSE"));
+
+    // A session's stream: a notification passes; an unsolicited listing is withheld.
+    let (s, action) = get_stream(&mut vm, &[("mcp-session-id", "m-1")]);
+    assert_eq!(action, Action::Continue);
+    assert_eq!(vm.forwarded_header(s, "accept-encoding").as_deref(), Some("identity"));
+    let note = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+    let sent = server_sends(&mut vm, s, &format!("{note}{}", list_answer_sse(3, &tools)));
+    assert!(sent.starts_with(note), "{sent}");
+    assert!(!sent.contains("read_file"), "an answer to nothing forwarded is withheld: {sent}");
+
+    // A legacy server announcing its endpoint: the stream ends with an error.
+    let (s, _) = get_stream(&mut vm, &[("mcp-session-id", "m-1")]);
+    let sent = server_sends(&mut vm, s, "event: endpoint\ndata: /messages?sessionId=x\n\n");
+    assert!(!sent.contains("/messages"), "{sent}");
+    assert!(sent.contains("-32001"), "{sent}");
+
+    // A POST stream resumed on a GET: its listing is filtered there; other ids are withheld.
+    let s = stream(&mut vm, "acme", "sess-1");
+    let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
+    let headers = [(":method", "POST"), (":path", "/mcp/files"), (":authority", "gw"), ("mcp-session-id", "m-2")];
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_body(s, list.as_bytes(), true).unwrap(), Action::Continue);
+    let (s, _) = get_stream(&mut vm, &[("mcp-session-id", "m-2"), ("last-event-id", "0/4")]);
+    let replay = format!("{}{}", list_answer_sse(5, &tools), list_answer_sse(99, &tools));
+    let sent = server_sends(&mut vm, s, &replay);
+    let first = sent.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    assert_eq!(listed_names(&serde_json::from_str(first).unwrap()).len(), 5, "the listing is filtered");
+    assert_eq!(sent.matches("data: ").count(), 1, "the answer to no forwarded request is withheld: {sent}");
+}

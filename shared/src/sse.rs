@@ -203,6 +203,14 @@ pub fn data(event: &[u8]) -> Option<String> {
     out.map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
+/// The event's type (its `event:` field), or `None` for the default `message`.
+pub fn event_name(event: &[u8]) -> Option<String> {
+    lines(event)
+        .filter_map(|line| (field(line).0 == b"event").then(|| field(line).1))
+        .last()
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
 /// The event with its data replaced by `new_data`; every other field kept, in order.
 pub fn with_data(event: &[u8], new_data: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(event.len() + new_data.len());

@@ -7,6 +7,7 @@ use log::{error, warn};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 use warden_policy::attributes;
 use warden_policy::decision::FailureMode;
 use warden_policy::encoding;
@@ -16,10 +17,16 @@ use warden_policy::tool_acl::compile::CompiledToolAcl;
 use warden_policy::tool_acl::config::Unmatched;
 use warden_policy::tool_acl::denial::openai_error;
 use warden_policy::tool_acl::mcp::{self, Action as McpAction, Context as McpContext};
-use warden_policy::tool_acl::{llm, metrics};
+use warden_policy::tool_acl::{inflight, llm, metrics};
 use warden_proxy_host::{request_body, set_request_body, ProxyHost};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
+const MCP_SESSION_HEADER: &str = "mcp-session-id";
+
+/// The verified agent, as the identity filter recorded it (empty when there is none).
+fn agent(host: &ProxyHost) -> Result<String, HostError> {
+    Ok(host.property(&[attributes::AGENT])?.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -40,6 +47,8 @@ pub struct ToolAclHttp {
     /// trailers is decided on them when its trailers arrive.
     request_size: usize,
     response_size: usize,
+    /// The request's `Mcp-Session-Id`.
+    mcp_session: Option<String>,
 }
 
 impl ToolAclHttp {
@@ -53,6 +62,7 @@ impl ToolAclHttp {
             response: None,
             request_size: 0,
             response_size: 0,
+            mcp_session: None,
         }
     }
 
@@ -83,6 +93,40 @@ impl ToolAclHttp {
         };
         let _ = ProxyHost.set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=protocol;reason=body_too_large");
         self.reply(413, &body)
+    }
+
+    /// A GET on a governed MCP server opens its server-to-client stream. Streamable HTTP ties
+    /// it to a session (`Mcp-Session-Id`); without one it is the legacy HTTP+SSE transport's
+    /// GET, which is refused with 405 (what Streamable HTTP clients expect of a server without
+    /// such a stream). The stream itself is read: the server's requests and notifications pass,
+    /// and a response passes only when it answers a request Warden forwarded in this session
+    /// and the stream resumes a POST's (`Last-Event-ID`); a `tools/list` answer is filtered.
+    fn server_stream(&mut self, acl: &CompiledToolAcl, server: usize, resumed: bool) -> Result<Action, HostError> {
+        let Some(session) = self.mcp_session.clone() else {
+            let message = "this MCP server is governed by Warden over Streamable HTTP: a server-to-client stream \
+                           needs an Mcp-Session-Id, and the legacy HTTP+SSE transport is not accepted";
+            let body = warden_policy::tool_acl::jsonrpc::error_response(None, -32600, message, None);
+            ProxyHost
+                .set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=protocol;reason=legacy_sse_transport")?;
+            ProxyHost.increment(metrics::PROTOCOL_ERRORS, 1)?;
+            self.target = Target::Pass;
+            let headers = [JSON, ("allow", "POST, DELETE")];
+            if let Err(e) = ProxyHost.send_local_reply(405, &headers, body.as_bytes()) {
+                error!("warden tool-acl: cannot send the reply: {e}");
+            }
+            return Ok(Action::Pause);
+        };
+        ProxyHost.set_request_header(encoding::ACCEPT_ENCODING, Some(encoding::IDENTITY))?;
+        // A replayed listing is filtered for whoever opened the stream.
+        self.caller = Caller::read(&ProxyHost, acl.needs)?;
+        let (lists, others) = if resumed {
+            let agent = agent(&ProxyHost)?;
+            inflight::recall(&ProxyHost, &agent, &session)?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        self.response = Some(ResponseFilter::listing(server, lists, others, &self.request_id));
+        Ok(Action::Continue)
     }
 
     /// An encoded body cannot be checked as the server will read it: 415 in the caller's
@@ -174,14 +218,19 @@ impl ToolAclHttp {
         if self.target == Target::Pass {
             return Ok(Action::Continue);
         }
+        self.mcp_session = header(MCP_SESSION_HEADER).map(String::from);
         // Only POSTs carry JSON-RPC messages or model requests. A GET opens the server's event
-        // stream and a DELETE ends a session: nothing in them calls a tool.
+        // stream, which is read (see `server_stream`); a DELETE ends a session.
         if method != "POST" {
+            let mut action = Action::Continue;
             if let Target::Mcp(i) = self.target {
                 ProxyHost.set_property(&[attributes::TOOL_SERVER], acl.servers[i].name.as_bytes())?;
+                if method == "GET" {
+                    action = self.server_stream(acl, i, header("last-event-id").is_some())?;
+                }
             }
             self.target = Target::Pass;
-            return Ok(Action::Continue);
+            return Ok(action);
         }
         let length = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
         if length.is_some_and(|n| n > acl.max_body_bytes) {
@@ -233,6 +282,12 @@ impl ToolAclHttp {
                 record::write(&server.name, &decided.records, &self.request_id)?;
                 match decided.action {
                     McpAction::Forward => {
+                        if let Some(session) = &self.mcp_session {
+                            // Remembered for a resumed stream that replays these answers.
+                            let now = host.now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                            let agent = agent(&host)?;
+                            inflight::remember(&host, &agent, session, &decided.list_ids, &decided.other_ids, now)?;
+                        }
                         if !decided.list_ids.is_empty() {
                             self.response = Some(ResponseFilter::listing(
                                 index,

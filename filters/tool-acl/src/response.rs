@@ -225,20 +225,28 @@ impl ResponseFilter {
             Kind::Listing { server, list_ids, other_ids } => {
                 let cx = ListContext { host: &host, acl, server: &acl.servers[*server], caller };
                 let exchange = Exchange { lists: list_ids, others: other_ids };
-                rewriter.chunk(chunk, end, |event| match listing::filter_event(&cx, event, &exchange) {
-                    Ok((out, filtered)) => {
-                        if let Err(e) = count(&filtered) {
-                            fault = Some(e);
-                        }
-                        out
-                    }
-                    Err(ListError::Host(e)) => {
-                        fault = Some(e);
-                        Vec::new()
-                    }
-                    Err(ListError::Malformed(_) | ListError::Unsolicited) => {
+                rewriter.chunk(chunk, end, |event| {
+                    // The legacy HTTP+SSE transport announces its POST endpoint this way: that
+                    // transport is not governed here, so the stream ends.
+                    if sse::event_name(event).as_deref() == Some("endpoint") {
                         malformed = true;
-                        Vec::new()
+                        return Vec::new();
+                    }
+                    match listing::filter_event(&cx, event, &exchange) {
+                        Ok((out, filtered)) => {
+                            if let Err(e) = count(&filtered) {
+                                fault = Some(e);
+                            }
+                            out
+                        }
+                        Err(ListError::Host(e)) => {
+                            fault = Some(e);
+                            Vec::new()
+                        }
+                        Err(ListError::Malformed(_) | ListError::Unsolicited) => {
+                            malformed = true;
+                            Vec::new()
+                        }
                     }
                 })
             }

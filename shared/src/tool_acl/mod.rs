@@ -10,6 +10,7 @@ pub mod denial;
 pub mod evaluate;
 pub mod file_path;
 pub mod glob;
+pub mod inflight;
 pub mod jsonrpc;
 pub mod limits;
 pub mod listing;
