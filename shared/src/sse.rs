@@ -206,9 +206,10 @@ pub fn data(event: &[u8]) -> Option<String> {
 /// The event's type (its `event:` field), or `None` for the default `message`.
 pub fn event_name(event: &[u8]) -> Option<String> {
     lines(event)
-        .filter_map(|line| (field(line).0 == b"event").then(|| field(line).1))
+        .map(field)
+        .filter(|(name, _)| *name == b"event")
         .last()
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
 }
 
 /// The event with its data replaced by `new_data`; every other field kept, in order.
