@@ -408,3 +408,49 @@ async fn a_server_cannot_push_an_unfiltered_listing_down_the_get_stream() {
     assert_eq!(response.status(), 405);
     assert!(response.text().await.unwrap().contains("legacy HTTP+SSE"));
 }
+
+/// One agent opening session after session (client-chosen ids) runs into its own cap; another
+/// tenant's requests, and its own first session, go on working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_churn_of_sessions_is_capped_for_that_agent_alone() {
+    let mcp = McpFileServer::start(tool_definitions(1), true).await.unwrap();
+    let provider = ModelProvider::start().await.unwrap();
+    let policy = warden_integration_tests::tool_fixtures::example_policy().replace(
+        "  session:\n    header: x-agent-session\n",
+        "  session:\n    header: x-agent-session\n    maxPerAgent: 8\n",
+    );
+    assert!(policy.contains("maxPerAgent: 8"));
+    let envoy = Envoy::builder("envoy/tool-acl.yaml")
+        .policy("warden.identity", &policy)
+        .policy("warden.tool_acl", &policy)
+        .cluster("mcp_files", mcp.port)
+        .cluster("llm", provider.port())
+        .start()
+        .await
+        .unwrap();
+    let client = warden_integration_tests::http_client::plain().unwrap();
+    let url = format!("{}/v1/chat/completions", envoy.url("agents"));
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let ask = |key: &'static str, session: String| {
+        client
+            .post(&url)
+            .header("x-api-key", key)
+            .header("x-agent-session", session)
+            .header("content-type", "application/json")
+            .body(chat.clone())
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        statuses.push(ask(PLANNER_KEY, format!("churn-{i}")).await.unwrap().status().as_u16());
+    }
+    assert!(statuses[..8].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(statuses[8..].iter().all(|s| *s == 429), "{statuses:?}");
+    let refused = ask(PLANNER_KEY, "churn-99".into()).await.unwrap();
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "too_many_sessions");
+    assert_eq!(ask(PLANNER_KEY, "churn-0".into()).await.unwrap().status(), 200, "its open sessions still work");
+    for i in 0..5 {
+        let other = ask("wk-globex-5d1c8a3f7e2b9046", format!("globex-{i}")).await.unwrap();
+        assert_eq!(other.status(), 200, "another tenant is not affected");
+    }
+}

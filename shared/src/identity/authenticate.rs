@@ -86,6 +86,11 @@ impl Denial {
         Self::new(403, reason, description)
     }
 
+    /// 429: the principal is over a limit of its own.
+    pub fn over_limit(reason: &'static str, description: impl Into<String>) -> Self {
+        Self::new(429, reason, description)
+    }
+
     /// 503: the decision could not be made (a runtime fault, under `failureMode: deny`).
     pub fn unavailable(reason: &'static str, description: impl Into<String>) -> Self {
         Self::new(503, reason, description)

@@ -152,6 +152,7 @@ pub struct SessionPolicy {
     pub header: String,
     pub idle_timeout: Duration,
     pub slots: u32,
+    pub max_per_agent: usize,
     pub required: bool,
 }
 
@@ -278,10 +279,14 @@ impl CompiledIdentity {
                         format!("must be between 1 and {MAX_SESSION_SLOTS}"),
                     ));
                 }
+                if s.max_per_agent == 0 || s.max_per_agent > 4096 {
+                    return Err(PolicyError::at("identity.session.maxPerAgent", "must be between 1 and 4096"));
+                }
                 Some(SessionPolicy {
                     header: header_name(&s.header, "identity.session.header")?,
                     idle_timeout: s.idle_timeout.as_duration(),
                     slots: s.slots,
+                    max_per_agent: s.max_per_agent,
                     required: s.required,
                 })
             }

@@ -288,6 +288,9 @@ pub struct SessionConfig {
     /// Shared-data slots for session bindings: the bound on the key space.
     #[serde(default = "default_session_slots")]
     pub slots: u32,
+    /// Live sessions one agent may hold; over it, only that agent's new sessions are refused.
+    #[serde(default = "default_sessions_per_agent")]
+    pub max_per_agent: usize,
     /// Refuse requests without a session id.
     #[serde(default)]
     pub required: bool,
@@ -295,6 +298,10 @@ pub struct SessionConfig {
 
 fn default_session_idle() -> PolicyDuration {
     PolicyDuration::from_secs(3600)
+}
+
+fn default_sessions_per_agent() -> usize {
+    64
 }
 
 fn default_session_slots() -> u32 {

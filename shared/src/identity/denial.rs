@@ -49,6 +49,7 @@ pub fn reply(denial: &Denial, request_id: &str) -> Reply {
             )),
         ),
         403 => ("permission_error", None),
+        429 => ("rate_limit_error", None),
         _ => ("service_unavailable", None),
     };
     let body = ErrorBody {

@@ -8,7 +8,6 @@ pub const JWKS_FETCH_SUCCESS: &str = "warden.identity.jwks_fetch.success";
 pub const JWKS_FETCH_FAILURE: &str = "warden.identity.jwks_fetch.failure";
 /// Gauge: usable keys held for remote issuers by this VM.
 pub const KEYS_LOADED: &str = "warden.identity.keys_loaded";
-pub const SESSION_EVICTED: &str = "warden.identity.session.evicted";
 
 /// The counter a decision adds to: `allowed`, `denied.<reason>` or `shadow_denied.<reason>`.
 pub fn for_decision(decision: &Decision) -> String {

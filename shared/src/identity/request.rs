@@ -183,11 +183,22 @@ fn check_session(
             denial.verified = Some(Box::new(Principal { session: None, ..principal.clone() }));
             SessionCheck::Refused(denial)
         }
-        Ok(Binding::Opened { evicted: true }) => {
-            host.increment(metrics::SESSION_EVICTED, 1)?;
-            SessionCheck::Bound
-        }
-        Ok(_) => SessionCheck::Bound,
+        Ok(Binding::TooManySessions) => SessionCheck::Refused(
+            Denial::over_limit(
+                "too_many_sessions",
+                format!(
+                    "this agent already holds {} live sessions: reuse one, or open a new one once one has been idle for {}s",
+                    session_policy.max_per_agent,
+                    session_policy.idle_timeout.as_secs()
+                ),
+            )
+            .on_route(rule),
+        ),
+        Ok(Binding::StoreFull) => SessionCheck::Refused(
+            Denial::unavailable("session_store_full", "no room for a new session now: reuse an open one, or retry later")
+                .on_route(rule),
+        ),
+        Ok(Binding::Opened | Binding::Continued) => SessionCheck::Bound,
         Err(_) => SessionCheck::Fault(
             Denial::unavailable("session_store_unavailable", "session bindings could not be checked").on_route(rule),
         ),

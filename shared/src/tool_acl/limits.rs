@@ -1,16 +1,23 @@
 //! Per-session tool-call limits and loop protection, in shared data.
 //!
-//! Each session (or agent, without a session) is one line in one of `sessionSlots` slots;
-//! a slot keeps at most [`SESSIONS_PER_SLOT`] sessions and evicts the least recently used, so
-//! memory stays bounded whatever agents send. A line holds only hashes and counts: calls,
-//! write calls, and the recent calls (hash of tool + arguments, time) loop protection needs.
+//! Each session (or agent, without a session) is one line. Lines live in slots chosen by the
+//! agent, so one agent's sessions never crowd out another's: an agent holds at most
+//! [`SESSIONS_PER_AGENT`] live lines, and over that only its own new sessions are refused. A
+//! live line is never evicted (its counts would start again, and a churn of new sessions would
+//! reset everyone's limits); lines idle for [`IDLE_MS`] are dropped. A line holds only hashes
+//! and counts: calls, write calls, and the recent calls (hash of tool + arguments, time) loop
+//! protection needs.
 
 use crate::host::{Host, HostError};
 use crate::shared_slot::{self, digest, slot_of, Change};
 use crate::tool_acl::compile::Limits;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub const SESSIONS_PER_SLOT: usize = 4;
+/// Live sessions with counters one agent may hold (the identity filter's own cap is usually
+/// lower; this one holds when tool-acl runs alone).
+pub const SESSIONS_PER_AGENT: usize = 64;
+/// A session's counters are forgotten after this long unused.
+pub const IDLE_MS: u64 = 3_600_000;
 /// Recent calls remembered per session: loop protection's `maxRepeats` is at most this.
 pub const RECENT_CALLS: usize = 32;
 
@@ -20,6 +27,8 @@ pub enum LimitVerdict {
     TooManyCalls,
     TooManyWrites,
     Loop,
+    /// The agent already holds its cap of sessions with counters.
+    TooManySessions,
 }
 
 impl LimitVerdict {
@@ -29,6 +38,7 @@ impl LimitVerdict {
             LimitVerdict::TooManyCalls => "session_call_limit",
             LimitVerdict::TooManyWrites => "session_write_limit",
             LimitVerdict::Loop => "loop_detected",
+            LimitVerdict::TooManySessions => "too_many_sessions",
         }
     }
 }
@@ -36,6 +46,7 @@ impl LimitVerdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Line {
     session: String,
+    agent: String,
     last_seen_ms: u64,
     calls: u32,
     writes: u32,
@@ -46,6 +57,7 @@ struct Line {
 fn parse(line: &str) -> Option<Line> {
     let mut fields = line.split(' ');
     let session = fields.next()?.to_string();
+    let agent = fields.next()?.to_string();
     let last_seen_ms = fields.next()?.parse().ok()?;
     let calls = fields.next()?.parse().ok()?;
     let writes = fields.next()?.parse().ok()?;
@@ -56,19 +68,21 @@ fn parse(line: &str) -> Option<Line> {
         .filter(|s| !s.is_empty())
         .filter_map(|item| item.split_once('@').and_then(|(h, t)| Some((h.to_string(), t.parse().ok()?))))
         .collect();
-    Some(Line { session, last_seen_ms, calls, writes, recent })
+    Some(Line { session, agent, last_seen_ms, calls, writes, recent })
 }
 
 fn format_line(line: &Line) -> String {
     let recent: Vec<String> = line.recent.iter().map(|(h, t)| format!("{h}@{t}")).collect();
-    format!("{} {} {} {} {}", line.session, line.last_seen_ms, line.calls, line.writes, recent.join(","))
+    format!("{} {} {} {} {} {}", line.session, line.agent, line.last_seen_ms, line.calls, line.writes, recent.join(","))
 }
 
 /// Counts this call against its session, unless a limit refuses it (a refused call is not
-/// counted). `call_key` identifies the call for loop protection (tool and argument hash).
+/// counted). `agent` owns the session; `session_key` names it (see `Caller::limit_key`);
+/// `call_key` identifies the call for loop protection (tool and argument hash).
 pub fn count_call(
     host: &dyn Host,
     limits: &Limits,
+    agent: &str,
     session_key: &str,
     call_key: &str,
     mutating: bool,
@@ -76,22 +90,22 @@ pub fn count_call(
 ) -> Result<LimitVerdict, HostError> {
     let now_ms = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
     let session = digest(&["session", session_key]);
+    let owner = digest(&["agent", agent]);
     let call = digest(&["call", call_key]);
-    let key = format!("warden.tool_acl.session.{}", slot_of(&session, limits.session_slots));
+    let key = format!("warden.tool_acl.session.{}", slot_of(&owner, limits.session_slots));
     let window_ms = limits.loop_window.as_millis() as u64;
     shared_slot::update(host, &key, |lines| {
-        let mut entries: Vec<Line> = lines.iter().filter_map(|l| parse(l)).collect();
+        let mut entries: Vec<Line> =
+            lines.iter().filter_map(|l| parse(l)).filter(|e| now_ms.saturating_sub(e.last_seen_ms) < IDLE_MS).collect();
         let index = match entries.iter().position(|e| e.session == session) {
             Some(i) => i,
             None => {
-                if entries.len() >= SESSIONS_PER_SLOT {
-                    if let Some(oldest) = entries.iter().enumerate().min_by_key(|(_, e)| e.last_seen_ms).map(|(i, _)| i)
-                    {
-                        entries.remove(oldest);
-                    }
+                if entries.iter().filter(|e| e.agent == owner).count() >= SESSIONS_PER_AGENT {
+                    return Change::Keep(LimitVerdict::TooManySessions);
                 }
                 entries.push(Line {
                     session: session.clone(),
+                    agent: owner.clone(),
                     last_seen_ms: now_ms,
                     calls: 0,
                     writes: 0,
@@ -153,35 +167,45 @@ mod tests {
     fn call_and_write_limits() {
         let host = MemoryHost::default();
         let l = limits(3, 1, 0);
-        assert_eq!(count_call(&host, &l, "s", "a", true, at(0)).unwrap(), LimitVerdict::Within);
-        assert_eq!(count_call(&host, &l, "s", "b", true, at(1)).unwrap(), LimitVerdict::TooManyWrites);
-        assert_eq!(count_call(&host, &l, "s", "c", false, at(2)).unwrap(), LimitVerdict::Within);
-        assert_eq!(count_call(&host, &l, "s", "d", false, at(3)).unwrap(), LimitVerdict::Within);
-        assert_eq!(count_call(&host, &l, "s", "e", false, at(4)).unwrap(), LimitVerdict::TooManyCalls);
-        assert_eq!(count_call(&host, &l, "other", "e", false, at(5)).unwrap(), LimitVerdict::Within);
+        assert_eq!(count_call(&host, &l, "agent", "s", "a", true, at(0)).unwrap(), LimitVerdict::Within);
+        assert_eq!(count_call(&host, &l, "agent", "s", "b", true, at(1)).unwrap(), LimitVerdict::TooManyWrites);
+        assert_eq!(count_call(&host, &l, "agent", "s", "c", false, at(2)).unwrap(), LimitVerdict::Within);
+        assert_eq!(count_call(&host, &l, "agent", "s", "d", false, at(3)).unwrap(), LimitVerdict::Within);
+        assert_eq!(count_call(&host, &l, "agent", "s", "e", false, at(4)).unwrap(), LimitVerdict::TooManyCalls);
+        assert_eq!(count_call(&host, &l, "agent", "other", "e", false, at(5)).unwrap(), LimitVerdict::Within);
     }
 
     #[test]
     fn loops_are_refused_within_the_window_only() {
         let host = MemoryHost::default();
         let l = limits(0, 0, 2);
-        assert_eq!(count_call(&host, &l, "s", "same", false, at(0)).unwrap(), LimitVerdict::Within);
-        assert_eq!(count_call(&host, &l, "s", "same", false, at(10)).unwrap(), LimitVerdict::Within);
-        assert_eq!(count_call(&host, &l, "s", "same", false, at(20)).unwrap(), LimitVerdict::Loop);
-        assert_eq!(count_call(&host, &l, "s", "different", false, at(30)).unwrap(), LimitVerdict::Within);
-        assert_eq!(count_call(&host, &l, "s", "same", false, at(60_001)).unwrap(), LimitVerdict::Within);
+        assert_eq!(count_call(&host, &l, "agent", "s", "same", false, at(0)).unwrap(), LimitVerdict::Within);
+        assert_eq!(count_call(&host, &l, "agent", "s", "same", false, at(10)).unwrap(), LimitVerdict::Within);
+        assert_eq!(count_call(&host, &l, "agent", "s", "same", false, at(20)).unwrap(), LimitVerdict::Loop);
+        assert_eq!(count_call(&host, &l, "agent", "s", "different", false, at(30)).unwrap(), LimitVerdict::Within);
+        assert_eq!(count_call(&host, &l, "agent", "s", "same", false, at(60_001)).unwrap(), LimitVerdict::Within);
     }
 
+    /// A churn of new sessions by one agent never resets another's counters, nor its own
+    /// live ones; past its cap only its own new sessions are refused.
     #[test]
-    fn key_space_stays_bounded() {
+    fn a_churn_of_sessions_resets_no_counters() {
         let host = MemoryHost::default();
-        let l = limits(5, 0, 3);
+        let l = limits(2, 0, 0);
+        assert_eq!(count_call(&host, &l, "victim", "v", "x", false, at(0)).unwrap(), LimitVerdict::Within);
+        assert_eq!(count_call(&host, &l, "victim", "v", "x", false, at(1)).unwrap(), LimitVerdict::Within);
+        let mut refused = 0;
         for i in 0..500 {
-            count_call(&host, &l, &format!("s{i}"), "x", false, at(i)).unwrap();
+            match count_call(&host, &l, "churner", &format!("s{i}"), "x", false, at(2 + i)).unwrap() {
+                LimitVerdict::Within => {}
+                LimitVerdict::TooManySessions => refused += 1,
+                other => panic!("{other:?}"),
+            }
         }
+        assert_eq!(refused, 500 - SESSIONS_PER_AGENT as u64);
+        assert_eq!(count_call(&host, &l, "victim", "v", "x", false, at(600)).unwrap(), LimitVerdict::TooManyCalls);
+        assert_eq!(count_call(&host, &l, "churner", "s0", "x", false, at(601)).unwrap(), LimitVerdict::Within);
+        assert_eq!(count_call(&host, &l, "churner", "s0", "x", false, at(602)).unwrap(), LimitVerdict::TooManyCalls);
         assert!(host.shared_keys().len() <= 8);
-        for key in host.shared_keys() {
-            assert!(shared_slot::read(&host, &key).unwrap().len() <= SESSIONS_PER_SLOT);
-        }
     }
 }

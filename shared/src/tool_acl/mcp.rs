@@ -322,7 +322,8 @@ fn decide_call(cx: &Context, params: Option<&str>) -> Result<Step, HostError> {
             return refuse(Refusal::new(LIMITS_RULE, "no_principal_for_limits"), &mut rec);
         };
         let call_key = format!("{}/{tool}/{}", server.name, arguments.sha256);
-        let verdict = count_call(cx.host, &cx.acl.limits, &session, &call_key, risk.is_mutating(), cx.now)?;
+        let agent = cx.caller.agent.as_deref().unwrap_or_default();
+        let verdict = count_call(cx.host, &cx.acl.limits, agent, &session, &call_key, risk.is_mutating(), cx.now)?;
         if verdict != LimitVerdict::Within {
             return refuse(Refusal::new(LIMITS_RULE, verdict.reason()), &mut rec);
         }
