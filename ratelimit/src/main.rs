@@ -2,15 +2,17 @@
 //!
 //! ```text
 //! warden-ratelimit [--listen 127.0.0.1:8081] [--redis redis://127.0.0.1:6379/0] [--prefix warden:]
+//!                  [--max-keys 100000]
 //! ```
-//! Without `--redis` counters are kept in memory (one replica only).
+//! Without `--redis` counters are kept in memory (one replica only), at most `--max-keys` of
+//! them: a draw that needs one more is answered RESOURCE_EXHAUSTED.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 use warden_ratelimit::limiter::Limiter;
 use warden_ratelimit::service::RateLimitServer;
-use warden_ratelimit::store::{MemoryStore, RedisStore, Store};
+use warden_ratelimit::store::{MemoryStore, RedisStore, Store, DEFAULT_MAX_KEYS};
 
 /// How long one Redis call may take before the caller is told UNAVAILABLE: well inside the
 /// filter's own reservation timeout, so its failure mode, not a timeout, decides.
@@ -20,10 +22,16 @@ struct Args {
     listen: SocketAddr,
     redis: Option<String>,
     prefix: String,
+    max_keys: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { listen: SocketAddr::from(([127, 0, 0, 1], 8081)), redis: None, prefix: "warden:".into() };
+    let mut args = Args {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+        redis: None,
+        prefix: "warden:".into(),
+        max_keys: DEFAULT_MAX_KEYS,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -31,9 +39,10 @@ fn parse_args() -> Result<Args, String> {
             "--listen" => args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
             "--redis" => args.redis = Some(value()?),
             "--prefix" => args.prefix = value()?,
+            "--max-keys" => args.max_keys = value()?.parse().map_err(|e| format!("--max-keys: {e}"))?,
             "-h" | "--help" => {
                 return Err(
-                    "usage: warden-ratelimit [--listen ADDR] [--redis redis://HOST:PORT/DB] [--prefix KEYPREFIX]"
+                    "usage: warden-ratelimit [--listen ADDR] [--redis redis://HOST:PORT/DB] [--prefix KEYPREFIX] [--max-keys N]"
                         .into(),
                 )
             }
@@ -53,7 +62,7 @@ async fn main() -> ExitCode {
         }
     };
     let store = match &args.redis {
-        None => Store::Memory(MemoryStore::default()),
+        None => Store::Memory(MemoryStore::new(args.max_keys)),
         Some(url) => match RedisStore::connect(url, REDIS_TIMEOUT).await {
             Ok(store) => Store::Redis(store),
             Err(e) => {

@@ -36,7 +36,12 @@ impl UnaryService<RateLimitRequest> for ShouldRateLimit {
         Box::pin(async move {
             match limiter.should_rate_limit(request.get_ref()).await {
                 Ok(response) => Ok(tonic::Response::new(response)),
-                // The store cannot answer: UNAVAILABLE, so each caller's failure mode decides.
+                // The store cannot answer (UNAVAILABLE) or is full (RESOURCE_EXHAUSTED): each
+                // caller's failure mode decides.
+                Err(e @ crate::store::StoreError::Full(_)) => {
+                    warn!("warden-ratelimit: {e}");
+                    Err(tonic::Status::resource_exhausted(e.to_string()))
+                }
                 Err(e) => {
                     warn!("warden-ratelimit: {e}");
                     Err(tonic::Status::unavailable(e.to_string()))

@@ -36,6 +36,11 @@ pub enum Drawn {
 pub enum StoreError {
     #[error("redis: {0}")]
     Redis(String),
+    /// The in-memory store holds as many counters as it may: a draw that needs a new one is
+    /// refused (answered RESOURCE_EXHAUSTED, so each gateway's failure mode decides) rather
+    /// than growing without bound or dropping live counters.
+    #[error("the in-memory store holds its maximum of {0} counters (raise --max-keys, or use --redis)")]
+    Full(usize),
 }
 
 pub enum Store {
@@ -46,7 +51,7 @@ pub enum Store {
 impl Store {
     pub async fn draw(&self, takes: &[Take]) -> Result<Drawn, StoreError> {
         match self {
-            Store::Memory(m) => Ok(m.draw(takes)),
+            Store::Memory(m) => m.draw(takes),
             Store::Redis(r) => r.draw(takes).await,
         }
     }
@@ -62,10 +67,19 @@ impl Store {
     }
 }
 
-/// Counters in this process: exact for one replica of the service.
-#[derive(Default)]
+/// The default bound on the in-memory store's counters.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// Counters in this process: exact for one replica of the service, at most `max_keys` of them.
 pub struct MemoryStore {
     counters: Mutex<HashMap<String, (u64, u64)>>,
+    max_keys: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(DEFAULT_MAX_KEYS)
+    }
 }
 
 fn now_secs() -> u64 {
@@ -73,27 +87,39 @@ fn now_secs() -> u64 {
 }
 
 impl MemoryStore {
+    pub fn new(max_keys: usize) -> MemoryStore {
+        MemoryStore { counters: Mutex::new(HashMap::new()), max_keys: max_keys.max(1) }
+    }
+
     fn with_counters<T>(&self, f: impl FnOnce(&mut HashMap<String, (u64, u64)>, u64) -> T) -> T {
         let mut counters = match self.counters.lock() {
             Ok(guard) => guard,
             // A panic elsewhere cannot leave a counter half-written: each change is one insert.
             Err(poisoned) => poisoned.into_inner(),
         };
-        let now = now_secs();
-        if counters.len() > 10_000 {
-            counters.retain(|_, (_, expires)| *expires > now);
-        }
-        f(&mut counters, now)
+        f(&mut counters, now_secs())
     }
 
-    pub fn draw(&self, takes: &[Take]) -> Drawn {
+    /// Whether `new` more counters fit; expired ones are dropped first when they would not.
+    fn room_for(&self, counters: &mut HashMap<String, (u64, u64)>, new: usize, now: u64) -> bool {
+        if counters.len() + new > self.max_keys {
+            counters.retain(|_, (_, expires)| *expires > now);
+        }
+        counters.len() + new <= self.max_keys
+    }
+
+    pub fn draw(&self, takes: &[Take]) -> Result<Drawn, StoreError> {
         self.with_counters(|counters, now| {
+            let new = takes.iter().filter(|t| !counters.get(&t.key).is_some_and(|(_, e)| *e > now)).count();
+            if !self.room_for(counters, new, now) {
+                return Err(StoreError::Full(self.max_keys));
+            }
             let current: Vec<u64> = takes
                 .iter()
                 .map(|t| counters.get(&t.key).filter(|(_, expires)| *expires > now).map_or(0, |(v, _)| *v))
                 .collect();
             if takes.iter().zip(&current).any(|(t, c)| c + t.hits > t.limit) {
-                return Drawn::Over(current);
+                return Ok(Drawn::Over(current));
             }
             let after = takes
                 .iter()
@@ -103,13 +129,18 @@ impl MemoryStore {
                     c + t.hits
                 })
                 .collect();
-            Drawn::Within(after)
+            Ok(Drawn::Within(after))
         })
     }
 
     pub fn adjust(&self, adjusts: &[Adjust]) {
         self.with_counters(|counters, now| {
             for a in adjusts {
+                // An adjustment that would need a new counter when none fits is dropped: it
+                // can only concern a counter that already expired or was never drawn.
+                if !counters.contains_key(&a.key) && !self.room_for(counters, 1, now) {
+                    continue;
+                }
                 let (value, expires) =
                     counters.get(&a.key).copied().filter(|(_, e)| *e > now).unwrap_or((0, now + a.ttl));
                 let value =
@@ -211,21 +242,38 @@ mod tests {
     #[test]
     fn a_draw_is_all_or_nothing() {
         let store = MemoryStore::default();
-        assert_eq!(store.draw(&[take("a", 6, 10), take("b", 6, 100)]), Drawn::Within(vec![6, 6]));
+        assert_eq!(store.draw(&[take("a", 6, 10), take("b", 6, 100)]).unwrap(), Drawn::Within(vec![6, 6]));
         // `a` would go over: neither counter moves.
-        assert_eq!(store.draw(&[take("a", 5, 10), take("b", 5, 100)]), Drawn::Over(vec![6, 6]));
-        assert_eq!(store.draw(&[take("a", 4, 10), take("b", 4, 100)]), Drawn::Within(vec![10, 10]));
+        assert_eq!(store.draw(&[take("a", 5, 10), take("b", 5, 100)]).unwrap(), Drawn::Over(vec![6, 6]));
+        assert_eq!(store.draw(&[take("a", 4, 10), take("b", 4, 100)]).unwrap(), Drawn::Within(vec![10, 10]));
     }
 
     #[test]
     fn adjustments_give_back_but_never_below_zero() {
         let store = MemoryStore::default();
-        store.draw(&[take("a", 8, 10)]);
+        store.draw(&[take("a", 8, 10)]).unwrap();
         store.adjust(&[Adjust { key: "a".into(), delta: -5, ttl: 60 }]);
-        assert_eq!(store.draw(&[take("a", 0, 10)]), Drawn::Within(vec![3]));
+        assert_eq!(store.draw(&[take("a", 0, 10)]).unwrap(), Drawn::Within(vec![3]));
         store.adjust(&[Adjust { key: "a".into(), delta: -50, ttl: 60 }]);
-        assert_eq!(store.draw(&[take("a", 0, 10)]), Drawn::Within(vec![0]));
+        assert_eq!(store.draw(&[take("a", 0, 10)]).unwrap(), Drawn::Within(vec![0]));
         store.adjust(&[Adjust { key: "a".into(), delta: 4, ttl: 60 }]);
-        assert_eq!(store.draw(&[take("a", 0, 10)]), Drawn::Within(vec![4]));
+        assert_eq!(store.draw(&[take("a", 0, 10)]).unwrap(), Drawn::Within(vec![4]));
+    }
+
+    /// The in-memory store never holds more than its bound: a draw that needs a new counter
+    /// past it is refused, the live counters stay as they are, and expired ones make room.
+    #[test]
+    fn the_memory_store_is_bounded_and_says_so() {
+        let store = MemoryStore::new(3);
+        for key in ["a", "b", "c"] {
+            store.draw(&[take(key, 1, 10)]).unwrap();
+        }
+        assert!(matches!(store.draw(&[take("d", 1, 10)]), Err(StoreError::Full(3))));
+        assert_eq!(store.draw(&[take("a", 1, 10)]).unwrap(), Drawn::Within(vec![2]), "existing counters still draw");
+        let expiring = Take { key: "e".into(), hits: 1, limit: 10, ttl: 0 };
+        let store = MemoryStore::new(1);
+        store.draw(&[expiring]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(store.draw(&[take("f", 1, 10)]).is_ok(), "an expired counter makes room");
     }
 }
