@@ -110,7 +110,7 @@ impl MemoryStore {
 
     pub fn draw(&self, takes: &[Take]) -> Result<Drawn, StoreError> {
         self.with_counters(|counters, now| {
-            let new = takes.iter().filter(|t| !counters.get(&t.key).is_some_and(|(_, e)| *e > now)).count();
+            let new = takes.iter().filter(|t| counters.get(&t.key).is_none_or(|(_, e)| *e <= now)).count();
             if !self.room_for(counters, new, now) {
                 return Err(StoreError::Full(self.max_keys));
             }
