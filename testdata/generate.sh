@@ -27,3 +27,18 @@ issue server localhost "DNS:localhost,IP:127.0.0.1"
 issue agent-planner planner "URI:spiffe://warden.test/ns/agents/sa/planner"
 issue agent-foreign intruder "URI:spiffe://evil.test/ns/agents/sa/planner"
 rm -f tls/ca.srl
+
+# The rate-limit service's own CA: only gateways hold a client certificate it signed, so no
+# other peer (an agent's certificate from the CA above included) can draw or settle budgets.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days $days \
+  -subj "/CN=Warden Rate-Limit CA" -keyout tls/ratelimit-ca.key -out tls/ratelimit-ca.pem \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+issue_rl() { # name subject san usage
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$2" -keyout "tls/$1.key" -out "tls/$1.csr"
+  printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=%s\n' "$3" "$4" > "tls/$1.ext"
+  openssl x509 -req -in "tls/$1.csr" -CA tls/ratelimit-ca.pem -CAkey tls/ratelimit-ca.key -CAcreateserial -days $days -out "tls/$1.pem" -extfile "tls/$1.ext"
+  rm -f "tls/$1.csr" "tls/$1.ext"
+}
+issue_rl ratelimit ratelimit "DNS:ratelimit,DNS:localhost,IP:127.0.0.1" serverAuth
+issue_rl gateway warden-gateway "URI:spiffe://warden.test/ns/warden/sa/gateway" clientAuth
+rm -f tls/ratelimit-ca.srl

@@ -94,6 +94,10 @@ impl RateLimitService {
         let port = ports::free_port()?;
         let mut command = Command::new(binary);
         command.args(["--listen", &format!("127.0.0.1:{port}")]);
+        // Mutual TLS, as shipped: only a gateway's certificate may draw or settle.
+        let tls = |name: &str| repo::testdata(&format!("tls/{name}")).display().to_string();
+        command.args(["--tls-cert", &tls("ratelimit.pem"), "--tls-key", &tls("ratelimit.key")]);
+        command.args(["--client-ca", &tls("ratelimit-ca.pem")]);
         if let Some(url) = redis_url {
             command.args(["--redis", url]);
         }

@@ -454,3 +454,44 @@ async fn a_churn_of_sessions_is_capped_for_that_agent_alone() {
         assert_eq!(other.status(), 200, "another tenant is not affected");
     }
 }
+
+/// Only gateways may draw on or settle a budget: the rate-limit service serves mutual TLS and
+/// accepts only client certificates its own CA signed. A peer with no certificate, or with an
+/// agent's certificate from the mesh's CA, is refused before any gRPC is read.
+#[test]
+fn only_gateways_can_reach_the_rate_limit_service() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use std::io::{Read, Write};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let service = warden_integration_tests::services::RateLimitService::start(None).unwrap();
+    let tls = |name: &str| repo::testdata(&format!("tls/{name}"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(tls("ratelimit-ca.pem")).unwrap()).unwrap();
+    let talk = |identity: Option<&str>| -> std::io::Result<usize> {
+        let builder = rustls::ClientConfig::builder().with_root_certificates(roots.clone());
+        let mut config = match identity {
+            None => builder.with_no_client_auth(),
+            Some(name) => builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from_pem_file(tls(&format!("{name}.pem"))).unwrap()],
+                    PrivateKeyDer::from_pem_file(tls(&format!("{name}.key"))).unwrap(),
+                )
+                .unwrap(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let connection =
+            rustls::ClientConnection::new(std::sync::Arc::new(config), ServerName::try_from("ratelimit").unwrap())
+                .unwrap();
+        let socket = std::net::TcpStream::connect(("127.0.0.1", service.port))?;
+        socket.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+        let mut stream = rustls::StreamOwned::new(connection, socket);
+        // The HTTP/2 preface and an empty SETTINGS frame; a server that accepted us answers.
+        stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")?;
+        let mut answer = [0u8; 9];
+        stream.read(&mut answer)
+    };
+    assert!(talk(Some("gateway")).is_ok_and(|n| n > 0), "a gateway is served");
+    assert!(talk(None).is_err(), "no certificate: refused");
+    assert!(talk(Some("agent-planner")).is_err(), "a certificate from another CA: refused");
+}
