@@ -231,7 +231,9 @@ fn global_budgets_reserve_at_the_service_and_settle_from_the_root() {
     let (token, request) = reservation(&vm);
     let d = &request.descriptors[0];
     let entries: Vec<(&str, &str)> = d.entries.iter().map(|e| (e.key.as_str(), e.value.as_str())).collect();
-    assert_eq!(entries, [("warden_budget", "tenant-day"), ("tenant", "acme")]);
+    assert_eq!(entries[..2], [("warden_budget", "tenant-day"), ("tenant", "acme")]);
+    assert_eq!(entries[2].0, rls::RESERVATION_ENTRY, "the draw carries its reservation id");
+    let reservation_id = entries[2].1.to_string();
     let reserved = sent_estimate(&vm, s) + 50;
     assert_eq!(d.hits_addend, Some(reserved));
     assert_eq!(d.limit.as_ref().map(|l| (l.requests_per_unit, l.unit)), Some((3000, rls::UNIT_DAY)));
@@ -243,10 +245,12 @@ fn global_budgets_reserve_at_the_service_and_settle_from_the_root() {
     vm.tick().unwrap();
     let settle = vm.grpc_calls().pop().expect("a settle call");
     let request = RateLimitRequest::decode(settle.message.as_slice()).unwrap();
-    let last = request.descriptors[0].entries.last().unwrap();
-    assert_eq!(last.key, rls::ADJUST_ENTRY);
-    let (delta, _) = rls::parse_adjust(&last.value).unwrap();
-    assert_eq!(delta, 14 - reserved as i64);
+    let entries = &request.descriptors[0].entries;
+    let (id, last) = (&entries[entries.len() - 2], &entries[entries.len() - 1]);
+    assert_eq!((id.key.as_str(), id.value.as_str()), (rls::RESERVATION_ENTRY, reservation_id.as_str()));
+    assert_eq!(last.key, rls::SETTLE_ENTRY);
+    let (used, _) = rls::parse_settle(&last.value).unwrap();
+    assert_eq!(used, 14, "what was used, for the service to put in place of what was drawn");
 
     // Over the limit at the service: 429, and nothing was held locally.
     let s = stream(&mut vm, "acme");
@@ -256,6 +260,28 @@ fn global_budgets_reserve_at_the_service_and_settle_from_the_root() {
     let reply = vm.local_reply(s).unwrap();
     assert_eq!(reply.status, 429);
     assert!(reply.headers.iter().any(|(k, v)| k == "retry-after" && v == "600"), "{:?}", reply.headers);
+}
+
+/// A draw whose answer never came (timed out) may still have been counted by the service: it
+/// is settled all the same, at nothing when the request was refused, so the service gives it
+/// back if it landed and counts nothing if it lands later.
+#[test]
+fn a_draw_whose_answer_timed_out_is_settled_not_leaked() {
+    let env = HostEnv::default();
+    let mut vm = plugin().start(&env, global("deny").as_bytes()).unwrap();
+    let s = stream(&mut vm, "acme");
+    assert_eq!(post(&mut vm, s, &chat("hi", json!({"max_tokens": 50}))), Action::Pause);
+    let (token, request) = reservation(&vm);
+    let id = request.descriptors[0].entries.last().unwrap().value.clone();
+    vm.fail_grpc_call(token, 4).unwrap(); // DEADLINE_EXCEEDED
+    assert_eq!(vm.local_reply(s).unwrap().status, 503, "deny: refused");
+    vm.finish(s).unwrap();
+    vm.tick().unwrap();
+    let settle = vm.grpc_calls().pop().expect("the timed-out draw is settled");
+    let request = RateLimitRequest::decode(settle.message.as_slice()).unwrap();
+    let entries = &request.descriptors[0].entries;
+    assert_eq!(entries[entries.len() - 2].value, id);
+    assert_eq!(rls::parse_settle(&entries[entries.len() - 1].value).map(|(used, _)| used), Some(0));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //!
 //! Limits come with each descriptor (`RateLimitOverride`), so the Warden policy stays the one
 //! place they are written; a descriptor without one is not limited. Besides the standard
-//! draw, it understands Warden's settle descriptors (`warden_adjust`, see
+//! draw, it understands Warden's reservations and settles (`warden_reservation`, `warden_settle`, see
 //! `warden_policy::budget::rls`), which give back the unused part of a reservation.
 //!
 //! Counters live in a [`store::Store`]: in memory (one replica) or in Redis, changed by Lua

@@ -1,7 +1,7 @@
-//! One `ShouldRateLimit` call decided: draws and adjustments read from the descriptors,
-//! counted in the store, answered per descriptor.
+//! One `ShouldRateLimit` call decided: draws and settles read from the descriptors, counted
+//! in the store, answered per descriptor.
 
-use crate::store::{Adjust, Drawn, Store, StoreError, Take};
+use crate::store::{Drawn, Reservation, Settle, Store, StoreError, Take};
 use std::time::{SystemTime, UNIX_EPOCH};
 use warden_policy::budget::rls::{
     self, DescriptorStatus, ProtoDuration, RateLimit, RateLimitDescriptor, RateLimitRequest, RateLimitResponse,
@@ -35,32 +35,53 @@ fn key(prefix: &str, domain: &str, entries: &[rls::Entry], window_start: u64) ->
 enum Part {
     NoLimit,
     Take { take: Take, limit: u64, unit: i32, span: Span },
-    Adjust(Adjust),
+    Settle(Settle),
+}
+
+/// Where a reservation's draw and its settle's mark are kept, by its id.
+fn reservation(prefix: &str, domain: &str, id: &str) -> Reservation {
+    let escape = |s: &str| s.replace('%', "%25").replace('|', "%7C");
+    Reservation {
+        record: format!("{prefix}reservation|{}|{}", escape(domain), escape(id)),
+        mark: format!("{prefix}settled|{}|{}", escape(domain), escape(id)),
+    }
 }
 
 impl Limiter {
     fn part(&self, domain: &str, d: &RateLimitDescriptor, request_hits: u64, now: u64) -> Part {
-        if let Some((last, entries)) = d.entries.split_last() {
-            if last.key == rls::ADJUST_ENTRY {
-                let (Some((delta, window_start)), Some(limit)) = (rls::parse_adjust(&last.value), d.limit.as_ref())
-                else {
-                    return Part::NoLimit;
-                };
-                let Some(window) = rls::window_of(limit.unit) else { return Part::NoLimit };
-                let span = window.span(window_start);
-                let ttl = span.end.saturating_sub(now) + TTL_MARGIN_SECS;
-                return Part::Adjust(Adjust { key: key(&self.prefix, domain, entries, span.start), delta, ttl });
-            }
-        }
         let Some(limit) = &d.limit else { return Part::NoLimit };
         let Some(window) = rls::window_of(limit.unit) else { return Part::NoLimit };
+        let mut entries: &[rls::Entry] = &d.entries;
+        // A settle: `..., warden_reservation=<id>, warden_settle=<used>@<window start>`.
+        if let Some((last, rest)) = entries.split_last().filter(|(last, _)| last.key == rls::SETTLE_ENTRY) {
+            let (Some((used, window_start)), Some((id, scope))) =
+                (rls::parse_settle(&last.value), rest.split_last().filter(|(id, _)| id.key == rls::RESERVATION_ENTRY))
+            else {
+                return Part::NoLimit;
+            };
+            let span = window.span(window_start);
+            let ttl = span.end.saturating_sub(now) + TTL_MARGIN_SECS;
+            return Part::Settle(Settle {
+                key: key(&self.prefix, domain, scope, span.start),
+                reservation: reservation(&self.prefix, domain, &id.value),
+                used,
+                ttl,
+            });
+        }
+        // A draw, remembered by its reservation id when it has one (not part of the key).
+        let mut held = None;
+        if let Some((id, scope)) = entries.split_last().filter(|(id, _)| id.key == rls::RESERVATION_ENTRY) {
+            held = Some(reservation(&self.prefix, domain, &id.value));
+            entries = scope;
+        }
         let span = window.span(now);
         let hits = d.hits_addend.unwrap_or(request_hits);
         let take = Take {
-            key: key(&self.prefix, domain, &d.entries, span.start),
+            key: key(&self.prefix, domain, entries, span.start),
             hits,
             limit: u64::from(limit.requests_per_unit),
             ttl: span.end - now + TTL_MARGIN_SECS,
+            reservation: held,
         };
         Part::Take { take, limit: u64::from(limit.requests_per_unit), unit: limit.unit, span }
     }
@@ -71,10 +92,10 @@ impl Limiter {
         let request_hits = if request.hits_addend == 0 { 1 } else { u64::from(request.hits_addend) };
         let parts: Vec<Part> =
             request.descriptors.iter().map(|d| self.part(&request.domain, d, request_hits, now)).collect();
-        let adjusts: Vec<Adjust> =
-            parts.iter().filter_map(|p| if let Part::Adjust(a) = p { Some(a.clone()) } else { None }).collect();
-        if !adjusts.is_empty() {
-            self.store.adjust(&adjusts).await?;
+        let settles: Vec<Settle> =
+            parts.iter().filter_map(|p| if let Part::Settle(s) = p { Some(s.clone()) } else { None }).collect();
+        if !settles.is_empty() {
+            self.store.settle(&settles).await?;
         }
         let takes: Vec<Take> = parts
             .iter()
@@ -89,7 +110,7 @@ impl Limiter {
         let statuses = parts
             .iter()
             .map(|p| match p {
-                Part::NoLimit | Part::Adjust(_) => DescriptorStatus {
+                Part::NoLimit | Part::Settle(_) => DescriptorStatus {
                     code: rls::CODE_OK,
                     current_limit: None,
                     limit_remaining: 0,
@@ -124,14 +145,12 @@ mod tests {
     use crate::store::MemoryStore;
     use warden_policy::budget::rls::{Entry, RateLimitOverride};
 
-    fn descriptor(tenant: &str, hits: u64, limit: u32, adjust: Option<&str>) -> RateLimitDescriptor {
+    fn descriptor(tenant: &str, hits: u64, limit: u32, extra: &[(&str, &str)]) -> RateLimitDescriptor {
         let mut entries = vec![
             Entry { key: rls::BUDGET_ENTRY.into(), value: "tenant-day".into() },
             Entry { key: "tenant".into(), value: tenant.into() },
         ];
-        if let Some(value) = adjust {
-            entries.push(Entry { key: rls::ADJUST_ENTRY.into(), value: value.into() });
-        }
+        entries.extend(extra.iter().map(|(k, v)| Entry { key: (*k).into(), value: (*v).into() }));
         RateLimitDescriptor {
             entries,
             limit: Some(RateLimitOverride { requests_per_unit: limit, unit: rls::UNIT_DAY }),
@@ -146,24 +165,33 @@ mod tests {
     #[tokio::test]
     async fn reservations_are_refused_without_being_counted_and_settles_give_back() {
         let limiter = Limiter { store: Store::Memory(MemoryStore::default()), prefix: "t:".into() };
-        let first = limiter.should_rate_limit(&request(vec![descriptor("acme", 700, 1000, None)])).await.unwrap();
+        let draw = |hits, id: &'static str| descriptor("acme", hits, 1000, &[(rls::RESERVATION_ENTRY, id)]);
+        let first = limiter.should_rate_limit(&request(vec![draw(700, "r1")])).await.unwrap();
         assert_eq!(first.overall_code, rls::CODE_OK);
         assert_eq!(first.statuses[0].limit_remaining, 300);
-        let refused = limiter.should_rate_limit(&request(vec![descriptor("acme", 400, 1000, None)])).await.unwrap();
+        let refused = limiter.should_rate_limit(&request(vec![draw(400, "r2")])).await.unwrap();
         assert_eq!(refused.overall_code, rls::CODE_OVER_LIMIT);
         assert_eq!(refused.statuses[0].limit_remaining, 300, "a refused draw adds nothing");
-        // The first request used 250 of its 700: settle gives 450 back.
+        // The first request used 250 of its 700: the settle gives 450 back.
         let start = warden_policy::budget::config::Window::Day
             .span(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
-        let settle = descriptor("acme", 0, 1000, Some(&format!("-450@{}", start.start)));
-        limiter.should_rate_limit(&request(vec![settle])).await.unwrap();
-        let again = limiter.should_rate_limit(&request(vec![descriptor("acme", 400, 1000, None)])).await.unwrap();
+        let used = format!("250@{}", start.start);
+        let settle = descriptor("acme", 0, 1000, &[(rls::RESERVATION_ENTRY, "r1"), (rls::SETTLE_ENTRY, &used)]);
+        limiter.should_rate_limit(&request(vec![settle.clone()])).await.unwrap();
+        let again = limiter.should_rate_limit(&request(vec![draw(400, "r3")])).await.unwrap();
         assert_eq!(again.overall_code, rls::CODE_OK);
         assert_eq!(again.statuses[0].limit_remaining, 350);
+        // The same settle again, or one for a reservation never drawn, gives nothing back.
+        limiter.should_rate_limit(&request(vec![settle])).await.unwrap();
+        let forged = format!("0@{}", start.start);
+        let forged = descriptor("acme", 0, 1000, &[(rls::RESERVATION_ENTRY, "nothing"), (rls::SETTLE_ENTRY, &forged)]);
+        limiter.should_rate_limit(&request(vec![forged])).await.unwrap();
+        let check = limiter.should_rate_limit(&request(vec![descriptor("acme", 0, 1000, &[])])).await.unwrap();
+        assert_eq!(check.statuses[0].limit_remaining, 350);
         // Another tenant has its own counter; a descriptor without a limit is never limited.
-        let other = limiter.should_rate_limit(&request(vec![descriptor("globex", 1000, 1000, None)])).await.unwrap();
+        let other = limiter.should_rate_limit(&request(vec![descriptor("globex", 1000, 1000, &[])])).await.unwrap();
         assert_eq!(other.overall_code, rls::CODE_OK);
-        let mut unlimited = descriptor("acme", 5000, 1000, None);
+        let mut unlimited = descriptor("acme", 5000, 1000, &[]);
         unlimited.limit = None;
         assert_eq!(limiter.should_rate_limit(&request(vec![unlimited])).await.unwrap().overall_code, rls::CODE_OK);
     }

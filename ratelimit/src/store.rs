@@ -1,12 +1,29 @@
 //! Where counters live. A draw of several counters is all-or-nothing: either each stays
-//! within its limit and all are added to, or none is. Adjustments are added unconditionally
-//! and never take a counter below zero.
+//! within its limit and all are added to, or none is.
+//!
+//! A draw made with a reservation id is remembered (what it drew) until it is settled. A settle
+//! replaces what its reservation drew with what was really used, so it can give back at most
+//! what was drawn; it leaves a mark behind, so the same reservation is never settled twice and
+//! a draw that arrives after its own settle (its answer had timed out at the gateway) counts
+//! nothing. Counters never go below zero.
 
 use redis::aio::ConnectionManager;
 use redis::Script;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a reservation's draw is remembered, waiting for its settle (the longest answer).
+pub const RECORD_TTL_SECS: u64 = 3600;
+/// How long a settled reservation's mark stays: a late draw or a repeated settle meets it.
+pub const MARK_TTL_SECS: u64 = 3600;
+
+/// Where a reservation's draw, and the mark of its settle, are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub record: String,
+    pub mark: String,
+}
 
 /// One counter a draw adds to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,12 +33,15 @@ pub struct Take {
     pub limit: u64,
     /// Seconds the counter must live (its window plus a margin).
     pub ttl: u64,
+    pub reservation: Option<Reservation>,
 }
 
+/// A reservation's settle: what it really used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Adjust {
+pub struct Settle {
     pub key: String,
-    pub delta: i64,
+    pub reservation: Reservation,
+    pub used: u64,
     pub ttl: u64,
 }
 
@@ -36,10 +56,10 @@ pub enum Drawn {
 pub enum StoreError {
     #[error("redis: {0}")]
     Redis(String),
-    /// The in-memory store holds as many counters as it may: a draw that needs a new one is
+    /// The in-memory store holds as many keys as it may: a draw that needs a new one is
     /// refused (answered RESOURCE_EXHAUSTED, so each gateway's failure mode decides) rather
     /// than growing without bound or dropping live counters.
-    #[error("the in-memory store holds its maximum of {0} counters (raise --max-keys, or use --redis)")]
+    #[error("the in-memory store holds its maximum of {0} keys (raise --max-keys, or use --redis)")]
     Full(usize),
 }
 
@@ -56,21 +76,22 @@ impl Store {
         }
     }
 
-    pub async fn adjust(&self, adjusts: &[Adjust]) -> Result<(), StoreError> {
+    pub async fn settle(&self, settles: &[Settle]) -> Result<(), StoreError> {
         match self {
             Store::Memory(m) => {
-                m.adjust(adjusts);
+                m.settle(settles);
                 Ok(())
             }
-            Store::Redis(r) => r.adjust(adjusts).await,
+            Store::Redis(r) => r.settle(settles).await,
         }
     }
 }
 
-/// The default bound on the in-memory store's counters.
+/// The default bound on the in-memory store's keys (counters, reservations, marks).
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
-/// Counters in this process: exact for one replica of the service, at most `max_keys` of them.
+/// Counters in this process: exact for one replica of the service, at most `max_keys` keys.
+/// Reservations and marks are keys of the same map, holding the amount drawn, or 1.
 pub struct MemoryStore {
     counters: Mutex<HashMap<String, (u64, u64)>>,
     max_keys: usize,
@@ -100,7 +121,7 @@ impl MemoryStore {
         f(&mut counters, now_secs())
     }
 
-    /// Whether `new` more counters fit; expired ones are dropped first when they would not.
+    /// Whether `new` more keys fit; expired ones are dropped first when they would not.
     fn room_for(&self, counters: &mut HashMap<String, (u64, u64)>, new: usize, now: u64) -> bool {
         if counters.len() + new > self.max_keys {
             counters.retain(|_, (_, expires)| *expires > now);
@@ -110,72 +131,108 @@ impl MemoryStore {
 
     pub fn draw(&self, takes: &[Take]) -> Result<Drawn, StoreError> {
         self.with_counters(|counters, now| {
-            let new = takes.iter().filter(|t| counters.get(&t.key).is_none_or(|(_, e)| *e <= now)).count();
+            let live = |counters: &HashMap<String, (u64, u64)>, key: &str| {
+                counters.get(key).filter(|(_, expires)| *expires > now).map(|(v, _)| *v)
+            };
+            // A reservation already settled (its settle came first) draws nothing.
+            let hits: Vec<u64> = takes
+                .iter()
+                .map(|t| match &t.reservation {
+                    Some(r) if live(counters, &r.mark).is_some() => 0,
+                    _ => t.hits,
+                })
+                .collect();
+            let new = takes.iter().filter(|t| live(counters, &t.key).is_none()).count()
+                + takes.iter().zip(&hits).filter(|(t, h)| **h > 0 && t.reservation.is_some()).count();
             if !self.room_for(counters, new, now) {
                 return Err(StoreError::Full(self.max_keys));
             }
-            let current: Vec<u64> = takes
-                .iter()
-                .map(|t| counters.get(&t.key).filter(|(_, expires)| *expires > now).map_or(0, |(v, _)| *v))
-                .collect();
-            if takes.iter().zip(&current).any(|(t, c)| c + t.hits > t.limit) {
+            let current: Vec<u64> = takes.iter().map(|t| live(counters, &t.key).unwrap_or(0)).collect();
+            if takes.iter().zip(&current).zip(&hits).any(|((t, c), h)| c + h > t.limit) {
                 return Ok(Drawn::Over(current));
             }
-            let after = takes
-                .iter()
-                .zip(current)
-                .map(|(t, c)| {
-                    counters.insert(t.key.clone(), (c + t.hits, now + t.ttl));
-                    c + t.hits
-                })
-                .collect();
+            let mut after = Vec::with_capacity(takes.len());
+            for ((t, c), h) in takes.iter().zip(current).zip(hits) {
+                let expires =
+                    counters.get(&t.key).filter(|(_, e)| *e > now).map_or(now + t.ttl, |(_, e)| (*e).max(now + t.ttl));
+                counters.insert(t.key.clone(), (c + h, expires));
+                if let (Some(r), true) = (&t.reservation, h > 0) {
+                    counters.insert(r.record.clone(), (h, now + RECORD_TTL_SECS));
+                }
+                after.push(c + h);
+            }
             Ok(Drawn::Within(after))
         })
     }
 
-    pub fn adjust(&self, adjusts: &[Adjust]) {
+    pub fn settle(&self, settles: &[Settle]) {
         self.with_counters(|counters, now| {
-            for a in adjusts {
-                // An adjustment that would need a new counter when none fits is dropped: it
-                // can only concern a counter that already expired or was never drawn.
-                if !counters.contains_key(&a.key) && !self.room_for(counters, 1, now) {
+            for s in settles {
+                let live = |counters: &HashMap<String, (u64, u64)>, key: &str| {
+                    counters.get(key).filter(|(_, expires)| *expires > now).map(|(v, _)| *v)
+                };
+                if live(counters, &s.reservation.mark).is_some() {
+                    continue; // settled before
+                }
+                // New keys past the bound: the mark is what matters most; the counter change
+                // is dropped only when even that does not fit.
+                if !self.room_for(counters, 2, now) {
                     continue;
                 }
+                let drawn = live(counters, &s.reservation.record).unwrap_or(0);
+                counters.remove(&s.reservation.record);
+                counters.insert(s.reservation.mark.clone(), (1, now + MARK_TTL_SECS));
                 let (value, expires) =
-                    counters.get(&a.key).copied().filter(|(_, e)| *e > now).unwrap_or((0, now + a.ttl));
-                let value =
-                    if a.delta < 0 { value.saturating_sub(a.delta.unsigned_abs()) } else { value + a.delta as u64 };
-                counters.insert(a.key.clone(), (value, expires));
+                    counters.get(&s.key).copied().filter(|(_, e)| *e > now).unwrap_or((0, now + s.ttl));
+                // What the reservation drew is replaced by what was used: never more given back.
+                let value = (value + s.used).saturating_sub(drawn);
+                counters.insert(s.key.clone(), (value, expires));
             }
         })
     }
 }
 
-/// Every counter checked, then every counter added to, in one script: atomic in Redis.
+/// Every counter checked, then every counter added to, in one script: atomic in Redis. Per
+/// take, KEYS are the counter, the reservation's record and its mark (`-` without one); ARGV
+/// its hits, limit and TTL, then the record's TTL last.
 const DRAW_SCRIPT: &str = r"
-local current = {}
-for i = 1, #KEYS do
-  current[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if current[i] + tonumber(ARGV[3 * i - 2]) > tonumber(ARGV[3 * i - 1]) then
+local n = #KEYS / 3
+local current, hits = {}, {}
+for i = 1, n do
+  current[i] = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
+  hits[i] = tonumber(ARGV[3 * i - 2])
+  if KEYS[3 * i] ~= '-' and redis.call('EXISTS', KEYS[3 * i]) == 1 then hits[i] = 0 end
+  if current[i] + hits[i] > tonumber(ARGV[3 * i - 1]) then
     local out = {0}
-    for j = 1, #KEYS do out[j + 1] = tonumber(redis.call('GET', KEYS[j]) or '0') end
+    for j = 1, n do out[j + 1] = tonumber(redis.call('GET', KEYS[3 * j - 2]) or '0') end
     return out
   end
 end
 local out = {1}
-for i = 1, #KEYS do
-  out[i + 1] = redis.call('INCRBY', KEYS[i], ARGV[3 * i - 2])
-  redis.call('EXPIRE', KEYS[i], ARGV[3 * i])
+for i = 1, n do
+  out[i + 1] = redis.call('INCRBY', KEYS[3 * i - 2], hits[i])
+  if redis.call('TTL', KEYS[3 * i - 2]) < tonumber(ARGV[3 * i]) then redis.call('EXPIRE', KEYS[3 * i - 2], ARGV[3 * i]) end
+  if KEYS[3 * i - 1] ~= '-' and hits[i] > 0 then redis.call('SET', KEYS[3 * i - 1], hits[i], 'EX', ARGV[#ARGV]) end
 end
 return out
 ";
 
-/// Adds each delta, never below zero; a counter created here gets its window's lifetime.
-const ADJUST_SCRIPT: &str = r"
-for i = 1, #KEYS do
-  local v = redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])
-  if v < 0 then redis.call('SET', KEYS[i], 0, 'KEEPTTL') end
-  if redis.call('TTL', KEYS[i]) < 0 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i]) end
+/// Per settle, KEYS are the counter, the record and the mark; ARGV the hits used and the
+/// counter's TTL, then the mark's TTL last. Replaces what the reservation drew with what was
+/// used (so at most that is given back), once, and never below zero.
+const SETTLE_SCRIPT: &str = r"
+for i = 1, #KEYS / 3 do
+  local counter, record, mark = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
+  if redis.call('EXISTS', mark) == 0 then
+    local delta = tonumber(ARGV[2 * i - 1]) - tonumber(redis.call('GET', record) or '0')
+    if delta ~= 0 then
+      local v = redis.call('INCRBY', counter, delta)
+      if v < 0 then redis.call('SET', counter, 0, 'KEEPTTL') end
+      if redis.call('TTL', counter) < 0 then redis.call('EXPIRE', counter, ARGV[2 * i]) end
+    end
+    redis.call('DEL', record)
+    redis.call('SET', mark, 1, 'EX', ARGV[#ARGV])
+  end
 end
 return 1
 ";
@@ -184,7 +241,7 @@ return 1
 pub struct RedisStore {
     connection: ConnectionManager,
     draw: Script,
-    adjust: Script,
+    settle: Script,
     timeout: Duration,
 }
 
@@ -197,14 +254,16 @@ impl RedisStore {
             .set_number_of_retries(1);
         let connection =
             ConnectionManager::new_with_config(client, config).await.map_err(|e| StoreError::Redis(e.to_string()))?;
-        Ok(RedisStore { connection, draw: Script::new(DRAW_SCRIPT), adjust: Script::new(ADJUST_SCRIPT), timeout })
+        Ok(RedisStore { connection, draw: Script::new(DRAW_SCRIPT), settle: Script::new(SETTLE_SCRIPT), timeout })
     }
 
     async fn draw(&self, takes: &[Take]) -> Result<Drawn, StoreError> {
         let mut invocation = self.draw.prepare_invoke();
         for t in takes {
-            invocation.key(&t.key).arg(t.hits).arg(t.limit).arg(t.ttl);
+            let (record, mark) = t.reservation.as_ref().map_or(("-", "-"), |r| (r.record.as_str(), r.mark.as_str()));
+            invocation.key(&t.key).key(record).key(mark).arg(t.hits).arg(t.limit).arg(t.ttl);
         }
+        invocation.arg(RECORD_TTL_SECS);
         let mut connection = self.connection.clone();
         let call = invocation.invoke_async::<Vec<u64>>(&mut connection);
         let values = tokio::time::timeout(self.timeout, call)
@@ -216,11 +275,12 @@ impl RedisStore {
         Ok(if *flag == 1 { Drawn::Within(counters.to_vec()) } else { Drawn::Over(counters.to_vec()) })
     }
 
-    async fn adjust(&self, adjusts: &[Adjust]) -> Result<(), StoreError> {
-        let mut invocation = self.adjust.prepare_invoke();
-        for a in adjusts {
-            invocation.key(&a.key).arg(a.delta).arg(a.ttl);
+    async fn settle(&self, settles: &[Settle]) -> Result<(), StoreError> {
+        let mut invocation = self.settle.prepare_invoke();
+        for s in settles {
+            invocation.key(&s.key).key(&s.reservation.record).key(&s.reservation.mark).arg(s.used).arg(s.ttl);
         }
+        invocation.arg(MARK_TTL_SECS);
         let mut connection = self.connection.clone();
         let call = invocation.invoke_async::<i64>(&mut connection);
         tokio::time::timeout(self.timeout, call)
@@ -236,7 +296,21 @@ mod tests {
     use super::*;
 
     fn take(key: &str, hits: u64, limit: u64) -> Take {
-        Take { key: key.to_string(), hits, limit, ttl: 60 }
+        Take { key: key.to_string(), hits, limit, ttl: 60, reservation: None }
+    }
+
+    fn reserved(key: &str, hits: u64, limit: u64, id: &str) -> Take {
+        let reservation = Reservation { record: format!("r:{id}"), mark: format!("m:{id}") };
+        Take { reservation: Some(reservation), ..take(key, hits, limit) }
+    }
+
+    fn settle(key: &str, id: &str, used: u64) -> Settle {
+        Settle {
+            key: key.to_string(),
+            reservation: Reservation { record: format!("r:{id}"), mark: format!("m:{id}") },
+            used,
+            ttl: 60,
+        }
     }
 
     #[test]
@@ -248,16 +322,24 @@ mod tests {
         assert_eq!(store.draw(&[take("a", 4, 10), take("b", 4, 100)]).unwrap(), Drawn::Within(vec![10, 10]));
     }
 
+    /// A settle gives back at most what its reservation drew, once; a settle that comes
+    /// before its draw makes the late draw count nothing.
     #[test]
-    fn adjustments_give_back_but_never_below_zero() {
+    fn settles_give_back_only_what_was_drawn_once_and_reconcile_late_draws() {
         let store = MemoryStore::default();
-        store.draw(&[take("a", 8, 10)]).unwrap();
-        store.adjust(&[Adjust { key: "a".into(), delta: -5, ttl: 60 }]);
-        assert_eq!(store.draw(&[take("a", 0, 10)]).unwrap(), Drawn::Within(vec![3]));
-        store.adjust(&[Adjust { key: "a".into(), delta: -50, ttl: 60 }]);
-        assert_eq!(store.draw(&[take("a", 0, 10)]).unwrap(), Drawn::Within(vec![0]));
-        store.adjust(&[Adjust { key: "a".into(), delta: 4, ttl: 60 }]);
-        assert_eq!(store.draw(&[take("a", 0, 10)]).unwrap(), Drawn::Within(vec![4]));
+        store.draw(&[take("a", 5, 100)]).unwrap();
+        store.draw(&[reserved("a", 8, 100, "r1")]).unwrap();
+        store.settle(&[settle("a", "r1", 3)]);
+        assert_eq!(store.draw(&[take("a", 0, 100)]).unwrap(), Drawn::Within(vec![5 + 3]));
+        store.settle(&[settle("a", "r1", 0)]);
+        assert_eq!(store.draw(&[take("a", 0, 100)]).unwrap(), Drawn::Within(vec![8]), "settled once only");
+        // A settle for a reservation that never drew gives nothing back (and adds its use).
+        store.settle(&[settle("a", "forged", 0)]);
+        assert_eq!(store.draw(&[take("a", 0, 100)]).unwrap(), Drawn::Within(vec![8]));
+        // Its answer timed out; the gateway settled it at nothing; then the draw arrived.
+        store.settle(&[settle("a", "late", 0)]);
+        store.draw(&[reserved("a", 50, 100, "late")]).unwrap();
+        assert_eq!(store.draw(&[take("a", 0, 100)]).unwrap(), Drawn::Within(vec![8]), "the late draw counts nothing");
     }
 
     /// The in-memory store never holds more than its bound: a draw that needs a new counter
@@ -270,10 +352,52 @@ mod tests {
         }
         assert!(matches!(store.draw(&[take("d", 1, 10)]), Err(StoreError::Full(3))));
         assert_eq!(store.draw(&[take("a", 1, 10)]).unwrap(), Drawn::Within(vec![2]), "existing counters still draw");
-        let expiring = Take { key: "e".into(), hits: 1, limit: 10, ttl: 0 };
+        let expiring = Take { ttl: 0, ..take("e", 1, 10) };
         let store = MemoryStore::new(1);
         store.draw(&[expiring]).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1100));
         assert!(store.draw(&[take("f", 1, 10)]).is_ok(), "an expired counter makes room");
+    }
+
+    /// The same rules in Redis, where the Lua scripts keep them: a real `redis-server` (which
+    /// `make setup` installs from Debian) on a free loopback port.
+    #[tokio::test]
+    async fn redis_settles_give_back_only_what_was_drawn_once_and_reconcile_late_draws() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (make setup installs it)");
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let mut store = None;
+        for _ in 0..100 {
+            if let Ok(s) = RedisStore::connect(&url, Duration::from_secs(1)).await {
+                store = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let store = Store::Redis(store.expect("redis answered"));
+        let value = |drawn: Drawn| match drawn {
+            Drawn::Within(v) | Drawn::Over(v) => v[0],
+        };
+        store.draw(&[take("a", 5, 100)]).await.unwrap();
+        store.draw(&[reserved("a", 8, 100, "r1")]).await.unwrap();
+        store.settle(&[settle("a", "r1", 3)]).await.unwrap();
+        assert_eq!(value(store.draw(&[take("a", 0, 100)]).await.unwrap()), 8);
+        store.settle(&[settle("a", "r1", 0)]).await.unwrap();
+        store.settle(&[settle("a", "forged", 0)]).await.unwrap();
+        assert_eq!(
+            value(store.draw(&[take("a", 0, 100)]).await.unwrap()),
+            8,
+            "settled once; nothing given for nothing"
+        );
+        store.settle(&[settle("a", "late", 0)]).await.unwrap();
+        store.draw(&[reserved("a", 50, 100, "late")]).await.unwrap();
+        assert_eq!(value(store.draw(&[take("a", 0, 100)]).await.unwrap()), 8, "the late draw counts nothing");
+        assert_eq!(store.draw(&[take("a", 93, 100)]).await.unwrap(), Drawn::Over(vec![8]));
+        let _ = server.kill();
+        let _ = server.wait();
     }
 }

@@ -42,7 +42,7 @@ fn caller(session: &str) -> Caller {
 
 fn reserve(p: &CompiledTokenBudget, host: &MemoryHost, who: &Caller, model: &str, estimate: Usage) -> Outcome {
     let planner = Planner { policy: p, host, caller: who, now: host.now_secs.get() };
-    planner.reserve(model, estimate).unwrap().unwrap()
+    planner.reserve(model, estimate, Some("r")).unwrap().unwrap()
 }
 
 fn settle(p: &CompiledTokenBudget, host: &MemoryHost, who: &Caller, plan: &Plan, usage: Usage) {
@@ -155,7 +155,10 @@ fn every_applying_budget_must_agree_or_none_is_charged() {
     // A session budget cannot count a request without a session.
     let anonymous = Caller { session: None, ..caller("x") };
     let planner = Planner { policy: &p, host: &host, caller: &anonymous, now: NOW };
-    assert!(matches!(planner.reserve("gpt-4o", usage(1, 0)).unwrap(), Err(PlanError::NoScope { part: "session", .. })));
+    assert!(matches!(
+        planner.reserve("gpt-4o", usage(1, 0), None).unwrap(),
+        Err(PlanError::NoScope { part: "session", .. })
+    ));
 }
 
 /// A tiny deterministic generator, so failures replay.

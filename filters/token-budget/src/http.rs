@@ -109,6 +109,9 @@ impl BudgetHttp {
             if let Err(e) = planner.release(&plan) {
                 error!("warden token-budget: cannot release a reservation: {e}");
             }
+            // Draws sent (or maybe sent) are settled at nothing: given back if they landed,
+            // and a late one counts nothing.
+            settle_global(vm, &plan, Usage::default());
         }
     }
 
@@ -210,7 +213,10 @@ impl BudgetHttp {
     /// Reserves `estimate` for `model` locally, then sends the global draws if there are any.
     fn reserve(&mut self, vm: &Vm, model: &str, estimate: Usage) -> Result<Action, HostError> {
         let planner = Planner { policy: &vm.policy, host: &ProxyHost, caller: &self.caller, now: unix_now() };
-        match planner.reserve(model, estimate)? {
+        // Warden's own service remembers each draw by id, so it can be settled (or, when its
+        // answer timed out, reconciled) exactly once.
+        let reservation = vm.policy.rate_limit_service.as_ref().filter(|s| s.release).map(|_| vm.next_reservation());
+        match planner.reserve(model, estimate, reservation.as_deref())? {
             Err(e) => {
                 let _ = ProxyHost.increment(metrics::BAD_REQUEST, 1);
                 let (status, code) = match e {
@@ -296,8 +302,10 @@ impl BudgetHttp {
             ProxyHost.increment(metrics::FAILURE_MODE, 1)?;
             let index = plan.charges[i].budget;
             let budget = &vm.policy.budgets[index];
+            // The draw may still reach the service late: it stays in the plan, and its settle
+            // (what the request really used) reconciles it whatever happened to it.
             match budget.failure_mode {
-                BudgetFailureMode::Allow => plan.charges[i].draw = None,
+                BudgetFailureMode::Allow => {}
                 BudgetFailureMode::Deny => {
                     self.plan = Some(plan);
                     self.release(vm);
@@ -313,10 +321,7 @@ impl BudgetHttp {
                 BudgetFailureMode::Local => {
                     let counter = planner.counter(index, budget, plan.charges[i].digest.clone());
                     match counter.reserve(&ProxyHost, plan.charges[i].reserved, planner.now)? {
-                        ledger::Reserved::Held(held) => {
-                            plan.charges[i].local = Some(held);
-                            plan.charges[i].draw = None;
-                        }
+                        ledger::Reserved::Held(held) => plan.charges[i].local = Some(held),
                         ledger::Reserved::Refused { used, reset_at } => {
                             self.plan = Some(plan);
                             let refusal =
@@ -412,22 +417,7 @@ impl BudgetHttp {
         if let Err(e) = planner.settle_local(&plan, usage) {
             error!("warden token-budget: cannot settle: {e}");
         }
-        if let Some(service) = vm.policy.rate_limit_service.as_ref().filter(|s| s.release) {
-            let settled: Vec<(rls::Draw, u64, u64)> = plan
-                .charges
-                .iter()
-                .filter_map(|c| {
-                    let draw = c.draw.clone()?;
-                    let budget = &vm.policy.budgets[c.budget];
-                    let used =
-                        rls::hits(budget.unit, warden_policy::budget::plan::amount(budget.unit, plan.price, usage));
-                    Some((draw, used, c.window_start))
-                })
-                .collect();
-            if let Some(message) = rls::settle_request(&service.domain, &settled) {
-                vm.queue_settle(message);
-            }
-        }
+        settle_global(vm, &plan, usage);
         let cost = plan
             .price
             .map(|p| warden_policy::budget::plan::amount(warden_policy::budget::config::Unit::CostUsd, Some(p), usage));
@@ -442,6 +432,24 @@ impl BudgetHttp {
             let _ = ProxyHost.increment(metrics::COST_MICRO_USD, micro as i64);
             let _ = record(attributes::COST_USD, &format!("{:.6}", micro as f64 / 1e6));
         }
+    }
+}
+
+/// Queues the settle of every global draw of `plan` at what `usage` amounts to.
+fn settle_global(vm: &Vm, plan: &Plan, usage: Usage) {
+    let Some(service) = vm.policy.rate_limit_service.as_ref().filter(|s| s.release) else { return };
+    let settled: Vec<(rls::Draw, u64, u64)> = plan
+        .charges
+        .iter()
+        .filter_map(|c| {
+            let draw = c.draw.clone()?;
+            let budget = &vm.policy.budgets[c.budget];
+            let used = rls::hits(budget.unit, warden_policy::budget::plan::amount(budget.unit, plan.price, usage));
+            Some((draw, used, c.window_start))
+        })
+        .collect();
+    if let Some(message) = rls::settle_request(&service.domain, &settled) {
+        vm.queue_settle(message);
     }
 }
 

@@ -6,8 +6,9 @@ use crate::http::BudgetHttp;
 use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::Duration;
 use warden_policy::budget::compile::CompiledTokenBudget;
@@ -30,9 +31,20 @@ pub struct Vm {
     pub policy: CompiledTokenBudget,
     pub tokenizers: Tokenizers,
     settles: RefCell<VecDeque<Vec<u8>>>,
+    /// Random per VM (the host's `random_get`), so reservation ids never meet across VMs and
+    /// gateways; `reservations` counts within it.
+    seed: u64,
+    reservations: Cell<u64>,
 }
 
 impl Vm {
+    /// A new reservation id for the rate-limit service: `<VM seed>-<counter>`.
+    pub fn next_reservation(&self) -> String {
+        let n = self.reservations.get().wrapping_add(1);
+        self.reservations.set(n);
+        format!("{:016x}-{n:x}", self.seed)
+    }
+
     /// Queues a settle call for the root to send on its next tick.
     pub fn queue_settle(&self, message: Vec<u8>) {
         let mut queue = self.settles.borrow_mut();
@@ -67,7 +79,14 @@ impl BudgetRoot {
         if policy.has_global() {
             self.set_tick_period(SETTLE_TICK);
         }
-        self.vm = Some(Rc::new(Vm { policy, tokenizers, settles: RefCell::new(VecDeque::new()) }));
+        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        self.vm = Some(Rc::new(Vm {
+            policy,
+            tokenizers,
+            settles: RefCell::new(VecDeque::new()),
+            seed,
+            reservations: Cell::new(0),
+        }));
         Ok(())
     }
 }

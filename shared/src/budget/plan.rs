@@ -104,7 +104,14 @@ pub struct Planner<'a> {
 impl Planner<'_> {
     /// Reserves `estimate` for a request to `model` in every local budget that applies, and
     /// prepares the draws of the global ones.
-    pub fn reserve(&self, model: &str, estimate: Usage) -> Result<Result<Outcome, PlanError>, HostError> {
+    /// `reservation` names this reservation at the rate-limit service (each global draw gets
+    /// `<reservation>.<budget index>`); `None` against a service that cannot settle.
+    pub fn reserve(
+        &self,
+        model: &str,
+        estimate: Usage,
+        reservation: Option<&str>,
+    ) -> Result<Result<Outcome, PlanError>, HostError> {
         let price = self.policy.model(model).price;
         let mut estimate = estimate;
         let mut request_cap = None;
@@ -187,7 +194,10 @@ impl Planner<'_> {
                         }
                     }
                 }
-                (_, Store::Global) => charge.draw = Some(Draw::new(index, budget, &scope, reserved)),
+                (_, Store::Global) => {
+                    let id = reservation.map(|r| format!("{r}.{index}"));
+                    charge.draw = Some(Draw::new(index, budget, &scope, reserved, id));
+                }
             }
             plan.charges.push(charge);
         }

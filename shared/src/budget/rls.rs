@@ -5,11 +5,15 @@
 //! descriptor per global budget, each with its limit (`RateLimitOverride`, so the policy stays
 //! the one source of limits) and its own `hits_addend`.
 //!
-//! Giving back the unused part of a reservation is not in the standard API. Warden's service
-//! reads a settle call: the same descriptor with a last entry `warden_adjust` =
-//! `<signed amount>@<window start>`, which it adds to that window's counter. A standard
-//! server finds no limit for such a descriptor and ignores it, so against envoyproxy/ratelimit
-//! or Limitador reservations stay counted in full (set `release: false` to not send them).
+//! Giving back the unused part of a reservation is not in the standard API. With Warden's own
+//! service (`release: true`) every draw carries a reservation id (a last entry
+//! `warden_reservation`, which the service keeps out of the counter's key), and every draw is
+//! later settled exactly once: the same descriptor with `warden_reservation` and a last entry
+//! `warden_settle` = `<hits used>@<window start>`. The service remembers what each reservation
+//! drew, so a settle can give back at most that (a peer cannot empty a counter), and a settle
+//! that arrives before its draw (whose answer timed out) leaves a mark that makes the late draw
+//! count nothing: a timed-out draw is reconciled, not leaked. Against envoyproxy/ratelimit or
+//! Limitador (`release: false`) no ids or settles are sent, and reservations stay counted in full.
 
 use super::compile::Budget;
 use super::config::{Unit, Window};
@@ -18,8 +22,11 @@ pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
 pub const METHOD: &str = "ShouldRateLimit";
 /// The entry naming the budget in every descriptor.
 pub const BUDGET_ENTRY: &str = "warden_budget";
-/// The last entry of a settle descriptor.
-pub const ADJUST_ENTRY: &str = "warden_adjust";
+/// The entry carrying a draw's reservation id (last in a draw, before the settle entry in a
+/// settle).
+pub const RESERVATION_ENTRY: &str = "warden_reservation";
+/// The last entry of a settle descriptor: `<hits used>@<window start>`.
+pub const SETTLE_ENTRY: &str = "warden_settle";
 /// Cost is counted in the rate-limit service in units of 1/10,000 USD (100 micro-USD), so a
 /// `u32` limit reaches $429,496 per window.
 pub const MICRO_USD_PER_HIT: u64 = 100;
@@ -156,10 +163,18 @@ pub struct Draw {
     pub hits: u64,
     pub limit: u64,
     pub window: Window,
+    /// The id the service remembers this draw by (Warden's own service only).
+    pub reservation: Option<String>,
 }
 
 impl Draw {
-    pub fn new(index: usize, budget: &Budget, scope: &[(&str, &str)], amount: u64) -> Draw {
+    pub fn new(
+        index: usize,
+        budget: &Budget,
+        scope: &[(&str, &str)],
+        amount: u64,
+        reservation: Option<String>,
+    ) -> Draw {
         Draw {
             budget: index,
             scope: std::iter::once((BUDGET_ENTRY.to_string(), budget.id.clone()))
@@ -168,14 +183,18 @@ impl Draw {
             hits: hits(budget.unit, amount),
             limit: hits(budget.unit, budget.limit),
             window: budget.window,
+            reservation,
         }
     }
 
-    fn descriptor(&self, hits: u64, adjust: Option<String>) -> RateLimitDescriptor {
+    fn descriptor(&self, hits: u64, settle: Option<String>) -> RateLimitDescriptor {
         let mut entries: Vec<Entry> =
             self.scope.iter().map(|(k, v)| Entry { key: k.clone(), value: v.clone() }).collect();
-        if let Some(value) = adjust {
-            entries.push(Entry { key: ADJUST_ENTRY.to_string(), value });
+        if let Some(id) = &self.reservation {
+            entries.push(Entry { key: RESERVATION_ENTRY.to_string(), value: id.clone() });
+        }
+        if let Some(value) = settle {
+            entries.push(Entry { key: SETTLE_ENTRY.to_string(), value });
         }
         RateLimitDescriptor {
             entries,
@@ -198,16 +217,13 @@ pub fn reserve_request(domain: &str, draws: &[Draw]) -> Vec<u8> {
     prost::Message::encode_to_vec(&request)
 }
 
-/// The settle call: each draw's difference between used and reserved, in hits, for the
-/// window it was reserved in. `None` when nothing changes.
+/// The settle call: what each draw (made with a reservation id) really used, in hits, for the
+/// window it was reserved in. `None` when there is nothing to settle.
 pub fn settle_request(domain: &str, settled: &[(Draw, u64, u64)]) -> Option<Vec<u8>> {
     let descriptors: Vec<RateLimitDescriptor> = settled
         .iter()
-        .filter(|(draw, used_hits, _)| *used_hits != draw.hits)
-        .map(|(draw, used_hits, window_start)| {
-            let delta = *used_hits as i128 - draw.hits as i128;
-            draw.descriptor(0, Some(format!("{delta}@{window_start}")))
-        })
+        .filter(|(draw, _, _)| draw.reservation.is_some())
+        .map(|(draw, used_hits, window_start)| draw.descriptor(0, Some(format!("{used_hits}@{window_start}"))))
         .collect();
     if descriptors.is_empty() {
         return None;
@@ -246,10 +262,10 @@ pub fn read_answer(bytes: &[u8]) -> Result<Answer, String> {
     })
 }
 
-/// Parses a settle entry's value, `<signed amount>@<window start>`.
-pub fn parse_adjust(value: &str) -> Option<(i64, u64)> {
-    let (amount, start) = value.split_once('@')?;
-    Some((amount.parse().ok()?, start.parse().ok()?))
+/// Parses a settle entry's value, `<hits used>@<window start>`.
+pub fn parse_settle(value: &str) -> Option<(u64, u64)> {
+    let (used, start) = value.split_once('@')?;
+    Some((used.parse().ok()?, start.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -265,11 +281,12 @@ mod tests {
     }
 
     #[test]
-    fn adjust_values_round_trip() {
-        assert_eq!(parse_adjust("-120@1795614300"), Some((-120, 1_795_614_300)));
-        assert_eq!(parse_adjust("7@0"), Some((7, 0)));
-        assert_eq!(parse_adjust("x@1"), None);
-        assert_eq!(parse_adjust("5"), None);
+    fn settle_values_round_trip() {
+        assert_eq!(parse_settle("120@1795614300"), Some((120, 1_795_614_300)));
+        assert_eq!(parse_settle("7@0"), Some((7, 0)));
+        assert_eq!(parse_settle("-1@0"), None, "a settle says what was used, never a negative");
+        assert_eq!(parse_settle("x@1"), None);
+        assert_eq!(parse_settle("5"), None);
     }
 
     #[test]
