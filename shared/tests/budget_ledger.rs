@@ -321,3 +321,42 @@ fn an_event_too_large_to_meter_cuts_the_stream() {
     assert!(m.push(b"\n\ndata: {\"choices\":[]}\n\n", tokenizers(), &|| "spent".to_string()).is_empty());
     assert!(m.finish(tokenizers(), &|| "spent".to_string()).is_empty());
 }
+
+/// Session ids and model names are the client's to choose: one agent churning through them
+/// runs into its own cap (and only it), never fills a slot another tenant's counters need, and
+/// drops nobody's live counter.
+#[test]
+fn a_churn_of_sessions_and_models_is_capped_per_agent() {
+    let p = policy(concat!(
+        "    - {id: session, scope: [session], unit: totalTokens, limit: 1000, window: session}\n",
+        "    - {id: per-model, scope: [tenant, model], unit: totalTokens, limit: 100000, window: day}\n",
+        "    - {id: tenant, scope: [tenant], unit: totalTokens, limit: 100000, window: day}\n",
+    ));
+    let host = MemoryHost::default();
+    host.now_secs.set(NOW);
+    let victim = Caller { agent: Some("victim".into()), tenant: Some("globex".into()), ..caller("v1") };
+    held(reserve(&p, &host, &victim, "gpt-4o", usage(10, 10)));
+    let churner =
+        |i: usize| Caller { agent: Some("churner".into()), tenant: Some("acme".into()), ..caller(&format!("s{i}")) };
+    let mut refused = 0;
+    for i in 0..300 {
+        let planner = Planner { policy: &p, host: &host, caller: &churner(i), now: NOW };
+        match planner.reserve(&format!("model-{i}"), usage(1, 1), None).unwrap() {
+            Ok(Outcome::Held(_)) => {}
+            Err(PlanError::TooManyCounters { .. }) => refused += 1,
+            Ok(Outcome::Refused(r)) => panic!("refused by {}", p.budgets[r.budget].id),
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(refused, 300 - 64);
+    // The victim's counters are whole and its requests go on, in its session and a new one.
+    let again = held(reserve(&p, &host, &victim, "gpt-4o", usage(10, 10)));
+    assert_eq!(again.charges[0].local.as_ref().unwrap().used_after, 40, "session counter kept: {again:?}");
+    held(reserve(
+        &p,
+        &host,
+        &Caller { agent: Some("victim".into()), tenant: Some("globex".into()), ..caller("v2") },
+        "gpt-4o",
+        usage(1, 1),
+    ));
+}

@@ -222,6 +222,7 @@ impl BudgetHttp {
                 let (status, code) = match e {
                     PlanError::NotPriced { .. } => (400, "model_not_priced"),
                     PlanError::NoScope { .. } => (403, "budget_scope_missing"),
+                    PlanError::TooManyCounters { .. } => (429, "too_many_sessions"),
                 };
                 Ok(self.error(status, &e.to_string(), "invalid_request_error", code, "budgets"))
             }
@@ -327,6 +328,13 @@ impl BudgetHttp {
                             let refusal =
                                 Refusal { budget: index, used, limit: budget.limit, reset_at: Some(reset_at) };
                             return self.refused(vm, &refusal);
+                        }
+                        ledger::Reserved::TooManyCounters => {
+                            self.plan = Some(plan);
+                            self.release(vm);
+                            let rule = budget.id.clone();
+                            let message = "too many sessions or models counted for this agent";
+                            return Ok(self.error(429, message, "rate_limit_error", "too_many_sessions", &rule));
                         }
                     }
                 }

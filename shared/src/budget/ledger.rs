@@ -6,6 +6,11 @@
 //! with the real usage. Counters live in bounded slots (`shared_slot`): per budget `slots`
 //! keys of at most [`LINES_PER_SLOT`] counters; counters of a past window are dropped when
 //! their slot is next written, idle session counters after `sessionIdle`.
+//!
+//! Counters whose scope a client can multiply (`session` ids and `model` names are the
+//! client's to choose) are kept apart, in slots chosen by the verified agent that made them,
+//! at most [`COUNTERS_PER_AGENT`] live ones per agent: one agent's churn fills only its own
+//! share, never a slot another tenant's counter needs, and no live counter is dropped.
 
 use super::compile::Budget;
 use super::config::Window;
@@ -14,6 +19,8 @@ use crate::host::{Host, HostError};
 use crate::shared_slot::{self, Change};
 
 pub const LINES_PER_SLOT: usize = 8;
+/// Live counters one agent may hold in a budget whose scope it can multiply.
+pub const COUNTERS_PER_AGENT: usize = 64;
 
 /// A reservation taken locally, kept by the request until it settles.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,14 +42,18 @@ pub enum Reserved {
         used: u64,
         reset_at: u64,
     },
+    /// The agent already holds its [`COUNTERS_PER_AGENT`] live counters in this budget.
+    TooManyCounters,
 }
 
-/// One counter line: `<scope digest> <window id> <consumed> <last touched, unix secs>`.
+/// One counter line: `<scope digest> <window id> <consumed> <last touched, unix secs>
+/// [<owner digest>]`.
 struct Line<'a> {
     digest: &'a str,
     window: u64,
     used: u64,
     touched: u64,
+    owner: &'a str,
 }
 
 fn parse(line: &str) -> Option<Line<'_>> {
@@ -51,11 +62,16 @@ fn parse(line: &str) -> Option<Line<'_>> {
     let window = parts.next()?.parse().ok()?;
     let used = parts.next()?.parse().ok()?;
     let touched = parts.next()?.parse().ok()?;
-    Some(Line { digest, window, used, touched })
+    let owner = parts.next().unwrap_or("");
+    Some(Line { digest, window, used, touched, owner })
 }
 
-fn format(digest: &str, window: u64, used: u64, touched: u64) -> String {
-    format!("{digest} {window} {used} {touched}")
+fn format(digest: &str, window: u64, used: u64, touched: u64, owner: &str) -> String {
+    if owner.is_empty() {
+        format!("{digest} {window} {used} {touched}")
+    } else {
+        format!("{digest} {window} {used} {touched} {owner}")
+    }
 }
 
 /// Where one budget's counter for one scope lives.
@@ -67,11 +83,16 @@ pub struct Counter<'a> {
     pub span: Span,
     pub slots: usize,
     pub session_idle: u64,
+    /// For a scope the client can multiply: the digest of the agent the counter belongs to.
+    pub owner: Option<String>,
 }
 
 impl Counter<'_> {
     fn key(&self) -> String {
-        format!("warden.budget.{}.{}", self.budget.id, shared_slot::slot_of(&self.digest, self.slots))
+        match &self.owner {
+            Some(owner) => format!("warden.budget.{}.a{}", self.budget.id, shared_slot::slot_of(owner, self.slots)),
+            None => format!("warden.budget.{}.{}", self.budget.id, shared_slot::slot_of(&self.digest, self.slots)),
+        }
     }
 
     /// Whether a line of another counter may be dropped now.
@@ -86,27 +107,35 @@ impl Counter<'_> {
     pub fn reserve(&self, host: &dyn Host, amount: u64, now: u64) -> Result<Reserved, HostError> {
         let limit = self.budget.limit;
         let key = self.key();
+        let owner = self.owner.as_deref().unwrap_or("");
         let outcome = shared_slot::update(host, &key, |lines| {
             let mut kept = Vec::with_capacity(lines.len() + 1);
-            let mut used = 0;
+            let mut used = None;
+            let mut owned = 0;
             for raw in &lines {
                 let Some(line) = parse(raw) else { continue };
                 if line.digest == self.digest && line.window == self.span.id {
-                    used = line.used;
+                    used = Some(line.used);
                 } else if !self.is_stale(&line, now) {
+                    owned += usize::from(!owner.is_empty() && line.owner == owner);
                     kept.push(raw.to_string());
                 }
             }
+            let is_new = used.is_none();
+            let used = used.unwrap_or(0);
             if used.saturating_add(amount) > limit {
                 return Change::Keep(Ok(Reserved::Refused { used, reset_at: self.span.end }));
             }
-            if kept.len() >= LINES_PER_SLOT {
+            if is_new && !owner.is_empty() && owned >= COUNTERS_PER_AGENT {
+                return Change::Keep(Ok(Reserved::TooManyCounters));
+            }
+            if owner.is_empty() && kept.len() >= LINES_PER_SLOT {
                 return Change::Keep(Err(HostError::Failed {
                     call: "budget slot",
                     status: format!("slot {key} is full of live counters; raise tokenBudget.slots"),
                 }));
             }
-            kept.push(format(&self.digest, self.span.id, used + amount, now));
+            kept.push(format(&self.digest, self.span.id, used + amount, now, owner));
             Change::Write(
                 kept,
                 Ok(Reserved::Held(Held {
@@ -137,11 +166,11 @@ pub fn settle(host: &dyn Host, held: &Held, actual: u64, current: Span, now: u64
             match parse(raw) {
                 Some(line) if line.digest == held.digest && line.window == held.window => {
                     let used = line.used.saturating_sub(held.amount).saturating_add(actual);
-                    out.push(format(line.digest, line.window, used, now));
+                    out.push(format(line.digest, line.window, used, now, line.owner));
                     found = true;
                 }
                 Some(line) if line.digest == held.digest && line.window == current.id && actual > held.amount => {
-                    out.push(format(line.digest, line.window, line.used + (actual - held.amount), now));
+                    out.push(format(line.digest, line.window, line.used + (actual - held.amount), now, line.owner));
                     found = true;
                 }
                 _ => out.push(raw.to_string()),
@@ -149,7 +178,7 @@ pub fn settle(host: &dyn Host, held: &Held, actual: u64, current: Span, now: u64
         }
         if !found {
             if actual > held.amount && out.len() < LINES_PER_SLOT {
-                out.push(format(&held.digest, current.id, actual - held.amount, now));
+                out.push(format(&held.digest, current.id, actual - held.amount, now, ""));
             } else {
                 return Change::Keep(());
             }

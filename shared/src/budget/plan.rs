@@ -7,7 +7,7 @@
 //! overspend.
 
 use super::compile::{Budget, CompiledTokenBudget, Price};
-use super::config::{Store, Unit, Window};
+use super::config::{ScopePart, Store, Unit, Window};
 use super::ledger::{self, Counter, Held, Reserved};
 use super::rls::Draw;
 use crate::host::{Host, HostError};
@@ -48,6 +48,8 @@ pub enum PlanError {
     NotPriced { model: String, budget: String },
     #[error("budget {budget:?} is counted per {part}, and the request has none")]
     NoScope { budget: String, part: &'static str },
+    #[error("budget {budget:?} already counts as many sessions or models of this agent as it may: reuse one")]
+    TooManyCounters { budget: String },
 }
 
 /// A budget that cannot take the request.
@@ -192,6 +194,10 @@ impl Planner<'_> {
                                 reset_at,
                             })));
                         }
+                        Reserved::TooManyCounters => {
+                            self.release(&plan)?;
+                            return Ok(Err(PlanError::TooManyCounters { budget: budget.id.clone() }));
+                        }
                     }
                 }
                 (_, Store::Global) => {
@@ -210,6 +216,10 @@ impl Planner<'_> {
 
     /// A budget's local counter for `digest` in the current window.
     pub fn counter<'b>(&self, index: usize, budget: &'b Budget, digest: String) -> Counter<'b> {
+        // Sessions and model names are the client's to choose: such counters are kept, and
+        // capped, per verified agent.
+        let multiplied = budget.scope.iter().any(|p| matches!(p, ScopePart::Session | ScopePart::Model));
+        let owner = multiplied.then(|| shared_slot::digest(&["owner", self.caller.agent.as_deref().unwrap_or("")]));
         Counter {
             budget,
             index,
@@ -217,6 +227,7 @@ impl Planner<'_> {
             span: budget.window.span(self.now),
             slots: self.policy.slots,
             session_idle: self.policy.session_idle.as_secs(),
+            owner,
         }
     }
 
