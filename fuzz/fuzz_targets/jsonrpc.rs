@@ -7,7 +7,15 @@ use warden_policy::tool_acl::jsonrpc::parse_body;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(body) = parse_body(data, 16) else { return };
-    let value: Value = serde_json::from_slice(data).expect("an accepted body is JSON");
+    let value: Value = match serde_json::from_slice(data) {
+        Ok(value) => value,
+        // Found by this target: a member Warden never reads may hold a number beyond f64
+        // (`8e888`), which a tree builder refuses and Warden, reading only its own members,
+        // does not. Every member Warden acts on is typed (ids, methods; arguments are read
+        // whole and refused if a number is out of range), so only that difference is allowed.
+        Err(e) if e.to_string().starts_with("number out of range") => return,
+        Err(e) => panic!("an accepted body is JSON: {e}"),
+    };
     let items = match (&value, body.batch) {
         (Value::Array(items), true) => items.clone(),
         (Value::Object(_), false) => vec![value.clone()],
