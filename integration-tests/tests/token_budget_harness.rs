@@ -468,3 +468,18 @@ fn every_answer_and_the_larger_cap_are_reserved_and_a_per_request_maximum_caps_t
     assert_eq!(cap, (100 - estimated) / 2, "{sent}");
     assert!(vm.property(s, "warden.tokens.reserved").unwrap().parse::<u64>().unwrap() <= 100);
 }
+
+/// Found in review: a request Envoy could not get to the provider at all (no healthy host, a
+/// connection that failed) generated nothing, and is charged nothing.
+#[test]
+fn a_request_that_never_reached_the_provider_is_charged_nothing() {
+    let env = HostEnv::default();
+    let mut vm = plugin().start(&env, LOCAL.as_bytes()).unwrap();
+    let (s, refused) = ask(&mut vm, json!({"max_tokens": 2900}));
+    assert_eq!(refused, None);
+    vm.set_property(s, "response.code_details", b"upstream_reset_before_response_started{remote_connection_failure}");
+    vm.response_headers(s, &[(":status", "503"), ("content-type", "text/plain")], false).unwrap();
+    vm.response_body(s, b"upstream connect error", true).unwrap();
+    vm.finish(s).unwrap();
+    assert_eq!(ask(&mut vm, json!({"max_tokens": 2900})).1, None, "nothing was charged");
+}

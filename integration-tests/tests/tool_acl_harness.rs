@@ -513,3 +513,30 @@ fn streams_opened_with_get_are_read() {
     assert_eq!(listed_names(&serde_json::from_str(first).unwrap()).len(), 5, "the listing is filtered");
     assert_eq!(sent.matches("data: ").count(), 1, "the answer to no forwarded request is withheld: {sent}");
 }
+
+/// Found in review: a response dressed with a `method` that is not a string (which Python's
+/// SDK still reads as a response) is withheld, not passed as a server request; and a listing
+/// smuggled onto another request's stream (pending ids are global to an SDK session) is
+/// withheld there, while that request's own answer passes byte for byte.
+#[test]
+fn listings_cannot_hide_behind_a_method_or_another_requests_stream() {
+    let env = HostEnv::default();
+    let mut vm = vm(&env);
+    let tools = tool_definitions(6);
+    let dressed = json!({"jsonrpc": "2.0", "id": 3, "method": 0, "result": {"tools": tools}}).to_string();
+    let (_, sent) = list_through(&mut vm, &dressed, "application/json", &[]);
+    assert!(!String::from_utf8_lossy(&sent).contains("exec_shell"), "{}", String::from_utf8_lossy(&sent));
+
+    let call = |vm: &mut Vm, answer: &str| {
+        let s = stream(vm, "acme", "sess-1");
+        assert_eq!(mcp(vm, s, &call_request(7, "read_file", "/srv/a", 100)), Action::Continue);
+        vm.response_headers(s, &[(":status", "200"), ("content-type", "text/event-stream")], false).unwrap();
+        vm.response_body(s, answer.as_bytes(), true).unwrap();
+        String::from_utf8_lossy(&vm.stream(s).unwrap().sent_response_body).into_owned()
+    };
+    let own = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"content\":[]}}\n\n";
+    assert_eq!(call(&mut vm, own), own, "the call's own answer passes unchanged");
+    let smuggled = format!("{}{own}", list_answer_sse(1, &tools));
+    let sent = call(&mut vm, &smuggled);
+    assert_eq!(sent, own, "the listing for request 1 is withheld on request 7's stream");
+}

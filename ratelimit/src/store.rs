@@ -15,8 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long a reservation's draw is remembered, waiting for its settle (the longest answer).
 pub const RECORD_TTL_SECS: u64 = 3600;
-/// How long a settled reservation's mark stays: a late draw or a repeated settle meets it.
-pub const MARK_TTL_SECS: u64 = 3600;
+/// How long a settled reservation's mark stays: long enough for a draw that timed out at the
+/// gateway (after tens of milliseconds) to arrive, short enough that marks never crowd the
+/// store (100,000 keys hold over 800 settles a second).
+pub const MARK_TTL_SECS: u64 = 120;
 
 /// Where a reservation's draw, and the mark of its settle, are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -361,6 +361,10 @@ impl BudgetHttp {
             return self.forward(vm);
         }
         let draws = self.plan.as_ref().map(Plan::draws).unwrap_or_default();
+        // Refused all-or-nothing: the service drew nothing, so there is nothing to settle.
+        if let Some(plan) = self.plan.as_mut() {
+            plan.charges.iter_mut().for_each(|c| c.draw = None);
+        }
         let over = answer.statuses.iter().position(|s| s.0).unwrap_or(0);
         let Some(draw) = draws.get(over) else { return self.service_failed(vm) };
         let budget = &vm.policy.budgets[draw.budget];

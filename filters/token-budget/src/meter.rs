@@ -38,9 +38,11 @@ pub struct Meter {
     allowance: Option<u64>,
     /// A 2xx answer: only those are billed.
     ok: bool,
-    /// The answer's status, and whether the provider (not Envoy) sent it.
+    /// The answer's status, whether the provider (not Envoy) sent it, and whether (when Envoy
+    /// answered) the request never reached the provider.
     status: Option<u16>,
     from_upstream: bool,
+    never_sent: bool,
     framing: Framing,
     reported: Reported,
 }
@@ -62,6 +64,7 @@ impl Meter {
             ok: false,
             status: None,
             from_upstream: false,
+            never_sent: false,
             framing: Framing::Unknown,
             reported: Reported::default(),
         }
@@ -74,8 +77,10 @@ impl Meter {
         if !self.ok {
             // Envoy marks what came from the upstream; its own replies (timeouts, resets) say why
             // they were made instead.
-            let details = ProxyHost.property(&["response", "code_details"])?;
-            self.from_upstream = details.as_deref() == Some(b"via_upstream");
+            let details = ProxyHost.property(&["response", "code_details"])?.unwrap_or_default();
+            let details = String::from_utf8_lossy(&details);
+            self.from_upstream = details == "via_upstream";
+            self.never_sent = usage::never_sent(&details);
             return Ok(());
         }
         if let Some(encoding) = encoding::non_identity(response_header("content-encoding")?.as_deref()) {
@@ -182,9 +187,12 @@ impl Meter {
     /// prompt estimate and the counted (or, for JSON, reserved) output.
     /// How the answer ended, `finished` when its last byte (or its trailers) came.
     pub fn ending(&self, finished: bool) -> Ending {
+        let oversized = matches!(&self.framing, Framing::Stream(stream) if stream.oversized);
         match self.status {
             Some(_) if !self.ok && self.from_upstream => Ending::ProviderError,
-            Some(_) if self.ok && finished => Ending::Complete,
+            Some(_) if !self.ok && self.never_sent => Ending::NotSent,
+            // A stream cut because an event could not be read went on at the provider.
+            Some(_) if self.ok && finished && !oversized => Ending::Complete,
             _ => Ending::CutShort,
         }
     }

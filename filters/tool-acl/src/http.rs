@@ -288,7 +288,9 @@ impl ToolAclHttp {
                             let agent = agent(&host)?;
                             inflight::remember(&host, &agent, session, &decided.list_ids, &decided.other_ids, now)?;
                         }
-                        if !decided.list_ids.is_empty() {
+                        // Every answer is read: a response on this stream could otherwise
+                        // answer a listing pending on another (SDKs keep pending ids per session).
+                        if !decided.list_ids.is_empty() || !decided.other_ids.is_empty() {
                             self.response = Some(ResponseFilter::listing(
                                 index,
                                 decided.list_ids,

@@ -128,8 +128,9 @@ impl ResponseFilter {
     fn error_body(&self, streamed: bool) -> String {
         let message = "Warden could not check this answer, so it was withheld";
         let text = match &self.kind {
-            Kind::Listing { list_ids, .. } => {
-                jsonrpc::error_response(list_ids.first().map(String::as_str), jsonrpc::POLICY_DENIED, message, None)
+            Kind::Listing { list_ids, other_ids, .. } => {
+                let id = list_ids.first().or(other_ids.first()).map(String::as_str);
+                jsonrpc::error_response(id, jsonrpc::POLICY_DENIED, message, None)
             }
             Kind::Model { .. } => openai_error(message, "permission_error", "answer_unchecked", None, &self.request_id),
         };

@@ -91,6 +91,25 @@ pub enum Ending {
     /// a reset), or the client went away mid-answer. The provider may have generated (and
     /// billed) up to everything that was reserved.
     CutShort,
+    /// Envoy never got the request to the provider (no healthy host, a connection that could
+    /// not be made, an overflowing pool): nothing was generated.
+    NotSent,
+}
+
+/// Whether an answer Envoy made itself (its `response.code_details`) means the request never
+/// reached the provider.
+pub fn never_sent(details: &str) -> bool {
+    [
+        "no_healthy_upstream",
+        "connection_failure",
+        "connection_timeout",
+        "overflow",
+        "cluster_not_found",
+        "route_not_found",
+        "no_route",
+    ]
+    .iter()
+    .any(|d| details.contains(d))
 }
 
 /// What a forwarded request is charged: what was read of its usage, and, when its answer was
@@ -100,7 +119,7 @@ pub enum Ending {
 pub fn charged(ending: Ending, read: Usage, reservation: Usage) -> Usage {
     match ending {
         Ending::Complete => read,
-        Ending::ProviderError => Usage::default(),
+        Ending::ProviderError | Ending::NotSent => Usage::default(),
         Ending::CutShort => Usage {
             input: read.input.max(reservation.input),
             cached_input: read.cached_input,

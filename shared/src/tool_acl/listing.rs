@@ -152,11 +152,18 @@ pub fn filter_message(
     // A message that cannot be read strictly is withheld, not passed: a client that reads
     // duplicate members last-wins would otherwise see a listing nobody filtered.
     let head: ResponseHead = serde_json::from_str(message).map_err(|_| ListError::Malformed("unreadable message"))?;
-    if head.method.is_some() {
-        return Ok(None);
+    // The server's own request or notification: a string method and nothing of a response. A
+    // method beside a result, or one that is not a string, is no request to an SDK that reads
+    // the message as a response (Python's): withheld.
+    if let Some(method) = head.method {
+        let is_string = method.get().starts_with('"');
+        if is_string && head.result.is_none() && head.error.is_none() {
+            return Ok(None);
+        }
+        return Err(ListError::Malformed("a server message is both a request and a response"));
     }
     let Some(id) = head.id else {
-        return if head.result.is_some() { Err(ListError::Unsolicited) } else { Ok(None) };
+        return if head.result.is_some() || head.error.is_some() { Err(ListError::Unsolicited) } else { Ok(None) };
     };
     match exchange.answers(id) {
         Answers::Nothing if head.result.is_some() || head.error.is_some() => Err(ListError::Unsolicited),

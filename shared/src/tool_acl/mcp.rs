@@ -114,7 +114,9 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
     let (mut list_ids, mut other_ids) = (Vec::new(), Vec::new());
     for message in &parsed.messages {
         let step = decide_message(cx, message)?;
-        if let (Step::Pass(_), Message::Request { id, method, .. }) = (&step, message) {
+        // Every request of a forwarded body may be answered (in shadow mode refused ones are
+        // forwarded too); a body that is not forwarded gets no answer at all.
+        if let Message::Request { id, method, .. } = message {
             let ids = if method == "tools/list" { &mut list_ids } else { &mut other_ids };
             ids.push(id.get().to_string());
         }
