@@ -51,7 +51,12 @@ pub enum Route {
     Api(Api),
     /// A model path whose API Warden cannot read.
     Unreadable,
+    /// A model endpoint that generates nothing (counting a prompt's tokens).
+    Free,
 }
+
+/// Endpoints that only count a prompt's tokens: nothing is generated or billed.
+const FREE_ENDPOINTS: [&str; 2] = ["messages/count_tokens", "responses/input_tokens"];
 
 /// The model paths a policy names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,6 +83,9 @@ impl ModelPaths {
                     continue;
                 }
                 let endpoint = rest.trim_start_matches('/').trim_end_matches('/');
+                if FREE_ENDPOINTS.contains(&endpoint) {
+                    return Route::Free;
+                }
                 return Api::from_endpoint(endpoint).map_or(Route::Unreadable, Route::Api);
             }
             if path.trim_end_matches('/') == configured.trim_end_matches('/') {
@@ -104,6 +112,7 @@ mod tests {
         {
             assert_eq!(paths.classify(unreadable), Route::Unreadable, "{unreadable}");
         }
+        assert_eq!(paths.classify("/v1/messages/count_tokens"), Route::Free);
         for other in ["/mcp/files/messages", "/v10/chat/completions", "/", "/anthropic/v1/messages/x"] {
             assert_eq!(paths.classify(other), Route::Other, "{other}");
         }

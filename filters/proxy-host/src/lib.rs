@@ -74,6 +74,16 @@ pub fn response_header(name: &str) -> Result<Option<String>, HostError> {
     hostcalls::get_map_value(MapType::HttpResponseHeaders, name).map_err(|s| failed("get_map_value", s))
 }
 
+/// Every value of a response header, in order (a header may be sent more than once).
+pub fn response_header_values(name: &str) -> Result<Vec<String>, HostError> {
+    let pairs = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).map_err(|s| failed("get_map", s))?;
+    Ok(pairs
+        .into_iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+        .collect())
+}
+
 pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), HostError> {
     hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value).map_err(|s| failed("set_map_value", s))
 }

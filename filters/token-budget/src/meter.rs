@@ -10,7 +10,9 @@ use warden_policy::budget::{metrics, reply};
 use warden_policy::encoding;
 use warden_policy::host::{Host, HostError};
 use warden_policy::tool_acl::llm::Api;
-use warden_proxy_host::{response_body, response_header, set_response_body, set_response_header, ProxyHost};
+use warden_proxy_host::{
+    response_body, response_header, response_header_values, set_response_body, set_response_header, ProxyHost,
+};
 
 /// The largest single event a stream may carry.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -83,7 +85,8 @@ impl Meter {
             self.never_sent = usage::never_sent(&details);
             return Ok(());
         }
-        if let Some(encoding) = encoding::non_identity(response_header("content-encoding")?.as_deref()) {
+        let encodings = response_header_values("content-encoding")?;
+        if let Some(encoding) = encoding::non_identity(encodings.iter().map(String::as_str)) {
             // Warden asked for `identity`; usage in a body it cannot read is usage it cannot
             // meter. The answer fails closed in the API's shape, and the reservation is kept.
             let message = format!(

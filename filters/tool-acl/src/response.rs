@@ -17,7 +17,9 @@ use warden_policy::tool_acl::listing::{self, Exchange, Filtered, ListContext, Li
 use warden_policy::tool_acl::llm::{self, Api, StreamGuard};
 use warden_policy::tool_acl::metrics;
 use warden_policy::tool_acl::stream::EventRewriter;
-use warden_proxy_host::{response_body, response_header, set_response_body, set_response_header, ProxyHost};
+use warden_proxy_host::{
+    response_body, response_header, response_header_values, set_response_body, set_response_header, ProxyHost,
+};
 
 enum Kind {
     Listing { server: usize, list_ids: Vec<String>, other_ids: Vec<String> },
@@ -61,7 +63,8 @@ impl ResponseFilter {
     }
 
     pub fn on_headers(&mut self, acl: &CompiledToolAcl) -> Result<(), HostError> {
-        if let Some(encoding) = encoding::non_identity(response_header("content-encoding")?.as_deref()) {
+        let encodings = response_header_values("content-encoding")?;
+        if let Some(encoding) = encoding::non_identity(encodings.iter().map(String::as_str)) {
             // Warden asked for `identity`: an answer it cannot read is not passed on unread.
             warn!("warden tool-acl: an answer that must be checked is encoded ({encoding}); withheld");
             let _ = ProxyHost.increment(metrics::ANSWERS_WITHHELD, 1);

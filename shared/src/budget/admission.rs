@@ -22,7 +22,7 @@ pub fn admit(policy: &CompiledTokenBudget, method: &str, path: &str, headers: &[
     let upgrade = headers.iter().any(|(k, _)| k == "upgrade");
     let generates = upgrade || !READ_ONLY.contains(&method);
     let api = match policy.paths.classify(path) {
-        Route::Other => return Admission::Pass,
+        Route::Other | Route::Free => return Admission::Pass,
         Route::Api(_) | Route::Unreadable if !generates => return Admission::Pass,
         Route::Api(api) if method == "POST" && !upgrade => api,
         Route::Api(_) | Route::Unreadable => {

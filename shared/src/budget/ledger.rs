@@ -32,6 +32,8 @@ pub struct Held {
     pub amount: u64,
     /// What the counter held once this reservation was added.
     pub used_after: u64,
+    /// The agent digest of a counter kept per agent (empty otherwise).
+    pub owner: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +147,7 @@ impl Counter<'_> {
                     window: self.span.id,
                     amount,
                     used_after: used + amount,
+                    owner: owner.to_string(),
                 })),
             )
         })?;
@@ -177,8 +180,11 @@ pub fn settle(host: &dyn Host, held: &Held, actual: u64, current: Span, now: u64
             }
         }
         if !found {
-            if actual > held.amount && out.len() < LINES_PER_SLOT {
-                out.push(format(&held.digest, current.id, actual - held.amount, now, ""));
+            // An overrun charged to a new window: per-agent slots are bounded by their owners'
+            // caps, the others by `LINES_PER_SLOT`.
+            let room = !held.owner.is_empty() || out.len() < LINES_PER_SLOT;
+            if actual > held.amount && room {
+                out.push(format(&held.digest, current.id, actual - held.amount, now, &held.owner));
             } else {
                 return Change::Keep(());
             }

@@ -132,6 +132,11 @@ impl Constraint {
             return if self.optional { Check::Holds } else { Check::Undecided };
         };
         let same_kind = |want: &Value| std::mem::discriminant(want) == std::mem::discriminant(value);
+        // Numbers compare by value: `1.0` is `1` to the JavaScript and Python servers that read it.
+        let equal = |want: &Value| match (want.as_f64(), value.as_f64()) {
+            (Some(a), Some(b)) if want.is_number() && value.is_number() => a == b,
+            _ => want == value,
+        };
         let mut verdict = Check::Holds;
         let mut judge = |check: Check| {
             verdict = match (verdict, check) {
@@ -141,14 +146,14 @@ impl Constraint {
             }
         };
         if let Some(want) = &self.equals {
-            judge(match (want == value, same_kind(want)) {
+            judge(match (equal(want), same_kind(want)) {
                 (true, _) => Check::Holds,
                 (false, true) => Check::Fails,
                 (false, false) => Check::Undecided,
             });
         }
         if let Some(set) = &self.one_of {
-            judge(match (set.contains(value), set.iter().any(same_kind)) {
+            judge(match (set.iter().any(equal), set.iter().any(same_kind)) {
                 (true, _) => Check::Holds,
                 (false, true) => Check::Fails,
                 (false, false) => Check::Undecided,
@@ -239,6 +244,8 @@ mod tests {
         assert_eq!(undecided(json!({"pointer": "/n", "maximum": 4})), Check::Undecided);
         assert_eq!(undecided(json!({"pointer": "/mode", "equals": "rw"})), Check::Undecided);
         assert_eq!(undecided(json!({"pointer": "/mode", "equals": 2})), Check::Fails, "same kind, other value");
+        assert_eq!(undecided(json!({"pointer": "/mode", "equals": 1.0})), Check::Holds, "1.0 is 1");
+        assert_eq!(undecided(json!({"pointer": "/mode", "oneOf": [3, 1.0]})), Check::Holds);
         assert_eq!(undecided(json!({"pointer": "/missing", "equals": 1, "optional": true})), Check::Holds);
     }
 

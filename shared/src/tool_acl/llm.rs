@@ -189,7 +189,7 @@ pub fn decide_request(
     let server = server_name(acl).to_string();
     let api = match acl.llm_route(path) {
         Route::Api(api) => Some(api),
-        Route::Other | Route::Unreadable => None,
+        Route::Other | Route::Unreadable | Route::Free => None,
     };
     let mut decided =
         RequestDecided { server, api, records: vec![], removed: 0, action: RequestAction::Forward { rewritten: None } };

@@ -39,7 +39,16 @@ pub fn check_response(
     if !markers.iter().any(|m| body.contains(m)) {
         return checked;
     }
-    let Ok(mut answer) = serde_json::from_str::<Value>(body) else { return checked };
+    // A BOM is dropped by the SDKs' decoders (fetch, httpx): so here.
+    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+    let Ok(mut answer) = serde_json::from_str::<Value>(body) else {
+        // It may hold a tool call that cannot be checked: withheld, never passed unread.
+        if acl.mode != Mode::Shadow {
+            let message = "Warden could not read this answer, which may call a tool, so it was withheld";
+            checked.replacement = Some(openai_error(message, "permission_error", "answer_unchecked", None, request_id));
+        }
+        return checked;
+    };
     let blocked = match api {
         Some(Api::ChatCompletions) => chat(acl, caller, &mut answer, request_id, &mut checked.records),
         Some(Api::Responses) => responses(acl, caller, &mut answer, request_id, &mut checked.records),
