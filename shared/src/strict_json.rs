@@ -11,6 +11,45 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 
+/// The key serde_json reserves for `RawValue`: a `serde_json::Value` read from a text with an
+/// object member of this name is not the document (it is the parse of that member's string),
+/// so a peer could show Warden one document and its client another. Found by fuzzing.
+const RESERVED_KEY: &str = "$serde_json::private::RawValue";
+
+/// A `serde_json::Value` of `text`, or `None` when it is not JSON or holds serde_json's
+/// reserved key anywhere (written plainly or with escapes): such a text is never read as a tree.
+pub fn value(text: &str) -> Option<serde_json::Value> {
+    // The key can only be written with `serde_json` in it, or with escapes.
+    if (text.contains("serde_json") || text.contains("\\u")) && holds_reserved_key(text) {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
+/// Whether any object in `text` (at any depth) has the reserved key. Malformed text counts.
+fn holds_reserved_key(text: &str) -> bool {
+    fn walk(raw: &RawValue, depth: usize) -> bool {
+        if depth > 128 {
+            return true;
+        }
+        match raw.get().trim_start().as_bytes().first() {
+            Some(b'{') => match StrictObject::parse(raw.get().as_bytes()) {
+                Ok(object) => object.members().iter().any(|(k, v)| k == RESERVED_KEY || walk(v, depth + 1)),
+                Err(_) => true,
+            },
+            Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+                Ok(items) => items.iter().any(|v| walk(v, depth + 1)),
+                Err(_) => true,
+            },
+            _ => false,
+        }
+    }
+    match serde_json::from_str::<&RawValue>(text) {
+        Ok(raw) => walk(raw, 0),
+        Err(_) => true,
+    }
+}
+
 /// Objects with more members than this are refused: tokens never need them, and a cap keeps
 /// the duplicate check linear in practice.
 pub const MAX_MEMBERS: usize = 128;
@@ -126,6 +165,20 @@ mod tests {
         // "\u0061lg" is "alg" spelled with an escape: still the same key.
         let err = StrictObject::parse(br#"{"alg":"RS256","\u0061lg":"none"}"#).unwrap_err();
         assert!(err.to_string().contains("duplicate key"), "{err}");
+    }
+
+    #[test]
+    fn serde_jsons_reserved_key_is_never_read_as_a_tree() {
+        // serde_json reads this one-member object as the document in its string.
+        let smuggled = r#"{"$serde_json::private::RawValue":"{\"choices\":[]}"}"#;
+        assert!(
+            serde_json::from_str::<serde_json::Value>(smuggled).is_ok_and(|v| v["choices"] == serde_json::json!([])),
+            "the differential"
+        );
+        assert_eq!(value(smuggled), None);
+        let escaped = r#"{"a":[{"\u0024serde_json::private::RawValue":"1"}]}"#;
+        assert_eq!(value(escaped), None);
+        assert_eq!(value(r#"{"a":"caf\u00e9"}"#), Some(serde_json::json!({"a": "café"})));
     }
 
     #[test]

@@ -277,3 +277,16 @@ fn legacy_function_calls_are_governed_like_tool_calls() {
         assert!(out.ends_with("data: [DONE]\n\n"));
     }
 }
+
+/// Found by fuzzing: serde_json reads an object whose member is its reserved `RawValue` key as
+/// another document, and a stream event it cannot read passed unchecked. An event that may
+/// carry a tool call and cannot be read now ends the stream.
+#[test]
+fn an_event_that_may_call_a_tool_and_cannot_be_read_ends_the_stream() {
+    let acl = policy("");
+    let smuggled = r#"{"$serde_json::private::RawValue":"{}","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"wire_money","arguments":"{}"}}]}}]}"#;
+    let text = format!("data: {smuggled}\n\ndata: [DONE]\n\n");
+    let out = stream(&acl, Api::ChatCompletions, &text, 3);
+    assert!(!out.contains("wire_money"), "{out}");
+    assert!(out.contains("answer_unchecked"), "{out}");
+}

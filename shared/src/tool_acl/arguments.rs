@@ -28,7 +28,7 @@ impl Arguments {
         }
         let mut canonical = Vec::with_capacity(text.len());
         canonical::write(text, &[], &mut canonical).map_err(|e| format!("arguments: {e}"))?;
-        let value: Value = serde_json::from_str(text).map_err(|e| format!("arguments are not JSON: {e}"))?;
+        let value = crate::strict_json::value(text).ok_or("arguments are not JSON a reader agrees on")?;
         Ok(Arguments { value, sha256: hex::encode(Sha256::digest(&canonical)) })
     }
 }

@@ -41,7 +41,7 @@ pub fn check_response(
     }
     // A BOM is dropped by the SDKs' decoders (fetch, httpx): so here.
     let body = body.strip_prefix('\u{feff}').unwrap_or(body);
-    let Ok(mut answer) = serde_json::from_str::<Value>(body) else {
+    let Some(mut answer) = crate::strict_json::value(body) else {
         // It may hold a tool call that cannot be checked: withheld, never passed unread.
         if acl.mode != Mode::Shadow {
             let message = "Warden could not read this answer, which may call a tool, so it was withheld";

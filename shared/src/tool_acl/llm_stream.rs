@@ -8,6 +8,7 @@
 
 use crate::decision::Mode;
 use crate::sse;
+use crate::strict_json;
 use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::ToolCalls;
@@ -44,7 +45,17 @@ pub struct StreamGuard {
 }
 
 fn data_json(event: &[u8]) -> Option<Value> {
-    sse::data(event).and_then(|d| serde_json::from_str(&d).ok())
+    sse::data(event).and_then(|d| strict_json::value(&d))
+}
+
+/// An event whose data cannot be read as JSON but may carry a tool call (a client's lenient
+/// parser could find one in it): it cannot be checked, so the stream fails rather than pass it.
+fn unreadable_call(event: &[u8]) -> bool {
+    let Some(data) = sse::data(event) else { return false };
+    let data = data.trim();
+    data != "[DONE]"
+        && strict_json::value(data).is_none()
+        && ["tool_calls", "function_call", "tool_use"].iter().any(|m| data.contains(m))
 }
 
 fn with_json(event: &[u8], value: &Value) -> Vec<u8> {
@@ -75,6 +86,12 @@ impl StreamGuard {
         if self.ended {
             return (Vec::new(), Vec::new());
         }
+        if acl.mode != Mode::Shadow && unreadable_call(event) {
+            self.ended = true;
+            let message = "Warden could not read an event of this answer that may call a tool, so the answer was ended";
+            let body = openai_error(message, "permission_error", "answer_unchecked", None, request_id);
+            return (sse::event(None, &body), Vec::new());
+        }
         let mut records = Vec::new();
         let out = match self.api {
             Some(Api::ChatCompletions) => self.chat(acl, caller, event, request_id, &mut records),
@@ -99,7 +116,7 @@ impl StreamGuard {
     ) -> Vec<u8> {
         let data = sse::data(event).unwrap_or_default();
         let done = data.trim() == "[DONE]";
-        let chunk: Option<Value> = if done { None } else { serde_json::from_str(&data).ok() };
+        let chunk: Option<Value> = if done { None } else { strict_json::value(&data) };
         let mut finishing = done;
         if let Some(chunk) = &chunk {
             for choice in chunk.get("choices").and_then(Value::as_array).into_iter().flatten() {
