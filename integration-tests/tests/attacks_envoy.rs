@@ -65,16 +65,22 @@ async fn trailers_do_not_carry_a_denied_tool_call_past_tool_acl() {
     assert_eq!(reached, ["read_file"], "the denied call never reached the server");
 }
 
+/// The token-budget example's identity section with one tenant budget of `limit` tokens a day
+/// and a default cap of 50.
+fn tiny_budget(limit: u64) -> String {
+    let example = std::fs::read_to_string(repo::root().join("examples/token-budget/policy.yaml")).unwrap();
+    let identity = &example[..example.find("tokenBudget:").unwrap()];
+    format!(
+        "{identity}tokenBudget:\n  defaultMaxOutputTokens: 50\n  budgets:\n    - {{ id: tiny, scope: [tenant], unit: totalTokens, limit: {limit}, window: day }}\n"
+    )
+}
+
 /// A model request that ends in trailers is counted and reserved like any other: the provider
 /// sees the cap Warden writes, and the audit record the reservation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trailers_do_not_carry_a_model_request_past_token_budget() {
     let provider = ChatProvider::start(Script { output_tokens: 5, ..Script::default() }).await.unwrap();
-    let example = std::fs::read_to_string(repo::root().join("examples/token-budget/policy.yaml")).unwrap();
-    let identity = &example[..example.find("tokenBudget:").unwrap()];
-    let policy = format!(
-        "{identity}tokenBudget:\n  defaultMaxOutputTokens: 50\n  budgets:\n    - {{ id: tiny, scope: [tenant], unit: totalTokens, limit: 60, window: day }}\n"
-    );
+    let policy = tiny_budget(60);
     let envoy = Envoy::builder("envoy/token-budget.yaml")
         .policy("warden.identity", &policy)
         .policy("warden.token_budget", &policy)
@@ -337,11 +343,7 @@ async fn hanging_up_after_forwarding_does_not_give_the_reservation_back() {
     })
     .await
     .unwrap();
-    let example = std::fs::read_to_string(repo::root().join("examples/token-budget/policy.yaml")).unwrap();
-    let identity = &example[..example.find("tokenBudget:").unwrap()];
-    let policy = format!(
-        "{identity}tokenBudget:\n  defaultMaxOutputTokens: 50\n  budgets:\n    - {{ id: tiny, scope: [tenant], unit: totalTokens, limit: 100, window: day }}\n"
-    );
+    let policy = tiny_budget(100);
     let envoy = Envoy::builder("envoy/token-budget.yaml")
         .policy("warden.identity", &policy)
         .policy("warden.token_budget", &policy)

@@ -135,14 +135,7 @@ impl BudgetHttp {
             return Ok(self.too_large(vm));
         }
         if end_of_stream {
-            let _ = ProxyHost.increment(metrics::BAD_REQUEST, 1);
-            return Ok(self.error(
-                400,
-                "the request has no body",
-                "invalid_request_error",
-                "invalid_request",
-                "protocol",
-            ));
+            return Ok(self.no_body());
         }
         // The body may be rewritten (cap, usage, model), so its length is recomputed.
         ProxyHost.set_request_header("content-length", None)?;
@@ -152,6 +145,12 @@ impl BudgetHttp {
         // header callback into "stop everything" and the body would never arrive here. So the
         // route is chosen on the headers, and a fallback model is served by the same route.
         Ok(Action::Continue)
+    }
+
+    /// A POST without a body (headers that end the stream, or trailers with no data before).
+    fn no_body(&mut self) -> Action {
+        let _ = ProxyHost.increment(metrics::BAD_REQUEST, 1);
+        self.error(400, "the request has no body", "invalid_request_error", "invalid_request", "protocol")
     }
 
     fn too_large(&mut self, vm: &Vm) -> Action {
@@ -168,14 +167,7 @@ impl BudgetHttp {
             return Ok(Action::Pause);
         }
         if size == 0 {
-            let _ = ProxyHost.increment(metrics::BAD_REQUEST, 1);
-            return Ok(self.error(
-                400,
-                "the request has no body",
-                "invalid_request_error",
-                "invalid_request",
-                "protocol",
-            ));
+            return Ok(self.no_body());
         }
         self.body = request_body(size)?;
         let Some(api) = self.api else { return Ok(Action::Continue) };
