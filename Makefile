@@ -89,6 +89,7 @@ validate: build
 	  out=$$(.venv/envoy/$$v/envoy/_bin/envoy --mode validate --log-level error -c $$f 2>&1) && echo OK || { echo FAILED; echo "$$out"; exit 1; }; \
 	done; done
 	$(PY) scripts/validate-istio.py testdata/schemas/istio-wasmplugin-crd.yaml examples/istio/*.yaml
+	$(PY) scripts/validate-headers.py $(foreach b,$(ENVOY_BINS),--envoy $(b)) envoy/*.yaml examples/istio/*.yaml
 
 run: build
 	examples/identity/run.sh

@@ -60,3 +60,49 @@ fn envoy_config_policies_are_valid_policies() {
         assert!(accepted, "{config} {filter}: {log}");
     }
 }
+
+/// Runs `scripts/validate-headers.py` (what `make validate` runs) on `files`.
+fn validate_headers(files: &[&std::path::Path]) -> (bool, String) {
+    let python = repo::root().join(".venv/py/bin/python");
+    let out = std::process::Command::new(python)
+        .arg(repo::root().join("scripts/validate-headers.py"))
+        .args(files)
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// A body-reading filter that holds the request headers (the policy's default) without Envoy's
+/// `allow_on_headers_stop_iteration` would hang every request: `make validate` refuses such an
+/// Envoy config and such an Istio WasmPlugin, naming the filter, and accepts them once the flag
+/// is set or the policy releases the headers.
+#[test]
+fn held_headers_without_envoys_flag_are_refused_at_validate_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(repo::root().join("envoy/tool-acl.yaml")).unwrap();
+    assert!(shipped.contains("allow_on_headers_stop_iteration: true"));
+    let without = dir.path().join("without-flag.yaml");
+    std::fs::write(
+        &without,
+        shipped.replace("allow_on_headers_stop_iteration: true", "allow_on_headers_stop_iteration: false"),
+    )
+    .unwrap();
+    let (ok, out) = validate_headers(&[&without]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("warden.tool_acl") && out.contains("allow_on_headers_stop_iteration"), "{out}");
+
+    let released = dir.path().join("released.yaml");
+    let text = shipped
+        .replace("allow_on_headers_stop_iteration: true", "allow_on_headers_stop_iteration: false")
+        .replace("value: &policy |\n", "value: &policy |\n                            requestHeaders: release\n");
+    std::fs::write(&released, text).unwrap();
+    let (ok, out) = validate_headers(&[&released]);
+    assert!(ok, "{out}");
+
+    let plugin = std::fs::read_to_string(repo::root().join("examples/istio/tool-acl-wasmplugin.yaml")).unwrap();
+    let holding = dir.path().join("holding-plugin.yaml");
+    std::fs::write(&holding, plugin.replace("    requestHeaders: release\n", "")).unwrap();
+    let (ok, out) = validate_headers(&[&holding]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("WasmPlugin warden-tool-acl") && out.contains("EnvoyFilter"), "{out}");
+}

@@ -53,7 +53,7 @@ fn post(vm: &mut Vm, s: u32, body: &str) -> Action {
         ("content-type", "application/json"),
         ("content-length", length.as_str()),
     ];
-    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Pause, "body-reading filters hold the headers");
     vm.request_body(s, body.as_bytes(), true).unwrap()
 }
 
@@ -161,6 +161,12 @@ fn streams_get_usage_asked_for_and_removed_and_a_cap_written_in() {
     assert_eq!(sent["stream_options"]["include_usage"], true);
     assert_eq!(sent["max_completion_tokens"], 100, "the policy's default cap is written in");
     assert_eq!(vm.property(s, "warden.tokens.reserved").unwrap(), (sent_estimate(&vm, s) + 100).to_string());
+    // The headers were held while the body was edited: its length is the new one, and the route
+    // is chosen again for the model served.
+    let length = vm.stream(s).unwrap().sent_request_body.len().to_string();
+    assert_eq!(vm.forwarded_header(s, "content-length").as_deref(), Some(length.as_str()));
+    assert_eq!(vm.forwarded_header(s, "x-warden-model").as_deref(), Some("gpt-4o"));
+    assert_eq!(vm.route_cache_cleared(s), 1);
     vm.response_headers(s, &[(":status", "200"), ("content-type", "text/event-stream")], false).unwrap();
     let events = concat!(
         "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" tok\"}}]}\n\n",
@@ -371,7 +377,7 @@ fn requests_and_answers_that_end_in_trailers_are_counted_and_settled() {
     let body = chat("Hello", json!({}));
 
     let s = stream(&mut vm, "acme");
-    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Pause, "body-reading filters hold the headers");
     assert_eq!(vm.request_body(s, body.as_bytes(), false).unwrap(), Action::Pause);
     assert_eq!(vm.request_trailers(s, &[("x-t", "1")]).unwrap(), Action::Continue);
     let sent: Value = serde_json::from_slice(&vm.stream(s).unwrap().sent_request_body).unwrap();
@@ -389,7 +395,7 @@ fn requests_and_answers_that_end_in_trailers_are_counted_and_settled() {
 
     // 2,900 of 3,000 are spent: the next request, ending in trailers, is refused.
     let s = stream(&mut vm, "acme");
-    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Pause, "body-reading filters hold the headers");
     vm.request_body(s, body.as_bytes(), false).unwrap();
     assert_eq!(vm.request_trailers(s, &[("x-t", "1")]).unwrap(), Action::Pause);
     assert_eq!(status(&vm, s), Some(429));

@@ -38,7 +38,7 @@ fn post(vm: &mut Vm, s: u32, path: &str, body: &str) -> Action {
         ("content-type", "application/json"),
         ("content-length", length.as_str()),
     ];
-    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Pause, "body-reading filters hold the headers");
     vm.request_body(s, body.as_bytes(), true).unwrap()
 }
 
@@ -160,7 +160,7 @@ fn oversized_bodies_are_refused_with_413_before_anything_is_forwarded() {
     // Chunked, no length: refused when the buffer passes the limit.
     let s = stream(&mut vm, "acme", "sess-1");
     let headers = [(":method", "POST"), (":path", "/mcp/files"), (":authority", "gw")];
-    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Pause, "body-reading filters hold the headers");
     assert_eq!(vm.request_body(s, &[b' '; 40_000], false).unwrap(), Action::Pause);
     assert_eq!(vm.request_body(s, &[b' '; 40_000], false).unwrap(), Action::Pause);
     let reply = vm.local_reply(s).unwrap();
@@ -355,7 +355,9 @@ fn declared_tools_the_agent_may_not_call_are_removed_from_the_request() {
     assert!(sent.get("tool_choice").is_none(), "a choice naming a removed tool goes too");
     assert_eq!(sent["messages"], request["messages"]);
     assert_eq!(env.metric("warden.tool_acl.llm_tools_removed"), 1);
-    assert!(vm.forwarded_header(s, "content-length").is_none());
+    // The headers were held while the body was edited: its length is the new one.
+    let length = vm.stream(s).unwrap().sent_request_body.len().to_string();
+    assert_eq!(vm.forwarded_header(s, "content-length").as_deref(), Some(length.as_str()));
 }
 
 /// HTTP/2 lets a request end with trailers instead of a last DATA frame: the body held so far
@@ -367,7 +369,7 @@ fn a_request_that_ends_in_trailers_is_decided_like_any_other() {
     let headers = [(":method", "POST"), (":path", "/mcp/files"), (":authority", "gw"), ("x-request-id", "req-t")];
 
     let s = stream(&mut vm, "acme", "sess-1");
-    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Pause, "body-reading filters hold the headers");
     let denied = call_request(9, "exec_shell", "/", 120);
     assert_eq!(vm.request_body(s, denied.as_bytes(), false).unwrap(), Action::Pause);
     assert_eq!(vm.request_trailers(s, &[("x-checksum", "1")]).unwrap(), Action::Pause);
@@ -375,7 +377,7 @@ fn a_request_that_ends_in_trailers_is_decided_like_any_other() {
     assert_eq!(reply_json(&vm, s)["result"]["_meta"]["warden/denial"]["reason"], "no_rule_allows");
 
     let s = stream(&mut vm, "acme", "sess-1");
-    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Pause, "body-reading filters hold the headers");
     let allowed = call_request(10, "read_file", "/srv/a", 120);
     let (a, b) = allowed.split_at(50);
     assert_eq!(vm.request_body(s, a.as_bytes(), false).unwrap(), Action::Pause);
@@ -386,7 +388,7 @@ fn a_request_that_ends_in_trailers_is_decided_like_any_other() {
 
     // Trailers with no body before them: a POST without a body.
     let s = stream(&mut vm, "acme", "sess-1");
-    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Pause, "body-reading filters hold the headers");
     assert_eq!(vm.request_trailers(s, &[("x-checksum", "1")]).unwrap(), Action::Pause);
     assert_eq!(vm.local_reply(s).unwrap().status, 400);
 }
@@ -504,7 +506,7 @@ fn streams_opened_with_get_are_read() {
     let s = stream(&mut vm, "acme", "sess-1");
     let list = r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#;
     let headers = [(":method", "POST"), (":path", "/mcp/files"), (":authority", "gw"), ("mcp-session-id", "m-2")];
-    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Pause, "body-reading filters hold the headers");
     assert_eq!(vm.request_body(s, list.as_bytes(), true).unwrap(), Action::Continue);
     let (s, _) = get_stream(&mut vm, &[("mcp-session-id", "m-2"), ("last-event-id", "0/4")]);
     let replay = format!("{}{}", list_answer_sse(5, &tools), list_answer_sse(99, &tools));

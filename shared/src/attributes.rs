@@ -63,5 +63,10 @@ pub const COST_USD: &str = "warden.cost_usd";
 /// whatever the outcome, so no later hop can mistake them for something Warden verified.
 pub const RESERVED_HEADER_PREFIX: &str = "x-warden-";
 
+/// The request header in which token-budget names the model a request is sent to (after a
+/// fallback, the cheaper one), so that routes may send each model to its own cluster. Set,
+/// and the route chosen again, only while the request headers are held.
+pub const MODEL_HEADER: &str = "x-warden-model";
+
 /// The request id Envoy assigns, echoed in every denial so an operator can find the log line.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

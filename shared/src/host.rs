@@ -42,6 +42,10 @@ pub trait Host {
     /// callback with the returned token. Fails when the cluster is unknown.
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<u32, HostError>;
 
+    /// Makes Envoy choose the route again from the (changed) request headers. Only has an
+    /// effect while the request headers are held.
+    fn clear_route_cache(&self) -> Result<(), HostError>;
+
     /// Ends the stream with a reply generated here; the upstream is never called.
     fn send_local_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
 }

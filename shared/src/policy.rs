@@ -31,6 +31,31 @@ pub struct PolicyDocument {
     pub tool_acl: Option<ToolAclConfig>,
     #[serde(default)]
     pub token_budget: Option<TokenBudgetConfig>,
+    /// What the body-reading filters do with the request headers while they read the body.
+    #[serde(default)]
+    pub request_headers: RequestHeaders,
+}
+
+/// Whether a filter that must read the request body holds the request headers until it has
+/// decided.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RequestHeaders {
+    /// Held until decided: a refused request never opens an upstream stream, and the body may
+    /// be edited with its `content-length` kept right, or the route chosen again. Needs the
+    /// filter's Envoy `PluginConfig` to set `allow_on_headers_stop_iteration: true` (Envoy ≥
+    /// 1.35); without it Envoy never delivers the body and the request hangs.
+    #[default]
+    Hold,
+    /// Sent upstream before the body is read (only the body is held): a refusal resets a
+    /// stream the upstream has already seen open, and the route is fixed by the headers.
+    Release,
+}
+
+impl RequestHeaders {
+    pub fn held(self) -> bool {
+        self == RequestHeaders::Hold
+    }
 }
 
 /// Reads a policy given as JSON (first non-blank character `{`) or YAML.
@@ -82,6 +107,16 @@ mod tests {
     fn unknown_section_is_refused() {
         let err = parse_document(b"identiy: {}\n").unwrap_err();
         assert!(err.message.contains("unknown field `identiy`"), "{err}");
+    }
+
+    #[test]
+    fn request_headers_are_held_unless_the_policy_releases_them() {
+        assert_eq!(parse_document(b"identity: null\n").unwrap().request_headers, RequestHeaders::Hold);
+        let released = parse_document(b"requestHeaders: release\n").unwrap();
+        assert_eq!(released.request_headers, RequestHeaders::Release);
+        let err = parse_document(b"requestHeaders: keep\n").unwrap_err();
+        assert_eq!(err.path, "requestHeaders");
+        assert!(err.message.contains("hold") && err.message.contains("release"), "{err}");
     }
 
     #[test]

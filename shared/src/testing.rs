@@ -30,6 +30,8 @@ pub struct MemoryHost {
     pub reply: RefCell<Option<LocalReply>>,
     pub metrics: RefCell<BTreeMap<String, i64>>,
     pub http_calls: RefCell<Vec<SentHttpCall>>,
+    /// How many times the route was asked to be chosen again.
+    pub route_cache_cleared: Cell<u32>,
 }
 
 impl MemoryHost {
@@ -137,6 +139,11 @@ impl Host for MemoryHost {
         let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         calls.push(SentHttpCall { cluster: cluster.to_string(), headers });
         Ok(calls.len() as u32)
+    }
+
+    fn clear_route_cache(&self) -> Result<(), HostError> {
+        self.route_cache_cleared.set(self.route_cache_cleared.get() + 1);
+        Ok(())
     }
 
     fn send_local_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {

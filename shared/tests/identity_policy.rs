@@ -75,6 +75,38 @@ fn an_api_key_authenticates_its_agent_with_its_tenant_and_scopes() {
     assert_eq!(p.auth_method(), "api_key");
 }
 
+/// Agents keep their SDKs: a route reads the key where the SDK sends it (OpenAI's as
+/// `Authorization: Bearer <key>`, Anthropic's bare in `x-api-key`).
+#[test]
+fn a_route_reads_the_api_key_where_the_agents_sdk_sends_it() {
+    let routes = "  routes:\n    - name: openai\n      match: { pathPrefix: /v1/chat }\n      agent: [apiKey]\n      apiKeyHeader: Authorization\n    - name: anthropic\n      agent: [apiKey]\n";
+    let policy = full_policy(routes);
+    let bearer = format!("Bearer {KEY}");
+    let p = assert_allowed(run_with(&policy, &headers(&[("authorization", &bearer)]), None, "/v1/chat/completions"));
+    assert_eq!(p.agent, "key-agent");
+    let wrong = run_with(&policy, &headers(&[("x-api-key", KEY)]), None, "/v1/chat/completions");
+    assert_denied(wrong, 401, "missing_credentials");
+    let p = assert_allowed(run_with(&policy, &headers(&[("x-api-key", KEY)]), None, "/v1/messages"));
+    assert_eq!(p.agent, "key-agent");
+    let unknown = format!("Bearer {KEY}x");
+    assert_denied(
+        run_with(&policy, &headers(&[("authorization", &unknown)]), None, "/v1/chat/completions"),
+        401,
+        "unknown_api_key",
+    );
+}
+
+#[test]
+fn one_header_cannot_carry_both_an_agent_token_and_an_api_key() {
+    let policy = policy_yaml(
+        "[RS256]",
+        &format!("  apiKeys:\n    keys:\n      - {{ sha256: {}, agent: a }}\n", api_key::hash_hex(KEY)),
+    )
+    .replace("agent: [jwt]\n", "agent: [jwt, apiKey]\n      apiKeyHeader: authorization\n");
+    let err = refused(&policy);
+    assert!(err.starts_with("identity.routes[0].apiKeyHeader:") && err.contains("authorization"), "{err}");
+}
+
 #[test]
 fn an_unknown_or_oversized_api_key_is_refused() {
     let policy = full_policy(any_route());

@@ -43,6 +43,19 @@ impl IdentityHttp {
         let step = decide(&host, &policy, &self.state.borrow().verifier(), &request, false)?;
         Ok(action_for(&step))
     }
+
+    /// The body of a request still waiting for keys is held too. Without Envoy's
+    /// `allow_on_headers_stop_iteration` no body callback comes while the headers are paused;
+    /// with it (an operator may set it on every Warden filter) one would, and the SDK's default
+    /// `Continue` would let the request go before it is decided.
+    fn body_action(&self) -> Action {
+        let id = self.context_id;
+        if self.state.borrow().waiting.iter().any(|w| w.context_id == id) {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
 }
 
 impl Context for IdentityHttp {
@@ -63,6 +76,14 @@ impl HttpContext for IdentityHttp {
                 Action::Pause
             }
         }
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        self.body_action()
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.body_action()
     }
 }
 

@@ -101,6 +101,11 @@ pub fn grpc_call(
         .map_err(|s| failed("dispatch_grpc_call", s))
 }
 
+/// Lets a paused request go on (after a callout answered). The SDK's own helper unwraps.
+pub fn resume_request() -> Result<(), HostError> {
+    hostcalls::resume_http_request().map_err(|s| failed("resume_http_request", s))
+}
+
 /// The body of a gRPC answer just received.
 pub fn grpc_response(size: usize) -> Result<Vec<u8>, HostError> {
     hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
@@ -153,6 +158,13 @@ impl Host for ProxyHost {
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<u32, HostError> {
         hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, vec![], timeout)
             .map_err(|s| failed("dispatch_http_call", s))
+    }
+
+    fn clear_route_cache(&self) -> Result<(), HostError> {
+        // Envoy ≥ 1.33 no longer clears the route cache when a Wasm filter changes a header.
+        hostcalls::call_foreign_function("clear_route_cache", None)
+            .map(|_| ())
+            .map_err(|s| failed("call_foreign_function(clear_route_cache)", s))
     }
 
     fn send_local_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {

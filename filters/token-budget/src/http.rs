@@ -21,7 +21,7 @@ use warden_policy::encoding::{ACCEPT_ENCODING, IDENTITY};
 use warden_policy::host::{Host, HostError};
 use warden_policy::tool_acl::caller::Caller;
 use warden_policy::tool_acl::llm::Api;
-use warden_proxy_host::{grpc_call, grpc_response, request_body, set_request_body, ProxyHost};
+use warden_proxy_host::{grpc_call, grpc_response, request_body, resume_request, set_request_body, ProxyHost};
 
 enum Stage {
     /// Not a model request, or already answered: nothing to do.
@@ -53,6 +53,8 @@ pub struct BudgetHttp {
     settled: bool,
     /// Request body bytes buffered so far: a request that ends in trailers is decided on them.
     request_size: usize,
+    /// The request came with a `content-length`, which a rewritten body must keep right.
+    has_length: bool,
 }
 
 fn unix_now() -> u64 {
@@ -77,6 +79,7 @@ impl BudgetHttp {
             meter: None,
             settled: false,
             request_size: 0,
+            has_length: false,
         }
     }
 
@@ -137,13 +140,18 @@ impl BudgetHttp {
         if end_of_stream {
             return Ok(self.no_body());
         }
-        // The body may be rewritten (cap, usage, model), so its length is recomputed.
-        ProxyHost.set_request_header("content-length", None)?;
         self.stage = Stage::Reading;
+        self.has_length = length.is_some();
         // The body is held (`StopIterationAndBuffer`) until it is counted and reserved; no byte
-        // of it goes upstream before. The headers cannot be held with it: Envoy turns a paused
-        // header callback into "stop everything" and the body would never arrive here. So the
-        // route is chosen on the headers, and a fallback model is served by the same route.
+        // of it goes upstream before. With `requestHeaders: hold` the headers wait too: a
+        // refused request never opens an upstream stream, a rewritten body gets its right
+        // `content-length`, and the route is chosen again for the model served.
+        if vm.hold {
+            return Ok(Action::Pause);
+        }
+        // Released headers cannot follow the body's edits (cap, usage, model): the length is
+        // dropped and Envoy frames the body itself; the route stays the one the headers chose.
+        ProxyHost.set_request_header("content-length", None)?;
         Ok(Action::Continue)
     }
 
@@ -275,7 +283,7 @@ impl BudgetHttp {
             // Forwarded as sent: nothing meters its answer, so nothing may be asked of it
             // (a usage chunk asked for here would reach the client).
             self.edits = Edits::default();
-            return self.write_edits();
+            return self.write_edits(vm);
         }
         ProxyHost.increment(metrics::REFUSED, 1)?;
         let reply = reply::refused(&vm.policy, self.api, refusal, unix_now(), &self.request_id);
@@ -373,7 +381,7 @@ impl BudgetHttp {
 
     /// Everything is reserved: write the edits and let the request go.
     fn forward(&mut self, vm: &Vm) -> Result<Action, HostError> {
-        let Some(plan) = &self.plan else { return self.write_edits() };
+        let Some(plan) = &self.plan else { return self.write_edits(vm) };
         let fallback = plan.model != self.requested_model;
         if fallback {
             self.edits.model = Some(plan.model.clone());
@@ -388,15 +396,26 @@ impl BudgetHttp {
         let encoding = vm.policy.model(&plan.model).encoding;
         let api = self.api.unwrap_or(Api::ChatCompletions);
         self.meter = Some(Meter::new(api, &self.request_id, encoding, self.edits.include_usage, plan.output_allowance));
-        self.write_edits()
+        if vm.hold {
+            // Routes may send each model to its own cluster: the route is chosen again for the
+            // model served (a fallback model may be served elsewhere than the one asked for).
+            ProxyHost.set_request_header(attributes::MODEL_HEADER, Some(&plan.model))?;
+            ProxyHost.clear_route_cache()?;
+        }
+        self.write_edits(vm)
     }
 
-    fn write_edits(&mut self) -> Result<Action, HostError> {
+    fn write_edits(&mut self, vm: &Vm) -> Result<Action, HostError> {
         if !self.edits.is_empty() {
             let api = self.api.unwrap_or(Api::ChatCompletions);
             let rewritten = ModelRequest::parse(api, &self.body).and_then(|r| r.rewrite(&self.edits));
             match rewritten {
-                Ok(body) => set_request_body(self.body.len(), &body)?,
+                Ok(body) => {
+                    set_request_body(self.body.len(), &body)?;
+                    if vm.hold && self.has_length {
+                        ProxyHost.set_request_header("content-length", Some(&body.len().to_string()))?;
+                    }
+                }
                 Err(e) => return Ok(self.bad_request(&e)),
             }
         }
@@ -404,7 +423,7 @@ impl BudgetHttp {
         self.stage = Stage::Forwarded;
         self.body = Vec::new();
         if resume {
-            self.resume_http_request();
+            resume_request()?;
         }
         Ok(Action::Continue)
     }

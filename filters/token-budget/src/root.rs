@@ -29,6 +29,8 @@ const MAX_QUEUED_SETTLES: usize = 4096;
 /// What every HTTP context of this VM shares.
 pub struct Vm {
     pub policy: CompiledTokenBudget,
+    /// Request headers are held until the request is reserved (`requestHeaders: hold`).
+    pub hold: bool,
     pub tokenizers: Tokenizers,
     settles: RefCell<VecDeque<Vec<u8>>>,
     /// Random per VM (the host's `random_get`), so reservation ids never meet across VMs and
@@ -77,11 +79,13 @@ impl BudgetRoot {
             define_counter(metric).map_err(|e| format!("cannot define metric {metric}: {e}"))?;
         }
         if policy.has_global() {
-            self.set_tick_period(SETTLE_TICK);
+            proxy_wasm::hostcalls::set_tick_period(SETTLE_TICK)
+                .map_err(|s| format!("cannot start the settle timer: {s:?}"))?;
         }
         let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
         self.vm = Some(Rc::new(Vm {
             policy,
+            hold: document.request_headers.held(),
             tokenizers,
             settles: RefCell::new(VecDeque::new()),
             seed,

@@ -49,10 +49,14 @@ pub struct ToolAclHttp {
     response_size: usize,
     /// The request's `Mcp-Session-Id`.
     mcp_session: Option<String>,
+    /// Request headers are held until the body is decided (`requestHeaders: hold`).
+    hold: bool,
+    /// The request came with a `content-length`, which a rewritten body must keep right.
+    has_length: bool,
 }
 
 impl ToolAclHttp {
-    pub fn new(acl: Option<Rc<CompiledToolAcl>>) -> Self {
+    pub fn new(acl: Option<Rc<CompiledToolAcl>>, hold: bool) -> Self {
         Self {
             acl,
             target: Target::Pass,
@@ -63,6 +67,8 @@ impl ToolAclHttp {
             request_size: 0,
             response_size: 0,
             mcp_session: None,
+            hold,
+            has_length: false,
         }
     }
 
@@ -236,6 +242,7 @@ impl ToolAclHttp {
         if length.is_some_and(|n| n > acl.max_body_bytes) {
             return Ok(self.too_large(acl));
         }
+        self.has_length = length.is_some();
         if let Some(encoding) = encoding::of_request(&headers) {
             return Ok(self.encoded(&encoding));
         }
@@ -244,13 +251,17 @@ impl ToolAclHttp {
         }
         // Answers that must be checked are asked for as sent.
         ProxyHost.set_request_header(encoding::ACCEPT_ENCODING, Some(encoding::IDENTITY))?;
+        // The body is held (`StopIterationAndBuffer`) until it is decided; no byte of it goes
+        // upstream before, and with `requestHeaders: hold` no header either, so a refused request
+        // never opens an upstream stream.
+        if self.hold {
+            return Ok(Action::Pause);
+        }
         if self.target == Target::Llm && llm::may_rewrite_request(acl) {
-            // The body may shrink when tools are removed; Envoy recomputes the framing.
+            // The headers are gone by the time the body may shrink (tools removed): the length
+            // is dropped and Envoy frames the body itself.
             ProxyHost.set_request_header("content-length", None)?;
         }
-        // The body is held (`StopIterationAndBuffer`) until it is decided; no byte of it goes
-        // upstream before. The headers cannot be held with it: Envoy turns a paused header
-        // callback into "stop everything", and the body would never arrive here.
         Ok(Action::Continue)
     }
 
@@ -318,6 +329,9 @@ impl ToolAclHttp {
                     llm::RequestAction::Forward { rewritten } => {
                         if let Some(new_body) = rewritten {
                             set_request_body(size, &new_body)?;
+                            if self.hold && self.has_length {
+                                ProxyHost.set_request_header("content-length", Some(&new_body.len().to_string()))?;
+                            }
                         }
                         // An API this filter cannot read (embeddings, say) has no tool calls.
                         self.response = decided.api.map(|api| ResponseFilter::model(api, &self.request_id));

@@ -5,13 +5,14 @@ use log::{error, info};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
-use warden_policy::policy::parse_document;
+use warden_policy::policy::{parse_document, RequestHeaders};
 use warden_policy::tool_acl::compile::CompiledToolAcl;
 use warden_proxy_host::plugin_configuration;
 
 #[derive(Default)]
 pub struct ToolAclRoot {
     acl: Option<Rc<CompiledToolAcl>>,
+    request_headers: RequestHeaders,
 }
 
 impl ToolAclRoot {
@@ -26,6 +27,7 @@ impl ToolAclRoot {
             if acl.llm.is_some() { " and model routes" } else { "" }
         );
         self.acl = Some(Rc::new(acl));
+        self.request_headers = document.request_headers;
         Ok(())
     }
 }
@@ -53,7 +55,7 @@ impl RootContext for ToolAclRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Envoy creates no HTTP context before a successful configure; if it ever did, every
         // request would be refused rather than let through unchecked.
-        Some(Box::new(ToolAclHttp::new(self.acl.clone())))
+        Some(Box::new(ToolAclHttp::new(self.acl.clone(), self.request_headers.held())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -5,7 +5,8 @@
 //! it into the VM, as a filter that inspects bodies must: the floor for such filters.
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{Action, BufferType, ContextType};
 
 #[derive(Default)]
 struct NoopRoot {
@@ -19,7 +20,7 @@ struct NoopHttp {
 impl Context for NoopRoot {}
 impl RootContext for NoopRoot {
     fn on_configure(&mut self, size: usize) -> bool {
-        let config = self.get_plugin_configuration().unwrap_or_default();
+        let config = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size).ok().flatten().unwrap_or_default();
         self.buffer_bodies = size > 0 && config == b"buffer-bodies";
         true
     }
@@ -46,7 +47,7 @@ impl HttpContext for NoopHttp {
         if !end_of_stream {
             return Action::Pause;
         }
-        std::hint::black_box(self.get_http_request_body(0, size));
+        std::hint::black_box(hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size).ok());
         Action::Continue
     }
 
@@ -57,7 +58,7 @@ impl HttpContext for NoopHttp {
         if !end_of_stream {
             return Action::Pause;
         }
-        std::hint::black_box(self.get_http_response_body(0, size));
+        std::hint::black_box(hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size).ok());
         Action::Continue
     }
 }

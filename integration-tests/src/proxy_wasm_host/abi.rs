@@ -277,6 +277,31 @@ fn link_streams_and_callouts(linker: &mut Linker<VmState>) -> Result<()> {
         STATUS_OK
     })?;
     linker.func_wrap("env", "proxy_close_stream", |_c: C, _stream_type: i32| -> i32 { STATUS_OK })?;
+    // Envoy's foreign functions; only `clear_route_cache` is known here (it returns nothing).
+    linker.func_wrap(
+        "env",
+        "proxy_call_foreign_function",
+        |mut c: C,
+         name_ptr: i32,
+         name_len: i32,
+         _arg: i32,
+         _arg_len: i32,
+         ptr_out: i32,
+         size_out: i32|
+         -> Result<i32> {
+            let name = read_string(&mut c, name_ptr, name_len)?;
+            if name != "clear_route_cache" {
+                return Ok(STATUS_NOT_FOUND);
+            }
+            match c.data_mut().stream() {
+                Some(stream) => stream.route_cache_cleared += 1,
+                None => return Ok(STATUS_BAD_ARGUMENT),
+            }
+            write_u32(&mut c, ptr_out, 0)?;
+            write_u32(&mut c, size_out, 0)?;
+            Ok(STATUS_OK)
+        },
+    )?;
     linker.func_wrap(
         "env",
         "proxy_send_local_response",

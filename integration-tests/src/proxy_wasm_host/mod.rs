@@ -270,6 +270,11 @@ impl Vm {
         self.stream(stream)?.local_reply.clone()
     }
 
+    /// How many times the filter asked Envoy to choose this stream's route again.
+    pub fn route_cache_cleared(&self, stream: u32) -> usize {
+        self.stream(stream).map_or(0, |s| s.route_cache_cleared)
+    }
+
     /// How many times the filter resumed this stream's request.
     pub fn resumed(&self, stream: u32) -> usize {
         self.stream(stream).map_or(0, |s| s.resumed_request)

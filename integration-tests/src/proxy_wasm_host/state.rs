@@ -133,6 +133,8 @@ pub struct Stream {
     /// Times the filter resumed the request / response (`proxy_continue_stream`).
     pub resumed_request: usize,
     pub resumed_response: usize,
+    /// Times the filter asked Envoy to choose the route again.
+    pub route_cache_cleared: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -256,7 +256,12 @@ fn authenticate_on_route(
     }
 
     if let (true, Some(keys_config)) = (route.accept.contains(&CredentialKind::ApiKey), &policy.api_keys) {
-        if let Some(presented) = facts.single_header(&keys_config.header)? {
+        let header = route.api_key_header.as_deref().unwrap_or(&keys_config.header);
+        if let Some(presented) = facts.single_header(header)? {
+            // SDKs send a key as `Authorization: Bearer <key>`, or bare in their own header.
+            let presented = presented.trim();
+            let presented =
+                presented.strip_prefix("Bearer ").or_else(|| presented.strip_prefix("bearer ")).unwrap_or(presented);
             let entry = api_key::lookup(keys_config, presented.trim())
                 .ok_or_else(|| Denial::unauthenticated("unknown_api_key", "the API key is not recognised"))?;
             claim_agent(principal, &entry.agent, AuthMethod::ApiKey)?;

@@ -166,6 +166,8 @@ pub struct Route {
     pub require_user: bool,
     pub scopes: Vec<String>,
     pub claims: Vec<(String, Vec<String>)>,
+    /// Where this route reads an API key, when not `apiKeys.header`.
+    pub api_key_header: Option<String>,
 }
 
 impl CompiledIdentity {
@@ -342,6 +344,24 @@ impl CompiledIdentity {
                     ));
                 }
             }
+            let api_key_header =
+                route.api_key_header.as_deref().map(|h| header_name(h, &format!("{path}.apiKeyHeader"))).transpose()?;
+            if api_key_header.is_some() && !route.agent.contains(&CredentialKind::ApiKey) {
+                return Err(PolicyError::at(format!("{path}.apiKeyHeader"), "the route does not accept apiKey"));
+            }
+            let key_header = api_key_header.as_deref().or(api_keys.as_ref().map(|k| k.header.as_str()));
+            if route.agent.contains(&CredentialKind::Jwt)
+                && route.agent.contains(&CredentialKind::ApiKey)
+                && key_header == Some(agent_token.header.as_str())
+            {
+                return Err(PolicyError::at(
+                    format!("{path}.apiKeyHeader"),
+                    format!(
+                        "the route reads both an agent token and an API key from {:?}: one header cannot say which it carries",
+                        agent_token.header
+                    ),
+                ));
+            }
             if let Some(prefix) = &route.matcher.path_prefix {
                 if !prefix.starts_with('/') {
                     return Err(PolicyError::at(format!("{path}.match.pathPrefix"), "must start with /"));
@@ -356,6 +376,7 @@ impl CompiledIdentity {
                 require_user: route.require_user,
                 scopes: route.scopes.clone(),
                 claims: route.claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                api_key_header,
             });
         }
 

@@ -349,6 +349,11 @@ pub struct RouteConfig {
     /// Claims the agent token must carry: name → accepted values.
     #[serde(default)]
     pub claims: BTreeMap<String, Vec<String>>,
+    /// Where this route reads an API key, instead of `apiKeys.header`: where the agent's SDK
+    /// sends it, e.g. `authorization` (OpenAI's SDKs: `Bearer <key>`) or `x-api-key`
+    /// (Anthropic's). A `Bearer ` prefix is dropped.
+    #[serde(default)]
+    pub api_key_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
