@@ -17,13 +17,14 @@ ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
 WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm)
 TEST := cargo test --locked
 
-.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-tools run-budget demo validate bench fuzz fmt lint clean
+.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-identity run-tools run-budget demo validate bench fuzz fmt lint clean
 
 help:
-	@echo "make demo      run Envoy + the filters on loopback (identity; identity + tool-acl with an MCP server and"
-	@echo "               a mock model provider; identity + token-budget with the rate-limit service) and show"
-	@echo "               allowed, denied and budgeted requests"
-	@echo "make run       Envoy + identity, left running for your own curl requests (Ctrl-C stops it)"
+	@echo "make demo      one agent session through Warden's chain on loopback (identity -> tool-acl -> token-budget,"
+	@echo "               with an MCP server, mock model providers, the rate-limit service and Redis), then each"
+	@echo "               filter's own demo: allowed, denied and budgeted requests and their audit lines"
+	@echo "make run       the chain, left running for your own requests (Ctrl-C stops it)"
+	@echo "make run-identity Envoy + identity alone, left running likewise"
 	@echo "make run-tools Envoy + identity + tool-acl, left running likewise"
 	@echo "make run-budget Envoy + identity + token-budget + the rate-limit service, left running likewise"
 	@echo "make test      unit, wasm-host and end-to-end tests (Envoy $(ENVOY_VERSIONS))"
@@ -80,7 +81,7 @@ test-harness:
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \
 	  echo "== end-to-end on Envoy $$v"; \
-	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy --test token_budget_envoy --test attacks_envoy || exit 1; \
+	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy --test token_budget_envoy --test attacks_envoy --test chain_envoy || exit 1; \
 	done
 
 validate: build
@@ -92,6 +93,9 @@ validate: build
 	$(PY) scripts/validate-headers.py $(foreach b,$(ENVOY_BINS),--envoy $(b)) envoy/*.yaml examples/istio/*.yaml
 
 run: build
+	examples/warden/run.sh
+
+run-identity: build
 	examples/identity/run.sh
 
 run-tools: build
@@ -101,6 +105,7 @@ run-budget: build
 	examples/token-budget/run.sh
 
 demo: build
+	examples/warden/run.sh --demo
 	examples/identity/run.sh --demo
 	examples/tool-acl/run.sh --demo
 	examples/token-budget/run.sh --demo

@@ -25,6 +25,7 @@ pub struct EnvoyBuilder {
     removed_filters: Vec<String>,
     code: BTreeMap<String, PathBuf>,
     hcm: Vec<(String, Value)>,
+    added_filters: Vec<Value>,
 }
 
 pub struct Envoy {
@@ -47,6 +48,7 @@ impl Envoy {
             removed_filters: Vec::new(),
             code: BTreeMap::new(),
             hcm: Vec::new(),
+            added_filters: Vec::new(),
         }
     }
 
@@ -162,6 +164,13 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Inserts an HTTP filter (the YAML of one `http_filters` entry) just before Envoy's router
+    /// in every chain: e.g. Envoy's own `buffer` filter after Warden's.
+    pub fn filter_before_router(mut self, yaml: &str) -> Self {
+        self.added_filters.push(serde_norway::from_str(yaml).unwrap_or(Value::Null));
+        self
+    }
+
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
         self
@@ -207,6 +216,15 @@ impl EnvoyBuilder {
         for manager in http_connection_managers(&mut config) {
             for (key, value) in &self.hcm {
                 manager[key.as_str()] = value.clone();
+            }
+            if let Some(Value::Sequence(filters)) = manager.get_mut("http_filters") {
+                let router = filters
+                    .iter()
+                    .position(|f| f.get("name").and_then(Value::as_str) == Some("envoy.filters.http.router"))
+                    .unwrap_or(filters.len());
+                for (i, filter) in self.added_filters.iter().enumerate() {
+                    filters.insert(router + i, filter.clone());
+                }
             }
         }
         // The audit log goes to a file the test can read, not to the test's stdout.

@@ -54,6 +54,9 @@ fn envoy_config_policies_are_valid_policies() {
         ("envoy/tool-acl.yaml", "warden.tool_acl", "tool_acl"),
         ("envoy/token-budget.yaml", "warden.identity", "identity"),
         ("envoy/token-budget.yaml", "warden.token_budget", "token_budget"),
+        ("envoy/warden.yaml", "warden.identity", "identity"),
+        ("envoy/warden.yaml", "warden.tool_acl", "tool_acl"),
+        ("envoy/warden.yaml", "warden.token_budget", "token_budget"),
     ] {
         let policy = config_policy(config, filter).unwrap();
         let (accepted, log) = accepts(name, policy.as_bytes());

@@ -360,6 +360,32 @@ fn declared_tools_the_agent_may_not_call_are_removed_from_the_request() {
     assert_eq!(vm.forwarded_header(s, "content-length").as_deref(), Some(length.as_str()));
 }
 
+/// `requestHeaders: release`: the headers go on before the body is read (Envoy without
+/// `allow_on_headers_stop_iteration`), so a body that may shrink loses its `content-length`
+/// and Envoy frames it; the decision itself is the same.
+#[test]
+fn released_headers_go_first_and_a_rewritten_body_loses_its_length() {
+    let env = HostEnv::default();
+    let policy = format!("requestHeaders: release\n{}", example_policy());
+    let mut vm = plugin().start(&env, policy.as_bytes()).unwrap();
+    let s = stream(&mut vm, "acme", "sess-1");
+    let request = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather"}}, {"type": "function", "function": {"name": "transfer_funds"}}]})
+    .to_string();
+    let length = request.len().to_string();
+    let headers = [
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        (":authority", "gw"),
+        ("content-length", length.as_str()),
+    ];
+    assert_eq!(vm.request_headers(s, &headers, false).unwrap(), Action::Continue);
+    assert!(vm.forwarded_header(s, "content-length").is_none());
+    assert_eq!(vm.request_body(s, request.as_bytes(), true).unwrap(), Action::Continue);
+    let sent: Value = serde_json::from_slice(&vm.stream(s).unwrap().sent_request_body).unwrap();
+    assert_eq!(sent["tools"].as_array().unwrap().len(), 1);
+}
+
 /// HTTP/2 lets a request end with trailers instead of a last DATA frame: the body held so far
 /// is decided when they arrive, exactly as if it had ended the request.
 #[test]

@@ -337,7 +337,18 @@ impl ToolAclHttp {
                         self.response = decided.api.map(|api| ResponseFilter::model(api, &self.request_id));
                         Ok(Action::Continue)
                     }
-                    llm::RequestAction::Reply { status, body } => Ok(self.reply(status, &body)),
+                    llm::RequestAction::Reply { status, body } => {
+                        if decided.records.is_empty() {
+                            // Refused before any tool was judged (a body it cannot read): still one
+                            // decision in the audit record.
+                            ProxyHost.set_property(
+                                &[attributes::DECISION_TOOL_ACL],
+                                b"deny;rule=protocol;reason=invalid_request",
+                            )?;
+                            ProxyHost.increment(metrics::PROTOCOL_ERRORS, 1)?;
+                        }
+                        Ok(self.reply(status, &body))
+                    }
                 }
             }
             Target::Pass => Ok(Action::Continue),

@@ -4,8 +4,8 @@
 //! `buffer-bodies` it also holds each request and response body until it is complete and reads
 //! it into the VM, as a filter that inspects bodies must: the floor for such filters.
 
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType};
 
 #[derive(Default)]

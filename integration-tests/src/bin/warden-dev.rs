@@ -6,6 +6,7 @@
 //! warden-dev serve [--upstream-port 18080] [--jwks-port 18081]
 //! warden-dev serve-tools [--mcp-port 18090] [--provider-port 18091]
 //! warden-dev serve-models [--port 18092] [--output-tokens 40]
+//! warden-dev serve-chain [--mcp-port 18090] [--provider-port 18091] [--mini-port 18096]
 //! warden-dev token --sub AGENT [--scope "a b"] [--tenant acme] [--expired] [--key rsa|ec|ed] [--user]
 //! warden-dev approval --args-sha256 HEX --session ID --jti ID [--tool files/delete_file]
 //!                     [--agent planner] [--tenant acme] [--ttl-secs 120]
@@ -63,6 +64,25 @@ async fn serve_models(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// What the whole chain (`envoy/warden.yaml`) talks to: the MCP file server, and two model
+/// upstreams that bill like real ones (the second serves the cheaper model).
+async fn serve_chain(args: &[String]) -> Result<()> {
+    let port =
+        |name: &str, default: &str| -> Result<u16> { Ok(flag(args, name).unwrap_or_else(|| default.into()).parse()?) };
+    let (mcp_port, provider_port, mini_port) =
+        (port("--mcp-port", "18090")?, port("--provider-port", "18091")?, port("--mini-port", "18096")?);
+    let _mcp = McpFileServer::start_on(mcp_port, tool_definitions(6), true).await.context("starting the MCP server")?;
+    let script = Script { output_tokens: 40, ..Script::default() };
+    let _provider = ChatProvider::start_on(provider_port, script.clone()).await.context("starting the provider")?;
+    let _mini = ChatProvider::start_on(mini_port, script).await.context("starting the cheaper model's provider")?;
+    eprintln!(
+        "warden-dev: MCP file server on 127.0.0.1:{mcp_port}, model providers on 127.0.0.1:{provider_port} \
+         and 127.0.0.1:{mini_port}"
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
 /// An approval for one tool call, as the approver (a person, via some approval UI) would sign.
 fn approval(args: &[String]) -> Result<String> {
     let now = tokens::now_secs();
@@ -111,6 +131,7 @@ async fn main() -> Result<()> {
         Some("serve") => serve(&args).await,
         Some("serve-tools") => serve_tools(&args).await,
         Some("serve-models") => serve_models(&args).await,
+        Some("serve-chain") => serve_chain(&args).await,
         Some("approval") => {
             println!("{}", approval(&args)?);
             Ok(())
@@ -124,7 +145,7 @@ async fn main() -> Result<()> {
             Ok(())
         }
         _ => bail!(
-            "usage: warden-dev serve|serve-tools|serve-models|token|approval|api-key-hash (see the source header)"
+            "usage: warden-dev serve|serve-tools|serve-models|serve-chain|token|approval|api-key-hash (see the source header)"
         ),
     }
 }

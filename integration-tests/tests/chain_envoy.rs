@@ -1,0 +1,334 @@
+//! The chain as shipped (`envoy/warden.yaml`: identity → tool-acl → token-budget → router) end to
+//! end through the real Envoy binary (`WARDEN_ENVOY_VERSION`), with the agents' own SDKs
+//! unchanged: `rmcp` for MCP, `async-openai` with its API key in `Authorization: Bearer`, and the
+//! Anthropic API's `x-api-key`. Real MCP server, rate-limit service and Redis; mock providers
+//! (the far side we cannot run) that count the connections and requests they see, so a refusal is
+//! proven from the upstream's side.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::types::chat::{ChatCompletionRequestUserMessage, CreateChatCompletionRequestArgs};
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
+use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use warden_integration_tests::envoy::{config_policy, Envoy};
+use warden_integration_tests::fixtures::{ChatProvider, McpFileServer, Script};
+use warden_integration_tests::services::{RateLimitService, Redis};
+use warden_integration_tests::tool_fixtures::tool_definitions;
+use warden_integration_tests::{h2c, repo};
+
+const CONFIG: &str = "envoy/warden.yaml";
+const PLANNER_KEY: &str = "wk-planner-7f3a9c1e5b2d4068";
+const GLOBEX_KEY: &str = "wk-globex-5d1c8a3f7e2b9046";
+
+fn example_policy() -> String {
+    std::fs::read_to_string(repo::root().join("examples/warden/policy.yaml")).unwrap()
+}
+
+/// Everything the chain talks to, and the chain itself.
+struct Chain {
+    envoy: Envoy,
+    mcp: McpFileServer,
+    llm: ChatProvider,
+    llm_mini: ChatProvider,
+    _rls: RateLimitService,
+    _redis: Redis,
+}
+
+impl Chain {
+    async fn start(policy: &str) -> Chain {
+        Self::start_with(policy, None).await
+    }
+
+    async fn start_with(policy: &str, extra_filter: Option<&str>) -> Chain {
+        let redis = Redis::start().unwrap();
+        let rls = RateLimitService::start(Some(&redis.url())).unwrap();
+        let mcp = McpFileServer::start(tool_definitions(6), true).await.unwrap();
+        let llm = ChatProvider::start(Script::default()).await.unwrap();
+        let llm_mini = ChatProvider::start(Script::default()).await.unwrap();
+        let mut builder = Envoy::builder(CONFIG)
+            .cluster("mcp_files", mcp.port)
+            .cluster("llm", llm.port())
+            .cluster("llm_mini", llm_mini.port())
+            .cluster("ratelimit", rls.port);
+        for filter in ["warden.identity", "warden.tool_acl", "warden.token_budget"] {
+            builder = builder.policy(filter, policy);
+        }
+        if let Some(yaml) = extra_filter {
+            builder = builder.filter_before_router(yaml);
+        }
+        let envoy = builder.start().await.unwrap();
+        Chain { envoy, mcp, llm, llm_mini, _rls: rls, _redis: redis }
+    }
+
+    /// OpenAI's SDK as an agent uses it: the key as its API key (sent as a Bearer token).
+    fn openai(&self, key: &str, session: &str) -> async_openai::Client<OpenAIConfig> {
+        let config = OpenAIConfig::new().with_api_base(format!("{}/v1", self.envoy.url("agents"))).with_api_key(key);
+        let headers = [("x-agent-session".parse().unwrap(), session.parse().unwrap())];
+        let http = reqwest::Client::builder().default_headers(headers.into_iter().collect()).build().unwrap();
+        async_openai::Client::with_config(config).with_http_client(http)
+    }
+
+    async fn mcp_client(&self, key: &str, session: &str) -> RunningService<RoleClient, ClientConfig> {
+        let mut headers = HashMap::new();
+        headers.insert("x-api-key".parse().unwrap(), key.parse().unwrap());
+        headers.insert("x-agent-session".parse().unwrap(), session.parse().unwrap());
+        let url = format!("{}/mcp/files", self.envoy.url("agents"));
+        let transport = StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers),
+        );
+        let info = ClientConfig::new(ClientCapabilities::default(), Implementation::new("warden-chain-e2e", "1.0"));
+        match info.serve(transport).await {
+            Ok(client) => client,
+            Err(e) => panic!("MCP session through the chain failed: {e}\n{}", self.envoy.log()),
+        }
+    }
+
+    /// Model upstream connections and requests: what the providers themselves saw.
+    fn upstream_seen(&self) -> (usize, usize) {
+        let servers = [&self.llm.server, &self.llm_mini.server];
+        (servers.iter().map(|s| s.connections()).sum(), servers.iter().map(|s| s.requests()).sum())
+    }
+
+    /// The access-log record of the request with this path and status.
+    async fn record(&self, path: &str, status: u16) -> Value {
+        for _ in 0..100 {
+            let found = self
+                .envoy
+                .access_log()
+                .into_iter()
+                .find(|r| r["path"].as_str() == Some(path) && r["status"].as_u64() == Some(u64::from(status)));
+            if let Some(record) = found {
+                return record;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no access-log record for {path} with status {status}: {:#?}", self.envoy.access_log());
+    }
+}
+
+fn chat(model: &str, prompt: &str) -> async_openai::types::chat::CreateChatCompletionRequest {
+    CreateChatCompletionRequestArgs::default()
+        .model(model)
+        .messages([ChatCompletionRequestUserMessage::from(prompt).into()])
+        .build()
+        .unwrap()
+}
+
+fn api_error(e: &OpenAIError) -> (String, String) {
+    match e {
+        OpenAIError::ApiError(api) => (api.api_error.code.clone().unwrap_or_default(), api.api_error.message.clone()),
+        other => (String::new(), other.to_string()),
+    }
+}
+
+/// A field of an access-log record that a filter never wrote: Envoy prints `-` (or null).
+fn absent(record: &Value, field: &str) -> bool {
+    record[field].is_null() || record[field] == "-"
+}
+
+/// One agent session through the whole chain: identity (an API key where each SDK sends it),
+/// tool-acl (listing filtered, a call allowed, a call denied), token-budget (metered and
+/// settled), each model served by its own upstream, and one audit line per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_session_runs_through_the_whole_chain() {
+    let chain = Chain::start(&example_policy()).await;
+    let session = "chain-session-1";
+
+    let mcp = chain.mcp_client(PLANNER_KEY, session).await;
+    let tools: Vec<String> = mcp.list_all_tools().await.unwrap().iter().map(|t| t.name.to_string()).collect();
+    assert!(!tools.contains(&"exec_shell".to_string()) && tools.contains(&"read_file".to_string()), "{tools:?}");
+    let params = |path: &str| -> CallToolRequestParams {
+        serde_json::from_value(json!({"name": "read_file", "arguments": {"path": path}})).unwrap()
+    };
+    let allowed = serde_json::to_value(mcp.call_tool(params("/srv/notes.txt")).await.unwrap()).unwrap();
+    assert_ne!(allowed["isError"], true, "{allowed}");
+    let denied = serde_json::to_value(mcp.call_tool(params("/srv/../etc/shadow")).await.unwrap()).unwrap();
+    assert_eq!(denied["_meta"]["warden/denial"]["rule"], "no-system-paths", "{denied}");
+    let calls: Vec<Value> = chain.mcp.calls().into_iter().map(|(_, args)| args).collect();
+    assert_eq!(calls, [json!({"path": "/srv/notes.txt"})], "only the allowed call reached the server");
+    mcp.cancel().await.unwrap();
+
+    // OpenAI's SDK, unchanged: its API key goes as `Authorization: Bearer`.
+    let openai = chain.openai(PLANNER_KEY, session);
+    let answer = openai.chat().create(chat("gpt-4o", "Summarise the notes.")).await.unwrap();
+    assert_eq!(answer.model, "gpt-4o");
+    let answer = openai.chat().create(chat("gpt-4o-mini", "And now briefly.")).await.unwrap();
+    assert_eq!(answer.model, "gpt-4o-mini");
+    // Each model went to its own upstream; neither saw the agent's key.
+    assert_eq!(chain.llm.seen().len(), 1);
+    assert_eq!(chain.llm_mini.seen().len(), 1);
+    assert_eq!(chain.llm_mini.seen()[0].model_header.as_deref(), Some("gpt-4o-mini"));
+
+    // Anthropic's API: the key bare in x-api-key.
+    let anthropic = reqwest::Client::new()
+        .post(format!("{}/v1/messages", chain.envoy.url("agents")))
+        .header("x-api-key", PLANNER_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .header("x-agent-session", session)
+        .json(&json!({"model": "claude-sonnet-4", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anthropic.status(), 200, "{}", anthropic.text().await.unwrap());
+
+    let record = chain.record("/v1/chat/completions", 200).await;
+    assert_eq!(record["agent"], "planner");
+    assert_eq!(record["tenant"], "acme");
+    assert_eq!(record["session"], session);
+    assert_eq!(record["decision_identity"], "allow;rule=openai;reason=authenticated");
+    assert!(record["decision_token_budget"].as_str().unwrap().starts_with("allow;"), "{record}");
+    assert_eq!(record["model_served"], "gpt-4o");
+    assert_eq!(record["upstream"], "llm");
+    assert!(record["tokens_input"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{record}");
+    let tool_record = chain
+        .envoy
+        .access_log()
+        .into_iter()
+        .find(|r| r["decision_tool_acl"].as_str().is_some_and(|d| d.contains("no-system-paths")));
+    let tool_record = tool_record.unwrap_or_else(|| panic!("{:#?}", chain.envoy.access_log()));
+    assert_eq!(tool_record["tool"], "read_file");
+    assert!(absent(&tool_record, "decision_token_budget"), "token-budget does not govern MCP: {tool_record}");
+}
+
+/// Each filter refuses in the caller's protocol, and a request refused by one filter is seen
+/// by no later filter (its audit fields stay empty) and by no upstream: with the headers held,
+/// not even a connection is opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_refused_by_one_filter_reaches_no_later_filter_and_no_upstream() {
+    let chain = Chain::start(&example_policy()).await;
+
+    // identity: an unknown key.
+    let e = chain.openai("wk-nobody", "s-1").chat().create(chat("gpt-4o", "hi")).await.unwrap_err();
+    assert_eq!(api_error(&e).0, "unknown_api_key", "{e:?}");
+    let record = chain.record("/v1/chat/completions", 401).await;
+    assert!(record["decision_identity"].as_str().unwrap().starts_with("deny;"), "{record}");
+    assert!(absent(&record, "decision_tool_acl") && absent(&record, "decision_token_budget"), "{record}");
+
+    // identity: a tenant's agent without the model scope.
+    let e = chain.openai(GLOBEX_KEY, "s-2").chat().create(chat("gpt-4o", "hi")).await.unwrap_err();
+    assert_eq!(api_error(&e).0, "insufficient_scope", "{e:?}");
+
+    // tool-acl: a model request it cannot read (malformed JSON) never reaches token-budget.
+    let malformed = reqwest::Client::new()
+        .post(format!("{}/v1/responses", chain.envoy.url("agents")))
+        .bearer_auth(PLANNER_KEY)
+        .header("x-agent-session", "s-3")
+        .header("content-type", "application/json")
+        .body(r#"{"model": "gpt-4o", "input": "#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let body: Value = malformed.json().await.unwrap();
+    assert!(body["error"]["message"].is_string(), "{body}");
+    let record = chain.record("/v1/responses", 400).await;
+    assert!(record["decision_tool_acl"].as_str().is_some_and(|d| d.starts_with("deny;")), "{record}");
+    assert!(absent(&record, "decision_token_budget"), "{record}");
+
+    // token-budget: a request over the per-request budget.
+    let mut big = chat("gpt-4o", "hi");
+    big.max_completion_tokens = Some(50_000);
+    let e = chain.openai(PLANNER_KEY, "s-4").chat().create(big).await.unwrap_err();
+    let (code, message) = api_error(&e);
+    assert!(message.contains("per-request"), "{code}: {message}");
+
+    assert_eq!(chain.upstream_seen(), (0, 0), "no refused request reached a provider, not even as a connection");
+    assert_eq!(chain.envoy.stat("cluster.llm.upstream_rq_total").await, 0);
+    assert_eq!(chain.envoy.stat("cluster.llm.upstream_cx_total").await, 0);
+}
+
+/// What `requestHeaders: release` costs: the headers go upstream before the body is read, so
+/// the provider sees a request open that the chain then refuses (and Envoy resets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn released_headers_let_the_upstream_see_a_request_that_is_then_refused() {
+    let policy = example_policy().replace("requestHeaders: hold", "requestHeaders: release");
+    let chain = Chain::start(&policy).await;
+    let mut big = chat("gpt-4o", "hi");
+    big.max_completion_tokens = Some(50_000);
+    let e = chain.openai(PLANNER_KEY, "s-1").chat().create(big).await.unwrap_err();
+    assert!(api_error(&e).1.contains("per-request"), "{e:?}");
+    let (connections, _) = chain.upstream_seen();
+    assert!(connections >= 1, "the upstream saw a connection opened for the refused request");
+    assert!(chain.llm.seen().is_empty(), "but no body, and nothing was served");
+}
+
+/// A budget that moves a request to the cheaper model has the route chosen again: the cheaper
+/// model is served by its own upstream (`x-warden-model` matched by the route), and the one
+/// asked for sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_budget_fallback_is_served_by_the_cheaper_models_own_upstream() {
+    let policy = example_policy().replace("      limit: 0.02\n", "      limit: 0.000001\n");
+    assert_ne!(policy, example_policy());
+    let chain = Chain::start(&policy).await;
+    let answer = chain.openai(PLANNER_KEY, "s-1").chat().create(chat("gpt-4o", "hello")).await.unwrap();
+    assert_eq!(answer.model, "gpt-4o-mini", "the provider was asked for the fallback model");
+    assert!(chain.llm.seen().is_empty(), "gpt-4o's upstream saw nothing");
+    assert_eq!(chain.llm.server.connections(), 0);
+    let seen = chain.llm_mini.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body["model"], "gpt-4o-mini");
+    assert_eq!(seen[0].model_header.as_deref(), Some("gpt-4o-mini"));
+    let record = chain.record("/v1/chat/completions", 200).await;
+    assert_eq!(record["model_requested"], "gpt-4o");
+    assert_eq!(record["model_served"], "gpt-4o-mini");
+    assert_eq!(record["upstream"], "llm_mini");
+    assert!(record["decision_token_budget"].as_str().unwrap().ends_with("reason=fallback_model"), "{record}");
+}
+
+/// A 1 MB request body, sent in many HTTP/2 DATA frames, through every body-reading filter of
+/// the chain and then Envoy's own `buffer` filter, reaches the provider byte for byte (its
+/// SHA-256 checked there), with a `content-length` that matches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_megabyte_body_reaches_the_upstream_intact_beside_envoys_buffer_filter() {
+    let policy = example_policy()
+        .replace("  maxBodyBytes: 65536\n", "  maxBodyBytes: 4194304\n")
+        .replace("tokenBudget:\n", "tokenBudget:\n  maxBodyBytes: 4194304\n")
+        .replace("      limit: 16000\n", "      limit: 4000000\n")
+        .replace("      limit: 6000\n", "      limit: 4000000\n")
+        .replace("      limit: 200000\n", "      limit: 4000000\n")
+        .replace("      limit: 0.02\n", "      limit: 100\n");
+    let buffer = r#"
+name: envoy.filters.http.buffer
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
+  max_request_bytes: 8388608
+"#;
+    let chain = Chain::start_with(&policy, Some(buffer)).await;
+    // Varied text, so that no two chunks are alike and a lost or repeated chunk shows.
+    let mut prompt = String::with_capacity(1 << 20);
+    let mut i = 0u64;
+    while prompt.len() < (1 << 20) {
+        prompt.push_str(&format!("line {i} of the long document, word{} ", i * 7919 % 1000));
+        i += 1;
+    }
+    let body = json!({"model": "gpt-4o", "max_tokens": 16, "messages": [{"role": "user", "content": prompt}]})
+        .to_string()
+        .into_bytes();
+    let length = body.len().to_string();
+    let auth = format!("Bearer {PLANNER_KEY}");
+    let headers = [
+        ("content-type", "application/json"),
+        ("content-length", length.as_str()),
+        ("authorization", auth.as_str()),
+        ("x-agent-session", "s-big"),
+    ];
+    let answer = h2c::post(chain.envoy.port("agents"), "/v1/chat/completions", &headers, &body, None).await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let seen = chain.llm.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body_sha256, hex::encode(Sha256::digest(&body)), "the body arrived byte for byte");
+}
+
+#[test]
+fn the_config_inlines_the_example_policy() {
+    for filter in ["warden.identity", "warden.tool_acl", "warden.token_budget"] {
+        assert_eq!(config_policy(CONFIG, filter).unwrap(), example_policy(), "{filter}");
+    }
+}
