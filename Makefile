@@ -65,7 +65,7 @@ setup-bench: setup
 
 build: setup
 	cargo build --locked --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f)) $(foreach f,$(TEST_FILTERS),-p $(f))
-	cargo build --locked -p warden-integration-tests -p warden-ratelimit --bins
+	cargo build --locked -p warden-fixtures -p warden-ratelimit --bins
 	@for w in $(WASM); do printf '%-58s %8d bytes\n' "$$w" "$$(stat -c %s $$w)"; done
 
 test: build test-unit test-harness test-e2e validate
@@ -73,6 +73,7 @@ test: build test-unit test-harness test-e2e validate
 test-unit:
 	$(TEST) -p warden-policy
 	$(TEST) -p warden-ratelimit
+	$(TEST) -p warden-fixtures
 	$(TEST) -p warden-integration-tests --lib --bins
 
 test-harness:

