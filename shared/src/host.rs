@@ -15,6 +15,14 @@ pub enum HostError {
     Failed { call: &'static str, status: String },
 }
 
+/// What a flow tells the proxy to do with the stream after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    /// Hold what arrived (headers, or the body buffered so far) until resumed or answered.
+    Pause,
+}
+
 /// What a filter needs from the proxy. Every call acts on the current (effective) stream.
 pub trait Host {
     fn now(&self) -> SystemTime;
@@ -23,6 +31,19 @@ pub trait Host {
     fn request_headers(&self) -> Result<Vec<(String, String)>, HostError>;
     /// Sets (`Some`) or removes (`None`) a request header.
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
+    /// The first `size` bytes of the request body held (all of it once buffered whole).
+    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
+    /// Replaces the first `size` bytes of the request body held with `body`.
+    fn set_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
+    /// Lets a paused request go on (after a callout answered).
+    fn resume_request(&self) -> Result<(), HostError>;
+
+    /// Every value of a response header, in order (a header may come more than once).
+    fn response_header_values(&self, name: &str) -> Result<Vec<String>, HostError>;
+    fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
+    /// The response body chunk (or the body buffered so far), its first `size` bytes.
+    fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
+    fn set_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
 
     /// A proxy property such as `["connection", "uri_san_peer_certificate"]`.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
@@ -42,10 +63,28 @@ pub trait Host {
     /// callback with the returned token. Fails when the cluster is unknown.
     fn http_call(&self, cluster: &str, headers: &[(&str, &str)], timeout: Duration) -> Result<u32, HostError>;
 
+    /// Sends a unary gRPC call to an Envoy cluster; the answer comes to the calling context with
+    /// the returned token.
+    fn grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError>;
+    /// The message of a gRPC answer just received, its first `size` bytes.
+    fn grpc_response(&self, size: usize) -> Result<Vec<u8>, HostError>;
+
     /// Makes Envoy choose the route again from the (changed) request headers. Only has an
     /// effect while the request headers are held.
     fn clear_route_cache(&self) -> Result<(), HostError>;
 
     /// Ends the stream with a reply generated here; the upstream is never called.
     fn send_local_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
+}
+
+/// The first value of a response header.
+pub fn response_header(host: &dyn Host, name: &str) -> Result<Option<String>, HostError> {
+    Ok(host.response_header_values(name)?.into_iter().next())
 }

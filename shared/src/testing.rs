@@ -12,6 +12,15 @@ pub struct LocalReply {
     pub body: Vec<u8>,
 }
 
+/// A gRPC call a test host was asked to send.
+#[derive(Debug, Clone)]
+pub struct SentGrpcCall {
+    pub cluster: String,
+    pub service: String,
+    pub method: String,
+    pub message: Vec<u8>,
+}
+
 /// An HTTP callout a test host was asked to send.
 #[derive(Debug, Clone)]
 pub struct SentHttpCall {
@@ -32,6 +41,16 @@ pub struct MemoryHost {
     pub http_calls: RefCell<Vec<SentHttpCall>>,
     /// How many times the route was asked to be chosen again.
     pub route_cache_cleared: Cell<u32>,
+    /// The request body held; the response body chunk (or body) the filter sees now.
+    pub request_body: RefCell<Vec<u8>>,
+    pub response_headers: RefCell<Vec<(String, String)>>,
+    pub response_body: RefCell<Vec<u8>>,
+    pub grpc_calls: RefCell<Vec<SentGrpcCall>>,
+    /// The message of the gRPC answer being delivered; `failing_grpc_calls` makes sends fail.
+    pub grpc_answer: RefCell<Vec<u8>>,
+    pub failing_grpc_calls: Cell<bool>,
+    /// Times a paused request was resumed.
+    pub resumed: Cell<u32>,
 }
 
 impl MemoryHost {
@@ -52,6 +71,10 @@ impl MemoryHost {
 
     pub fn metric(&self, name: &str) -> i64 {
         self.metrics.borrow().get(name).copied().unwrap_or(0)
+    }
+
+    pub fn response_header(&self, name: &str) -> Option<String> {
+        self.response_headers.borrow().iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
@@ -75,6 +98,75 @@ impl Host for MemoryHost {
             headers.push((name.to_string(), value.to_string()));
         }
         Ok(())
+    }
+
+    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        let body = self.request_body.borrow();
+        Ok(body[..size.min(body.len())].to_vec())
+    }
+
+    fn set_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        let mut held = self.request_body.borrow_mut();
+        let end = size.min(held.len());
+        held.splice(..end, body.iter().copied());
+        Ok(())
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        self.resumed.set(self.resumed.get() + 1);
+        Ok(())
+    }
+
+    fn response_header_values(&self, name: &str) -> Result<Vec<String>, HostError> {
+        let headers = self.response_headers.borrow();
+        Ok(headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).collect())
+    }
+
+    fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        let mut headers = self.response_headers.borrow_mut();
+        headers.retain(|(k, _)| k != name);
+        if let Some(value) = value {
+            headers.push((name.to_string(), value.to_string()));
+        }
+        Ok(())
+    }
+
+    fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        let body = self.response_body.borrow();
+        Ok(body[..size.min(body.len())].to_vec())
+    }
+
+    fn set_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        let mut held = self.response_body.borrow_mut();
+        let end = size.min(held.len());
+        held.splice(..end, body.iter().copied());
+        Ok(())
+    }
+
+    fn grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        _timeout: std::time::Duration,
+    ) -> Result<u32, HostError> {
+        if self.failing_grpc_calls.get() {
+            return Err(HostError::Failed { call: "grpc_call", status: "BadArgument".into() });
+        }
+        let mut calls = self.grpc_calls.borrow_mut();
+        calls.push(SentGrpcCall {
+            cluster: cluster.to_string(),
+            service: service.to_string(),
+            method: method.to_string(),
+            message: message.to_vec(),
+        });
+        Ok(calls.len() as u32)
+    }
+
+    fn grpc_response(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        let answer = self.grpc_answer.borrow();
+        Ok(answer[..size.min(answer.len())].to_vec())
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {

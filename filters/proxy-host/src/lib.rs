@@ -48,71 +48,6 @@ pub fn define_counter(metric: &str) -> Result<(), HostError> {
     ProxyHost::metric_id(metric, MetricType::Counter).map(|_| ())
 }
 
-/// A request or response body, read whole (the filter returned `StopIterationAndBuffer`
-/// until the end) or one streamed chunk. `None` when there is none.
-pub fn request_body(size: usize) -> Result<Vec<u8>, HostError> {
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
-        .map(Option::unwrap_or_default)
-        .map_err(|s| failed("get_buffer", s))
-}
-
-pub fn set_request_body(size: usize, body: &[u8]) -> Result<(), HostError> {
-    hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, body).map_err(|s| failed("set_buffer", s))
-}
-
-pub fn response_body(size: usize) -> Result<Vec<u8>, HostError> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
-        .map(Option::unwrap_or_default)
-        .map_err(|s| failed("get_buffer", s))
-}
-
-pub fn set_response_body(size: usize, body: &[u8]) -> Result<(), HostError> {
-    hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body).map_err(|s| failed("set_buffer", s))
-}
-
-pub fn response_header(name: &str) -> Result<Option<String>, HostError> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).map_err(|s| failed("get_map_value", s))
-}
-
-/// Every value of a response header, in order (a header may be sent more than once).
-pub fn response_header_values(name: &str) -> Result<Vec<String>, HostError> {
-    let pairs = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).map_err(|s| failed("get_map", s))?;
-    Ok(pairs
-        .into_iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
-        .collect())
-}
-
-pub fn set_response_header(name: &str, value: Option<&str>) -> Result<(), HostError> {
-    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value).map_err(|s| failed("set_map_value", s))
-}
-
-/// Sends a gRPC call to an Envoy cluster; the answer comes to the calling context with the
-/// returned token.
-pub fn grpc_call(
-    cluster: &str,
-    service: &str,
-    method: &str,
-    message: &[u8],
-    timeout: Duration,
-) -> Result<u32, HostError> {
-    hostcalls::dispatch_grpc_call(cluster, service, method, vec![], Some(message), timeout)
-        .map_err(|s| failed("dispatch_grpc_call", s))
-}
-
-/// Lets a paused request go on (after a callout answered). The SDK's own helper unwraps.
-pub fn resume_request() -> Result<(), HostError> {
-    hostcalls::resume_http_request().map_err(|s| failed("resume_http_request", s))
-}
-
-/// The body of a gRPC answer just received.
-pub fn grpc_response(size: usize) -> Result<Vec<u8>, HostError> {
-    hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
-        .map(Option::unwrap_or_default)
-        .map_err(|s| failed("get_buffer", s))
-}
-
 impl Host for ProxyHost {
     fn now(&self) -> SystemTime {
         hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now())
@@ -127,6 +62,43 @@ impl Host for ProxyHost {
 
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).map_err(|s| failed("set_map_value", s))
+    }
+
+    fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+            .map(Option::unwrap_or_default)
+            .map_err(|s| failed("get_buffer", s))
+    }
+
+    fn set_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, body).map_err(|s| failed("set_buffer", s))
+    }
+
+    fn resume_request(&self) -> Result<(), HostError> {
+        hostcalls::resume_http_request().map_err(|s| failed("resume_http_request", s))
+    }
+
+    fn response_header_values(&self, name: &str) -> Result<Vec<String>, HostError> {
+        let pairs = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).map_err(|s| failed("get_map", s))?;
+        Ok(pairs
+            .into_iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+            .collect())
+    }
+
+    fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value).map_err(|s| failed("set_map_value", s))
+    }
+
+    fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+            .map(Option::unwrap_or_default)
+            .map_err(|s| failed("get_buffer", s))
+    }
+
+    fn set_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body).map_err(|s| failed("set_buffer", s))
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
@@ -160,6 +132,24 @@ impl Host for ProxyHost {
             .map_err(|s| failed("dispatch_http_call", s))
     }
 
+    fn grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        hostcalls::dispatch_grpc_call(cluster, service, method, vec![], Some(message), timeout)
+            .map_err(|s| failed("dispatch_grpc_call", s))
+    }
+
+    fn grpc_response(&self, size: usize) -> Result<Vec<u8>, HostError> {
+        hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
+            .map(Option::unwrap_or_default)
+            .map_err(|s| failed("get_buffer", s))
+    }
+
     fn clear_route_cache(&self) -> Result<(), HostError> {
         // Envoy ≥ 1.33 no longer clears the route cache when a Wasm filter changes a header.
         hostcalls::call_foreign_function("clear_route_cache", None)
@@ -169,5 +159,13 @@ impl Host for ProxyHost {
 
     fn send_local_reply(&self, status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
         hostcalls::send_http_response(status, headers.to_vec(), Some(body)).map_err(|s| failed("send_http_response", s))
+    }
+}
+
+/// Maps a flow's action to the SDK's.
+pub fn action(action: warden_policy::host::Action) -> proxy_wasm::types::Action {
+    match action {
+        warden_policy::host::Action::Continue => proxy_wasm::types::Action::Continue,
+        warden_policy::host::Action::Pause => proxy_wasm::types::Action::Pause,
     }
 }

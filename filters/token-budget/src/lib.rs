@@ -7,7 +7,6 @@
 //! the rate-limit service), then meters the answer and settles the real usage.
 
 mod http;
-mod meter;
 mod root;
 
 use proxy_wasm::types::LogLevel;

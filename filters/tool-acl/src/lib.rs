@@ -7,8 +7,6 @@
 //! event by event when streamed.
 
 mod http;
-mod record;
-mod response;
 mod root;
 
 use proxy_wasm::types::LogLevel;

@@ -9,7 +9,9 @@
 pub mod admission;
 pub mod compile;
 pub mod config;
+pub mod flow;
 pub mod ledger;
+pub mod meter;
 pub mod metrics;
 pub mod plan;
 pub mod reply;
@@ -17,4 +19,5 @@ pub mod request;
 pub mod rls;
 pub mod tokenizer;
 pub mod usage;
+pub mod vm;
 pub mod window;

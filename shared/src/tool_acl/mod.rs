@@ -1,6 +1,7 @@
 //! Tool governance: which principal may call which tool, on MCP servers and as model
 //! function tools, with risk classes, escalation, pinning, limits and an audit record.
 
+pub mod answer;
 pub mod approval;
 pub mod arguments;
 pub mod caller;
@@ -9,6 +10,7 @@ pub mod config;
 pub mod denial;
 pub mod evaluate;
 pub mod file_path;
+pub mod flow;
 pub mod glob;
 pub mod inflight;
 pub mod jsonrpc;
@@ -20,6 +22,7 @@ pub mod llm_stream;
 pub mod mcp;
 pub mod metrics;
 pub mod pins;
+pub mod record;
 pub mod request_id;
 pub mod risk;
 pub mod stream;

@@ -1,12 +1,11 @@
 //! What was decided, written for the filters after this one and the access log, and counted.
 
+use super::mcp::Record;
+use super::metrics;
+use crate::attributes;
+use crate::decision::Verdict;
+use crate::host::{Host, HostError};
 use log::info;
-use warden_policy::attributes;
-use warden_policy::decision::Verdict;
-use warden_policy::host::{Host, HostError};
-use warden_policy::tool_acl::mcp::Record;
-use warden_policy::tool_acl::metrics;
-use warden_proxy_host::ProxyHost;
 
 fn joined(records: &[Record], part: impl Fn(&Record) -> Option<String>) -> Option<String> {
     let parts: Vec<String> = records.iter().filter_map(part).collect();
@@ -15,8 +14,7 @@ fn joined(records: &[Record], part: impl Fn(&Record) -> Option<String>) -> Optio
 
 /// Writes the attributes of one request's decisions and counts them. For a batch the
 /// decision written is the first refusal, or else the last message's.
-pub fn write(server: &str, records: &[Record], request_id: &str) -> Result<(), HostError> {
-    let host = ProxyHost;
+pub fn write(host: &dyn Host, server: &str, records: &[Record], request_id: &str) -> Result<(), HostError> {
     let Some(decisive) = records.iter().find(|r| r.decision.verdict == Verdict::Deny).or(records.last()) else {
         return Ok(());
     };

@@ -2,17 +2,14 @@
 //! event streams pass event by event through a `StreamMeter`, which strips the usage chunk
 //! Warden asked for and cuts the stream with an error event when the output crosses the budget.
 
-use crate::root::Vm;
-use warden_policy::budget::config::Encoding;
-use warden_policy::budget::plan::Usage;
-use warden_policy::budget::usage::{self, Ending, Reported, StreamMeter};
-use warden_policy::budget::{metrics, reply};
-use warden_policy::encoding;
-use warden_policy::host::{Host, HostError};
-use warden_policy::tool_acl::llm::Api;
-use warden_proxy_host::{
-    response_body, response_header, response_header_values, set_response_body, set_response_header, ProxyHost,
-};
+use super::config::Encoding;
+use super::plan::Usage;
+use super::usage::{self, Ending, Reported, StreamMeter};
+use super::vm::BudgetVm;
+use super::{metrics, reply};
+use crate::encoding;
+use crate::host::{response_header, Host, HostError};
+use crate::model_api::Api;
 
 /// The largest single event a stream may carry.
 const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -72,20 +69,20 @@ impl Meter {
         }
     }
 
-    pub fn on_headers(&mut self) -> Result<(), HostError> {
-        let status = response_header(":status")?.and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
+    pub fn on_headers(&mut self, host: &dyn Host) -> Result<(), HostError> {
+        let status = response_header(host, ":status")?.and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
         self.status = Some(status);
         self.ok = (200..300).contains(&status);
         if !self.ok {
             // Envoy marks what came from the upstream; its own replies (timeouts, resets) say why
             // they were made instead.
-            let details = ProxyHost.property(&["response", "code_details"])?.unwrap_or_default();
+            let details = host.property(&["response", "code_details"])?.unwrap_or_default();
             let details = String::from_utf8_lossy(&details);
             self.from_upstream = details == "via_upstream";
             self.never_sent = usage::never_sent(&details);
             return Ok(());
         }
-        let encodings = response_header_values("content-encoding")?;
+        let encodings = host.response_header_values("content-encoding")?;
         if let Some(encoding) = encoding::non_identity(encodings.iter().map(String::as_str)) {
             // Warden asked for `identity`; usage in a body it cannot read is usage it cannot
             // meter. The answer fails closed in the API's shape, and the reservation is kept.
@@ -101,18 +98,18 @@ impl Meter {
                 "protocol",
                 &self.request_id,
             );
-            set_response_header(":status", Some("502"))?;
-            set_response_header("content-type", Some("application/json"))?;
-            set_response_header("content-encoding", None)?;
-            set_response_header("content-length", None)?;
-            let _ = ProxyHost.increment(metrics::ANSWERS_WITHHELD, 1);
+            host.set_response_header(":status", Some("502"))?;
+            host.set_response_header("content-type", Some("application/json"))?;
+            host.set_response_header("content-encoding", None)?;
+            host.set_response_header("content-length", None)?;
+            let _ = host.increment(metrics::ANSWERS_WITHHELD, 1);
             self.framing = Framing::Encoded { error: Some(reply.body.into_bytes()) };
             return Ok(());
         }
-        let content_type = response_header("content-type")?.unwrap_or_default().to_ascii_lowercase();
+        let content_type = response_header(host, "content-type")?.unwrap_or_default().to_ascii_lowercase();
         self.framing = if content_type.starts_with("text/event-stream") {
             // Events may be removed or added: the length changes.
-            set_response_header("content-length", None)?;
+            host.set_response_header("content-length", None)?;
             Framing::Stream(StreamMeter::new(
                 self.api,
                 self.encoding,
@@ -128,21 +125,22 @@ impl Meter {
 
     pub fn on_body(
         &mut self,
-        vm: &Vm,
+        host: &dyn Host,
+        vm: &BudgetVm,
         size: usize,
         end: bool,
         cut_message: &dyn Fn() -> String,
     ) -> Result<(), HostError> {
         match &mut self.framing {
             Framing::Unknown => {}
-            Framing::Encoded { error } => set_response_body(size, &error.take().unwrap_or_default())?,
+            Framing::Encoded { error } => host.set_response_body(size, &error.take().unwrap_or_default())?,
             Framing::Json { copy, overflow } => {
                 if !*overflow {
                     if copy.len() + size > vm.policy.max_response_bytes {
                         *overflow = true;
                         *copy = Vec::new();
                     } else {
-                        copy.extend_from_slice(&response_body(size)?);
+                        copy.extend_from_slice(&host.response_body(size)?);
                     }
                 }
                 if end && !*overflow {
@@ -150,15 +148,15 @@ impl Meter {
                 }
             }
             Framing::Stream(stream) => {
-                let chunk = response_body(size)?;
+                let chunk = host.response_body(size)?;
                 let was_cut = stream.cut;
                 let mut out = stream.push(&chunk, &vm.tokenizers, cut_message);
                 if end {
                     out.extend_from_slice(&stream.finish(&vm.tokenizers, cut_message));
                 }
-                count_cut(stream, was_cut);
+                count_cut(host, stream, was_cut);
                 if out != chunk {
-                    set_response_body(size, &out)?;
+                    host.set_response_body(size, &out)?;
                 }
                 self.reported = stream.reported;
             }
@@ -169,7 +167,7 @@ impl Meter {
     /// The answer ended in trailers: read to its end like one that ended with its last DATA
     /// frame. A stream's unterminated last event is still metered, but can no longer be added
     /// to the body, so it is withheld.
-    pub fn on_trailers(&mut self, vm: &Vm, cut_message: &dyn Fn() -> String) {
+    pub fn on_trailers(&mut self, host: &dyn Host, vm: &BudgetVm, cut_message: &dyn Fn() -> String) {
         match &mut self.framing {
             Framing::Unknown | Framing::Encoded { .. } => {}
             Framing::Json { copy, overflow } => {
@@ -180,7 +178,7 @@ impl Meter {
             Framing::Stream(stream) => {
                 let was_cut = stream.cut;
                 let _withheld = stream.finish(&vm.tokenizers, cut_message);
-                count_cut(stream, was_cut);
+                count_cut(host, stream, was_cut);
                 self.reported = stream.reported;
             }
         }
@@ -219,8 +217,8 @@ impl Meter {
     }
 }
 
-fn count_cut(stream: &StreamMeter, was_cut: bool) {
+fn count_cut(host: &dyn Host, stream: &StreamMeter, was_cut: bool) {
     if stream.cut && !was_cut {
-        let _ = ProxyHost.increment(metrics::STREAM_CUT, 1);
+        let _ = host.increment(metrics::STREAM_CUT, 1);
     }
 }

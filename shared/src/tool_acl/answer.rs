@@ -2,24 +2,20 @@
 //! JSON answers are held whole (bounded by `maxResponseBytes`); event streams are rewritten
 //! event by event.
 
-use crate::record;
+use super::caller::Caller;
+use super::compile::CompiledToolAcl;
+use super::denial::openai_error;
+use super::jsonrpc;
+use super::listing::{self, Exchange, Filtered, ListContext, ListError};
+use super::llm::{self, Api, StreamGuard};
+use super::metrics;
+use super::record;
+use super::stream::EventRewriter;
+use crate::decision::FailureMode;
+use crate::encoding;
+use crate::host::{response_header, Action, Host, HostError};
+use crate::sse;
 use log::{error, warn};
-use proxy_wasm::types::Action;
-use warden_policy::decision::FailureMode;
-use warden_policy::encoding;
-use warden_policy::host::{Host, HostError};
-use warden_policy::sse;
-use warden_policy::tool_acl::caller::Caller;
-use warden_policy::tool_acl::compile::CompiledToolAcl;
-use warden_policy::tool_acl::denial::openai_error;
-use warden_policy::tool_acl::jsonrpc;
-use warden_policy::tool_acl::listing::{self, Exchange, Filtered, ListContext, ListError};
-use warden_policy::tool_acl::llm::{self, Api, StreamGuard};
-use warden_policy::tool_acl::metrics;
-use warden_policy::tool_acl::stream::EventRewriter;
-use warden_proxy_host::{
-    response_body, response_header, response_header_values, set_response_body, set_response_header, ProxyHost,
-};
 
 enum Kind {
     Listing { server: usize, list_ids: Vec<String>, other_ids: Vec<String> },
@@ -39,13 +35,13 @@ enum Framing {
     },
 }
 
-pub struct ResponseFilter {
+pub struct AnswerFilter {
     kind: Kind,
     framing: Framing,
     request_id: String,
 }
 
-impl ResponseFilter {
+impl AnswerFilter {
     pub fn listing(server: usize, list_ids: Vec<String>, other_ids: Vec<String>, request_id: &str) -> Self {
         Self {
             kind: Kind::Listing { server, list_ids, other_ids },
@@ -62,19 +58,19 @@ impl ResponseFilter {
         }
     }
 
-    pub fn on_headers(&mut self, acl: &CompiledToolAcl) -> Result<(), HostError> {
-        let encodings = response_header_values("content-encoding")?;
+    pub fn on_headers(&mut self, host: &dyn Host, acl: &CompiledToolAcl) -> Result<(), HostError> {
+        let encodings = host.response_header_values("content-encoding")?;
         if let Some(encoding) = encoding::non_identity(encodings.iter().map(String::as_str)) {
             // Warden asked for `identity`: an answer it cannot read is not passed on unread.
             warn!("warden tool-acl: an answer that must be checked is encoded ({encoding}); withheld");
-            let _ = ProxyHost.increment(metrics::ANSWERS_WITHHELD, 1);
-            set_response_header("content-encoding", None)?;
-            set_response_header("content-length", None)?;
-            set_response_header("content-type", Some("application/json"))?;
+            let _ = host.increment(metrics::ANSWERS_WITHHELD, 1);
+            host.set_response_header("content-encoding", None)?;
+            host.set_response_header("content-length", None)?;
+            host.set_response_header("content-type", Some("application/json"))?;
             self.framing = Framing::Encoded { error: Some(self.error_body(false).into_bytes()) };
             return Ok(());
         }
-        let content_type = response_header("content-type")?.unwrap_or_default().to_ascii_lowercase();
+        let content_type = response_header(host, "content-type")?.unwrap_or_default().to_ascii_lowercase();
         let listing = matches!(self.kind, Kind::Listing { .. });
         self.framing = if content_type.starts_with("text/event-stream") {
             Framing::Events(EventRewriter::new(acl.max_response_bytes))
@@ -87,21 +83,28 @@ impl ResponseFilter {
         };
         if !matches!(self.framing, Framing::Unread) {
             // The rewritten body may differ in length.
-            set_response_header("content-length", None)?;
+            host.set_response_header("content-length", None)?;
         }
         Ok(())
     }
 
-    pub fn on_body(&mut self, acl: &CompiledToolAcl, caller: &Caller, size: usize, end: bool) -> Action {
-        match self.body(acl, caller, size, end) {
+    pub fn on_body(
+        &mut self,
+        host: &dyn Host,
+        acl: &CompiledToolAcl,
+        caller: &Caller,
+        size: usize,
+        end: bool,
+    ) -> Action {
+        match self.body(host, acl, caller, size, end) {
             Ok(action) => action,
             Err(e) => {
                 error!("warden tool-acl: cannot filter the answer: {e}");
-                let _ = ProxyHost.increment(metrics::FAILURE_MODE, 1);
+                let _ = host.increment(metrics::FAILURE_MODE, 1);
                 if acl.failure_mode == FailureMode::Allow {
                     self.framing = Framing::Unread;
                 } else {
-                    let _ = set_response_body(size, self.error_body(false).as_bytes());
+                    let _ = host.set_response_body(size, self.error_body(false).as_bytes());
                     self.framing = Framing::Failed;
                 }
                 Action::Continue
@@ -112,14 +115,14 @@ impl ResponseFilter {
     /// The answer ended in trailers. One held whole is filtered now, as at its last DATA frame;
     /// a stream's unterminated last event is dropped, since bytes can no longer be added to a
     /// body that already went on: it is withheld, never passed unread.
-    pub fn on_trailers(&mut self, acl: &CompiledToolAcl, caller: &Caller, size: usize) -> Action {
+    pub fn on_trailers(&mut self, host: &dyn Host, acl: &CompiledToolAcl, caller: &Caller, size: usize) -> Action {
         match &mut self.framing {
-            Framing::Json => self.on_body(acl, caller, size, true),
+            Framing::Json => self.on_body(host, acl, caller, size, true),
             Framing::Events(rewriter) => {
                 let dropped = rewriter.abandon();
                 if dropped > 0 {
                     warn!("warden tool-acl: an answer ended in trailers inside an event; its last {dropped} bytes were withheld");
-                    let _ = ProxyHost.increment(metrics::ANSWERS_WITHHELD, 1);
+                    let _ = host.increment(metrics::ANSWERS_WITHHELD, 1);
                 }
                 Action::Continue
             }
@@ -144,69 +147,81 @@ impl ResponseFilter {
         }
     }
 
-    fn body(&mut self, acl: &CompiledToolAcl, caller: &Caller, size: usize, end: bool) -> Result<Action, HostError> {
+    fn body(
+        &mut self,
+        host: &dyn Host,
+        acl: &CompiledToolAcl,
+        caller: &Caller,
+        size: usize,
+        end: bool,
+    ) -> Result<Action, HostError> {
         match &mut self.framing {
             Framing::Unread => Ok(Action::Continue),
             Framing::Encoded { error } => {
-                set_response_body(size, &error.take().unwrap_or_default())?;
+                host.set_response_body(size, &error.take().unwrap_or_default())?;
                 Ok(Action::Continue)
             }
             Framing::Failed => {
-                set_response_body(size, b"")?;
+                host.set_response_body(size, b"")?;
                 Ok(Action::Continue)
             }
             Framing::Json if size > acl.max_response_bytes => {
                 warn!("warden tool-acl: answer over maxResponseBytes ({size} bytes) withheld");
-                set_response_body(size, self.error_body(false).as_bytes())?;
+                host.set_response_body(size, self.error_body(false).as_bytes())?;
                 self.framing = Framing::Failed;
                 Ok(Action::Continue)
             }
             Framing::Json if !end => Ok(Action::Pause),
             Framing::Json => {
-                let body = response_body(size)?;
+                let body = host.response_body(size)?;
                 let text = String::from_utf8_lossy(&body);
-                if let Some(new_body) = self.filter_json(acl, caller, &text)? {
-                    set_response_body(size, new_body.as_bytes())?;
+                if let Some(new_body) = self.filter_json(host, acl, caller, &text)? {
+                    host.set_response_body(size, new_body.as_bytes())?;
                 }
                 Ok(Action::Continue)
             }
             Framing::Events(_) => {
-                let chunk = response_body(size)?;
-                let out = self.filter_events(acl, caller, &chunk, end)?;
+                let chunk = host.response_body(size)?;
+                let out = self.filter_events(host, acl, caller, &chunk, end)?;
                 if out != chunk {
-                    set_response_body(size, &out)?;
+                    host.set_response_body(size, &out)?;
                 }
                 Ok(Action::Continue)
             }
         }
     }
 
-    fn filter_json(&mut self, acl: &CompiledToolAcl, caller: &Caller, text: &str) -> Result<Option<String>, HostError> {
-        let host = ProxyHost;
+    fn filter_json(
+        &mut self,
+        host: &dyn Host,
+        acl: &CompiledToolAcl,
+        caller: &Caller,
+        text: &str,
+    ) -> Result<Option<String>, HostError> {
         match &mut self.kind {
             Kind::Listing { server, list_ids, other_ids } => {
-                let cx = ListContext { host: &host, acl, server: &acl.servers[*server], caller };
+                let cx = ListContext { host, acl, server: &acl.servers[*server], caller };
                 let exchange = Exchange { lists: list_ids, others: other_ids };
                 match listing::filter_message(&cx, text, &exchange) {
                     Ok(Some((new_text, filtered))) => {
-                        count(&filtered)?;
+                        count(host, &filtered)?;
                         Ok(Some(new_text))
                     }
                     Ok(None) => Ok(None),
                     Err(ListError::Host(e)) => Err(e),
                     Err(e @ (ListError::Malformed(_) | ListError::Unsolicited)) => {
                         warn!("warden tool-acl: {e}");
-                        count(&Filtered {
-                            unsolicited: usize::from(e == ListError::Unsolicited),
-                            ..Filtered::default()
-                        })?;
+                        count(
+                            host,
+                            &Filtered { unsolicited: usize::from(e == ListError::Unsolicited), ..Filtered::default() },
+                        )?;
                         Ok(Some(self.error_body(false)))
                     }
                 }
             }
             Kind::Model { api, .. } => {
                 let checked = llm::check_response(acl, caller, Some(*api), text, &self.request_id);
-                record_model(acl, &checked.records)?;
+                record_model(host, acl, &checked.records)?;
                 Ok(checked.replacement)
             }
         }
@@ -214,12 +229,12 @@ impl ResponseFilter {
 
     fn filter_events(
         &mut self,
+        host: &dyn Host,
         acl: &CompiledToolAcl,
         caller: &Caller,
         chunk: &[u8],
         end: bool,
     ) -> Result<Vec<u8>, HostError> {
-        let host = ProxyHost;
         let request_id = self.request_id.clone();
         let Framing::Events(rewriter) = &mut self.framing else { return Ok(chunk.to_vec()) };
         let mut fault = None;
@@ -227,7 +242,7 @@ impl ResponseFilter {
         let mut records = Vec::new();
         let result = match &mut self.kind {
             Kind::Listing { server, list_ids, other_ids } => {
-                let cx = ListContext { host: &host, acl, server: &acl.servers[*server], caller };
+                let cx = ListContext { host, acl, server: &acl.servers[*server], caller };
                 let exchange = Exchange { lists: list_ids, others: other_ids };
                 rewriter.chunk(chunk, end, |event| {
                     // The legacy HTTP+SSE transport announces its POST endpoint this way: that
@@ -238,7 +253,7 @@ impl ResponseFilter {
                     }
                     match listing::filter_event(&cx, event, &exchange) {
                         Ok((out, filtered)) => {
-                            if let Err(e) = count(&filtered) {
+                            if let Err(e) = count(host, &filtered) {
                                 fault = Some(e);
                             }
                             out
@@ -263,7 +278,7 @@ impl ResponseFilter {
         if let Some(e) = fault {
             return Err(e);
         }
-        record_model(acl, &records)?;
+        record_model(host, acl, &records)?;
         match result {
             Ok(out) if !malformed => Ok(out),
             _ => {
@@ -274,28 +289,28 @@ impl ResponseFilter {
     }
 }
 
-fn count(filtered: &Filtered) -> Result<(), HostError> {
+fn count(host: &dyn Host, filtered: &Filtered) -> Result<(), HostError> {
     if filtered.unsolicited > 0 {
         warn!("warden tool-acl: withheld {} response(s) that answer no request of this stream", filtered.unsolicited);
-        ProxyHost.increment(metrics::ANSWERS_WITHHELD, filtered.unsolicited as i64)?;
+        host.increment(metrics::ANSWERS_WITHHELD, filtered.unsolicited as i64)?;
     }
     if filtered.hidden > 0 {
-        ProxyHost.increment(metrics::TOOLS_HIDDEN, filtered.hidden as i64)?;
+        host.increment(metrics::TOOLS_HIDDEN, filtered.hidden as i64)?;
     }
     for tool in &filtered.changed {
         warn!("warden tool-acl: the definition of tool {tool:?} changed since it was pinned");
-        ProxyHost.increment(metrics::PIN_CHANGED, 1)?;
+        host.increment(metrics::PIN_CHANGED, 1)?;
     }
     Ok(())
 }
 
-fn record_model(acl: &CompiledToolAcl, records: &[warden_policy::tool_acl::mcp::Record]) -> Result<(), HostError> {
+fn record_model(host: &dyn Host, acl: &CompiledToolAcl, records: &[super::mcp::Record]) -> Result<(), HostError> {
     if records.is_empty() {
         return Ok(());
     }
-    let blocked = records.iter().filter(|r| r.decision.verdict == warden_policy::decision::Verdict::Deny).count();
+    let blocked = records.iter().filter(|r| r.decision.verdict == crate::decision::Verdict::Deny).count();
     if blocked > 0 {
-        ProxyHost.increment(metrics::LLM_CALLS_BLOCKED, blocked as i64)?;
+        host.increment(metrics::LLM_CALLS_BLOCKED, blocked as i64)?;
     }
-    record::write(llm::server_name(acl), records, "-")
+    record::write(host, llm::server_name(acl), records, "-")
 }

@@ -1,0 +1,606 @@
+//! One model request's flow, callback by callback: hold it until its prompt is counted and
+//! reserved (locally, and at the rate-limit service for global budgets), forward it (rewritten
+//! when a cap, a usage request or a fallback model must be written into it), then meter the
+//! answer and settle. Each callback returns what the proxy does next; the filter's glue only
+//! passes the callbacks in.
+
+use super::admission::{admit, Admission};
+use super::config::BudgetFailureMode;
+use super::meter::Meter;
+use super::plan::{Outcome, Plan, PlanError, Planner, Refusal, Usage};
+use super::reply::{self, Reply};
+use super::request::{Edits, ModelRequest, RequestError};
+use super::vm::BudgetVm;
+use super::{ledger, metrics, rls};
+use crate::attributes;
+use crate::decision::Mode;
+use crate::encoding::{ACCEPT_ENCODING, IDENTITY};
+use crate::host::{Action, Host, HostError};
+use crate::model_api::Api;
+use crate::tool_acl::caller::Caller;
+use log::{error, warn};
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+enum Stage {
+    /// Not a model request, or already answered: nothing to do.
+    Pass,
+    /// Waiting for the whole body.
+    Reading,
+    /// A reservation is out at the rate-limit service.
+    Reserving { token: u32 },
+    /// Forwarded; the answer is metered and settled.
+    Forwarded,
+}
+
+pub struct BudgetFlow {
+    host: Rc<dyn Host>,
+    vm: Option<Rc<BudgetVm>>,
+    api: Option<Api>,
+    stage: Stage,
+    request_id: String,
+    caller: Caller,
+    body: Vec<u8>,
+    requested_model: String,
+    /// Prompt tokens of the requested model, and the output cap reserved.
+    estimate: Usage,
+    edits: Edits,
+    fallback_tried: bool,
+    /// Answers the request asks for (`n`).
+    choices: u64,
+    plan: Option<Plan>,
+    meter: Option<Meter>,
+    settled: bool,
+    /// Request body bytes buffered so far: a request that ends in trailers is decided on them.
+    request_size: usize,
+    /// The request came with a `content-length`, which a rewritten body must keep right.
+    has_length: bool,
+}
+
+fn unix_now(host: &dyn Host) -> u64 {
+    host.now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl BudgetFlow {
+    pub fn new(host: Rc<dyn Host>, vm: Option<Rc<BudgetVm>>) -> Self {
+        BudgetFlow {
+            host,
+            vm,
+            api: None,
+            stage: Stage::Pass,
+            request_id: String::new(),
+            caller: Caller::default(),
+            body: Vec::new(),
+            requested_model: String::new(),
+            estimate: Usage::default(),
+            edits: Edits::default(),
+            fallback_tried: false,
+            choices: 1,
+            plan: None,
+            meter: None,
+            settled: false,
+            request_size: 0,
+            has_length: false,
+        }
+    }
+
+    fn send(&mut self, reply: &Reply) -> Action {
+        self.stage = Stage::Pass;
+        let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if let Err(e) = self.host.send_local_reply(reply.status, &headers, reply.body.as_bytes()) {
+            error!("warden token-budget: cannot send the reply: {e}");
+        }
+        Action::Pause
+    }
+
+    fn error(&mut self, status: u32, message: &str, kind: &str, code: &str, rule: &str) -> Action {
+        let reply = reply::error(self.api, status, message, kind, code, rule, &self.request_id);
+        let _ = record(&*self.host, attributes::DECISION_TOKEN_BUDGET, &format!("deny;rule={rule};reason={code}"));
+        self.send(&reply)
+    }
+
+    /// A runtime fault (shared data): requests are not let through uncounted.
+    fn fault(&mut self, vm: &BudgetVm, e: &HostError) -> Action {
+        error!("warden token-budget: host call failed: {e}");
+        let _ = self.host.increment(metrics::FAILURE_MODE, 1);
+        self.release(vm);
+        self.error(503, "the token budget could not be checked", "server_error", "budget_unavailable", "failure-mode")
+    }
+
+    fn release(&mut self, vm: &BudgetVm) {
+        if let Some(plan) = self.plan.take() {
+            let planner =
+                Planner { policy: &vm.policy, host: &*self.host, caller: &self.caller, now: unix_now(&*self.host) };
+            if let Err(e) = planner.release(&plan) {
+                error!("warden token-budget: cannot release a reservation: {e}");
+            }
+            // Draws sent (or maybe sent) are settled at nothing: given back if they landed,
+            // and a late one counts nothing.
+            settle_global(&*self.host, vm, &plan, Usage::default());
+        }
+    }
+
+    fn on_headers(&mut self, vm: &BudgetVm, end_of_stream: bool) -> Result<Action, HostError> {
+        let headers = self.host.request_headers()?;
+        let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        self.request_id = header(attributes::REQUEST_ID_HEADER).unwrap_or("-").to_string();
+        let (method, path) = (header(":method").unwrap_or_default(), header(":path").unwrap_or_default());
+        match admit(&vm.policy, method, path, &headers) {
+            Admission::Pass => return Ok(Action::Continue),
+            Admission::Meter(api) => self.api = Some(api),
+            Admission::Refuse { status, kind, code, rule, message } => {
+                let _ = self.host.increment(metrics::BAD_REQUEST, 1);
+                return Ok(self.error(status, &message, kind, code, rule));
+            }
+        }
+        // The answer's usage must be read: ask for it as sent.
+        self.host.set_request_header(ACCEPT_ENCODING, Some(IDENTITY))?;
+        let length = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
+        if length.is_some_and(|n| n > vm.policy.max_body_bytes) {
+            return Ok(self.too_large(vm));
+        }
+        if end_of_stream {
+            return Ok(self.no_body());
+        }
+        self.stage = Stage::Reading;
+        self.has_length = length.is_some();
+        // The body is held (`StopIterationAndBuffer`) until it is counted and reserved; no byte
+        // of it goes upstream before. With `requestHeaders: hold` the headers wait too: a
+        // refused request never opens an upstream stream, a rewritten body gets its right
+        // `content-length`, and the route is chosen again for the model served.
+        if vm.hold {
+            return Ok(Action::Pause);
+        }
+        // Released headers cannot follow the body's edits (cap, usage, model): the length is
+        // dropped and Envoy frames the body itself; the route stays the one the headers chose.
+        self.host.set_request_header("content-length", None)?;
+        Ok(Action::Continue)
+    }
+
+    /// A POST without a body (headers that end the stream, or trailers with no data before).
+    fn no_body(&mut self) -> Action {
+        let _ = self.host.increment(metrics::BAD_REQUEST, 1);
+        self.error(400, "the request has no body", "invalid_request_error", "invalid_request", "protocol")
+    }
+
+    fn too_large(&mut self, vm: &BudgetVm) -> Action {
+        let _ = self.host.increment(metrics::BODY_TOO_LARGE, 1);
+        let message = format!("the request body is over {} bytes", vm.policy.max_body_bytes);
+        self.error(413, &message, "invalid_request_error", "body_too_large", "protocol")
+    }
+
+    fn on_body(&mut self, vm: &BudgetVm, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
+        if size > vm.policy.max_body_bytes {
+            return Ok(self.too_large(vm));
+        }
+        if !end_of_stream {
+            return Ok(Action::Pause);
+        }
+        if size == 0 {
+            return Ok(self.no_body());
+        }
+        self.body = self.host.request_body(size)?;
+        let Some(api) = self.api else { return Ok(Action::Continue) };
+        let request = match ModelRequest::parse(api, &self.body) {
+            Ok(request) => request,
+            Err(e) => return Ok(self.bad_request(&e)),
+        };
+        self.caller = Caller::read(&*self.host, vm.policy.needs)?;
+        self.requested_model.clone_from(&request.model);
+        let encoding = vm.policy.model(&request.model).encoding;
+        let input = match request.prompt_tokens(&vm.tokenizers, encoding) {
+            Ok(n) => n,
+            Err(e) => return Ok(self.bad_request(&e)),
+        };
+        // Each of the `n` answers may run to the cap: all of them are reserved.
+        let cap = request.max_output.or(vm.policy.default_max_output_tokens.map(u64::from)).unwrap_or(0);
+        self.choices = request.choices;
+        self.estimate = Usage { input, cached_input: 0, output: cap.saturating_mul(request.choices) };
+        self.edits = Edits {
+            model: None,
+            include_usage: api == Api::ChatCompletions && request.stream && !request.include_usage,
+            max_output: if request.max_output.is_none() { vm.policy.default_max_output_tokens } else { None },
+        };
+        record(&*self.host, attributes::MODEL_REQUESTED, &request.model)?;
+        record(&*self.host, attributes::TOKENS_ESTIMATED, &input.to_string())?;
+        let model = request.model.clone();
+        self.reserve(vm, &model, self.estimate)
+    }
+
+    fn bad_request(&mut self, e: &RequestError) -> Action {
+        let _ = self.host.increment(metrics::BAD_REQUEST, 1);
+        self.error(400, &e.to_string(), "invalid_request_error", "invalid_request", "protocol")
+    }
+
+    /// Reserves `estimate` for `model` locally, then sends the global draws if there are any.
+    fn reserve(&mut self, vm: &BudgetVm, model: &str, estimate: Usage) -> Result<Action, HostError> {
+        let planner =
+            Planner { policy: &vm.policy, host: &*self.host, caller: &self.caller, now: unix_now(&*self.host) };
+        // Warden's own service remembers each draw by id, so it can be settled (or, when its
+        // answer timed out, reconciled) exactly once.
+        let reservation = vm.policy.rate_limit_service.as_ref().filter(|s| s.release).map(|_| vm.next_reservation());
+        match planner.reserve(model, estimate, reservation.as_deref())? {
+            Err(e) => {
+                let _ = self.host.increment(metrics::BAD_REQUEST, 1);
+                let (status, code) = match e {
+                    PlanError::NotPriced { .. } => (400, "model_not_priced"),
+                    PlanError::NoScope { .. } => (403, "budget_scope_missing"),
+                    PlanError::TooManyCounters { .. } => (429, "too_many_sessions"),
+                };
+                Ok(self.error(status, &e.to_string(), "invalid_request_error", code, "budgets"))
+            }
+            Ok(Outcome::Refused(refusal)) => self.refused(vm, &refusal),
+            Ok(Outcome::Held(plan)) => {
+                if let Some(total) = plan.request_cap {
+                    // A per-request maximum capped an uncapped request: the provider is told.
+                    let per_answer = (total / self.choices.max(1)).max(1);
+                    self.edits.max_output = Some(u32::try_from(per_answer).unwrap_or(u32::MAX));
+                }
+                let draws = plan.draws();
+                self.plan = Some(plan);
+                match (&vm.policy.rate_limit_service, draws.is_empty()) {
+                    (Some(service), false) => {
+                        let message = rls::reserve_request(&service.domain, &draws);
+                        match self.host.grpc_call(
+                            &service.cluster,
+                            rls::SERVICE,
+                            rls::METHOD,
+                            &message,
+                            service.timeout,
+                        ) {
+                            Ok(token) => {
+                                self.stage = Stage::Reserving { token };
+                                Ok(Action::Pause)
+                            }
+                            Err(e) => {
+                                warn!("warden token-budget: cannot reach the rate-limit service: {e}");
+                                self.service_failed(vm)
+                            }
+                        }
+                    }
+                    _ => self.forward(vm),
+                }
+            }
+        }
+    }
+
+    /// A budget cannot take the request: fall back to a cheaper model once, or refuse.
+    fn refused(&mut self, vm: &BudgetVm, refusal: &Refusal) -> Result<Action, HostError> {
+        self.release(vm);
+        let budget = &vm.policy.budgets[refusal.budget];
+        let fallback = budget.fallback_model.clone().filter(|m| !self.fallback_tried && *m != self.requested_model);
+        if let Some(fallback) = fallback {
+            self.fallback_tried = true;
+            let _ = self.host.increment(metrics::FALLBACK, 1);
+            let encoding = vm.policy.model(&fallback).encoding;
+            let request = ModelRequest::parse(self.api.unwrap_or(Api::ChatCompletions), &self.body);
+            let input = match request.and_then(|r| r.prompt_tokens(&vm.tokenizers, encoding)) {
+                Ok(n) => n,
+                Err(e) => return Ok(self.bad_request(&e)),
+            };
+            self.edits.model = Some(fallback.clone());
+            let estimate = Usage { input, ..self.estimate };
+            return self.reserve(vm, &fallback, estimate);
+        }
+        self.host.increment(&metrics::refused_by(&budget.id), 1)?;
+        if vm.policy.mode == Mode::Shadow {
+            self.host.increment(metrics::SHADOW_REFUSED, 1)?;
+            record(
+                &*self.host,
+                attributes::DECISION_TOKEN_BUDGET,
+                &format!("shadow_deny;rule={};reason=budget_exhausted", budget.id),
+            )?;
+            // Forwarded as sent: nothing meters its answer, so nothing may be asked of it
+            // (a usage chunk asked for here would reach the client).
+            self.edits = Edits::default();
+            return self.write_edits(vm);
+        }
+        self.host.increment(metrics::REFUSED, 1)?;
+        let reply = reply::refused(&vm.policy, self.api, refusal, unix_now(&*self.host), &self.request_id);
+        record(
+            &*self.host,
+            attributes::DECISION_TOKEN_BUDGET,
+            &format!("deny;rule={};reason=budget_exhausted", budget.id),
+        )?;
+        Ok(self.send(&reply))
+    }
+
+    /// The rate-limit service did not answer: each global budget's failure mode decides.
+    fn service_failed(&mut self, vm: &BudgetVm) -> Result<Action, HostError> {
+        self.host.increment(metrics::RLS_ERRORS, 1)?;
+        let Some(mut plan) = self.plan.take() else { return self.forward(vm) };
+        let planner =
+            Planner { policy: &vm.policy, host: &*self.host, caller: &self.caller, now: unix_now(&*self.host) };
+        for i in 0..plan.charges.len() {
+            if plan.charges[i].draw.is_none() {
+                continue;
+            }
+            self.host.increment(metrics::FAILURE_MODE, 1)?;
+            let index = plan.charges[i].budget;
+            let budget = &vm.policy.budgets[index];
+            // The draw may still reach the service late: it stays in the plan, and its settle
+            // (what the request really used) reconciles it whatever happened to it.
+            match budget.failure_mode {
+                BudgetFailureMode::Allow => {}
+                BudgetFailureMode::Deny => {
+                    self.plan = Some(plan);
+                    self.release(vm);
+                    let rule = budget.id.clone();
+                    return Ok(self.error(
+                        503,
+                        "the budget service is unavailable",
+                        "server_error",
+                        "budget_unavailable",
+                        &rule,
+                    ));
+                }
+                BudgetFailureMode::Local => {
+                    let counter = planner.counter(index, budget, plan.charges[i].digest.clone());
+                    match counter.reserve(&*self.host, plan.charges[i].reserved, planner.now)? {
+                        ledger::Reserved::Held(held) => plan.charges[i].local = Some(held),
+                        ledger::Reserved::Refused { used, reset_at } => {
+                            self.plan = Some(plan);
+                            let refusal =
+                                Refusal { budget: index, used, limit: budget.limit, reset_at: Some(reset_at) };
+                            return self.refused(vm, &refusal);
+                        }
+                        ledger::Reserved::TooManyCounters => {
+                            self.plan = Some(plan);
+                            self.release(vm);
+                            let rule = budget.id.clone();
+                            let message = "too many sessions or models counted for this agent";
+                            return Ok(self.error(429, message, "rate_limit_error", "too_many_sessions", &rule));
+                        }
+                    }
+                }
+            }
+        }
+        self.plan = Some(plan);
+        self.forward(vm)
+    }
+
+    fn on_reserved(&mut self, vm: &BudgetVm, status: u32, size: usize) -> Result<Action, HostError> {
+        if status != 0 {
+            warn!("warden token-budget: the rate-limit service answered gRPC status {status}");
+            return self.service_failed(vm);
+        }
+        let answer = match self.host.grpc_response(size).map(|b| rls::read_answer(&b)) {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => {
+                warn!("warden token-budget: {e}");
+                return self.service_failed(vm);
+            }
+            Err(e) => return Err(e),
+        };
+        if !answer.over_limit {
+            return self.forward(vm);
+        }
+        let draws = self.plan.as_ref().map(Plan::draws).unwrap_or_default();
+        // Refused all-or-nothing: the service drew nothing, so there is nothing to settle.
+        if let Some(plan) = self.plan.as_mut() {
+            plan.charges.iter_mut().for_each(|c| c.draw = None);
+        }
+        let over = answer.statuses.iter().position(|s| s.0).unwrap_or(0);
+        let Some(draw) = draws.get(over) else { return self.service_failed(vm) };
+        let budget = &vm.policy.budgets[draw.budget];
+        let (_, remaining, reset_in) = answer.statuses.get(over).copied().unwrap_or((true, 0, None));
+        let now = unix_now(&*self.host);
+        let refusal = Refusal {
+            budget: draw.budget,
+            used: budget.limit.saturating_sub(rls::amount(budget.unit, remaining)),
+            limit: budget.limit,
+            reset_at: Some(reset_in.map_or_else(|| budget.window.span(now).end, |s| now + s)),
+        };
+        self.refused(vm, &refusal)
+    }
+
+    /// Everything is reserved: write the edits and let the request go.
+    fn forward(&mut self, vm: &BudgetVm) -> Result<Action, HostError> {
+        let Some(plan) = &self.plan else { return self.write_edits(vm) };
+        let fallback = plan.model != self.requested_model;
+        if fallback {
+            self.edits.model = Some(plan.model.clone());
+        }
+        record(&*self.host, attributes::MODEL_SERVED, &plan.model)?;
+        record(&*self.host, attributes::TOKENS_RESERVED, &plan.reserved_tokens().to_string())?;
+        let budgets: Vec<&str> = plan.charges.iter().map(|c| vm.policy.budgets[c.budget].id.as_str()).collect();
+        let rule = if budgets.is_empty() { "none".to_string() } else { budgets.join(",") };
+        let reason = if fallback { "fallback_model" } else { "within_budget" };
+        record(&*self.host, attributes::DECISION_TOKEN_BUDGET, &format!("allow;rule={rule};reason={reason}"))?;
+        self.host.increment(metrics::ALLOWED, 1)?;
+        let encoding = vm.policy.model(&plan.model).encoding;
+        let api = self.api.unwrap_or(Api::ChatCompletions);
+        self.meter = Some(Meter::new(api, &self.request_id, encoding, self.edits.include_usage, plan.output_allowance));
+        if vm.hold {
+            // Routes may send each model to its own cluster: the route is chosen again for the
+            // model served (a fallback model may be served elsewhere than the one asked for).
+            self.host.set_request_header(attributes::MODEL_HEADER, Some(&plan.model))?;
+            self.host.clear_route_cache()?;
+        }
+        self.write_edits(vm)
+    }
+
+    fn write_edits(&mut self, vm: &BudgetVm) -> Result<Action, HostError> {
+        if !self.edits.is_empty() {
+            let api = self.api.unwrap_or(Api::ChatCompletions);
+            let rewritten = ModelRequest::parse(api, &self.body).and_then(|r| r.rewrite(&self.edits));
+            match rewritten {
+                Ok(body) => {
+                    self.host.set_request_body(self.body.len(), &body)?;
+                    if vm.hold && self.has_length {
+                        self.host.set_request_header("content-length", Some(&body.len().to_string()))?;
+                    }
+                }
+                Err(e) => return Ok(self.bad_request(&e)),
+            }
+        }
+        let resume = matches!(self.stage, Stage::Reserving { .. });
+        self.stage = Stage::Forwarded;
+        self.body = Vec::new();
+        if resume {
+            self.host.resume_request()?;
+        }
+        Ok(Action::Continue)
+    }
+
+    /// Replaces the reservation with `usage`: locally now, globally through the root's queue.
+    fn settle(&mut self, vm: &BudgetVm, usage: Usage) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let Some(plan) = self.plan.take() else { return };
+        let now = unix_now(&*self.host);
+        let planner = Planner { policy: &vm.policy, host: &*self.host, caller: &self.caller, now };
+        if let Err(e) = planner.settle_local(&plan, usage) {
+            error!("warden token-budget: cannot settle: {e}");
+        }
+        settle_global(&*self.host, vm, &plan, usage);
+        let cost = plan.price.map(|p| super::plan::amount(super::config::Unit::CostUsd, Some(p), usage));
+        let _ = self.host.increment(metrics::INPUT_TOKENS, usage.input as i64);
+        let _ = self.host.increment(metrics::OUTPUT_TOKENS, usage.output as i64);
+        if usage.input > plan.estimate.input {
+            let _ = self.host.increment(metrics::UNDERESTIMATE_TOKENS, (usage.input - plan.estimate.input) as i64);
+        }
+        let _ = record(&*self.host, attributes::TOKENS_INPUT, &usage.input.to_string());
+        let _ = record(&*self.host, attributes::TOKENS_OUTPUT, &usage.output.to_string());
+        if let Some(micro) = cost {
+            let _ = self.host.increment(metrics::COST_MICRO_USD, micro as i64);
+            let _ = record(&*self.host, attributes::COST_USD, &format!("{:.6}", micro as f64 / 1e6));
+        }
+    }
+}
+
+/// Queues the settle of every global draw of `plan` at what `usage` amounts to.
+fn settle_global(host: &dyn Host, vm: &BudgetVm, plan: &Plan, usage: Usage) {
+    let Some(service) = vm.policy.rate_limit_service.as_ref().filter(|s| s.release) else { return };
+    let settled: Vec<(rls::Draw, u64, u64)> = plan
+        .charges
+        .iter()
+        .filter_map(|c| {
+            let draw = c.draw.clone()?;
+            let budget = &vm.policy.budgets[c.budget];
+            let used = rls::hits(budget.unit, super::plan::amount(budget.unit, plan.price, usage));
+            Some((draw, used, c.window_start))
+        })
+        .collect();
+    if let Some(message) = rls::settle_request(&service.domain, &settled) {
+        vm.queue_settle(host, message);
+    }
+}
+
+fn cut_message() -> String {
+    "the token budget for this session is spent; the answer was cut".to_string()
+}
+
+fn record(host: &dyn Host, key: &str, value: &str) -> Result<(), HostError> {
+    host.set_property(&[key], value.as_bytes())
+}
+
+/// The callbacks, as the glue passes them in.
+impl BudgetFlow {
+    /// The rate-limit service answered (gRPC `status`, `size` bytes): a reservation's answer.
+    pub fn on_grpc_answer(&mut self, token_id: u32, status: u32, size: usize) {
+        let Some(vm) = self.vm.clone() else { return };
+        if !matches!(self.stage, Stage::Reserving { token } if token == token_id) {
+            return;
+        }
+        if let Err(e) = self.on_reserved(&vm, status, size) {
+            self.fault(&vm, &e);
+        }
+    }
+
+    pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
+        let Some(vm) = self.vm.clone() else {
+            warn!("warden token-budget: no policy loaded; refusing the request");
+            return self.error(503, "no budget policy is loaded", "server_error", "no_policy", "failure-mode");
+        };
+        match self.on_headers(&vm, end_of_stream) {
+            Ok(action) => action,
+            Err(e) => self.fault(&vm, &e),
+        }
+    }
+
+    pub fn on_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(vm) = self.vm.clone() else { return Action::Pause };
+        match self.stage {
+            Stage::Reading => {
+                self.request_size = body_size;
+                match self.on_body(&vm, body_size, end_of_stream) {
+                    Ok(action) => action,
+                    Err(e) => self.fault(&vm, &e),
+                }
+            }
+            Stage::Reserving { .. } => Action::Pause,
+            Stage::Pass | Stage::Forwarded => Action::Continue,
+        }
+    }
+
+    /// Trailers end the request: it is counted and reserved on the body held so far, exactly
+    /// as if its last DATA frame had ended it (the SDK's default would send it on uncounted).
+    pub fn on_request_trailers(&mut self) -> Action {
+        let Some(vm) = self.vm.clone() else { return Action::Pause };
+        match self.stage {
+            Stage::Reading => match self.on_body(&vm, self.request_size, true) {
+                Ok(action) => action,
+                Err(e) => self.fault(&vm, &e),
+            },
+            Stage::Reserving { .. } => Action::Pause,
+            Stage::Pass | Stage::Forwarded => Action::Continue,
+        }
+    }
+
+    pub fn on_response_headers(&mut self) -> Action {
+        let host = Rc::clone(&self.host);
+        if let Some(meter) = self.meter.as_mut() {
+            if let Err(e) = meter.on_headers(&*host) {
+                error!("warden token-budget: cannot read the response headers: {e}");
+            }
+        }
+        Action::Continue
+    }
+
+    pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let estimate = self.estimate_for_settle();
+        let host = Rc::clone(&self.host);
+        let (Some(vm), Some(meter)) = (self.vm.clone(), self.meter.as_mut()) else { return Action::Continue };
+        if let Err(e) = meter.on_body(&*host, &vm, body_size, end_of_stream, &cut_message) {
+            error!("warden token-budget: cannot meter the answer: {e}");
+        }
+        if end_of_stream {
+            let usage = meter.charge(estimate, true);
+            self.settle(&vm, usage);
+        }
+        Action::Continue
+    }
+
+    /// Trailers end the answer: metered and settled as at its last DATA frame.
+    pub fn on_response_trailers(&mut self) -> Action {
+        let estimate = self.estimate_for_settle();
+        let host = Rc::clone(&self.host);
+        let (Some(vm), Some(meter)) = (self.vm.clone(), self.meter.as_mut()) else { return Action::Continue };
+        meter.on_trailers(&*host, &vm, &cut_message);
+        let usage = meter.charge(estimate, true);
+        self.settle(&vm, usage);
+        Action::Continue
+    }
+
+    /// The stream is over (however it ended).
+    pub fn on_log(&mut self) {
+        // A request that died midway: one never forwarded used nothing; one forwarded is
+        // charged at least its reservation, unless the provider answered an error.
+        let Some(vm) = self.vm.clone() else { return };
+        if self.plan.is_some() && !self.settled {
+            let usage = match &self.meter {
+                Some(meter) => meter.charge(self.estimate_for_settle(), false),
+                None => Usage::default(),
+            };
+            self.settle(&vm, usage);
+        }
+    }
+
+    /// The estimate for the model actually served.
+    fn estimate_for_settle(&self) -> Usage {
+        self.plan.as_ref().map_or(self.estimate, |p| p.estimate)
+    }
+}

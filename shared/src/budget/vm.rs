@@ -1,0 +1,92 @@
+//! What every request of one VM (one Envoy worker) shares: the compiled policy, the tokenizers
+//! (built once, so no request pays for them), the queue of settle calls for the rate-limit
+//! service, and the ids of reservations.
+//!
+//! Settle calls are sent by the root context on its tick, never from a request: a call sent
+//! from a request's context would be cancelled with the request.
+
+use super::compile::CompiledTokenBudget;
+use super::metrics;
+use super::rls;
+use super::tokenizer::Tokenizers;
+use crate::host::Host;
+use crate::policy::PolicyDocument;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Settle calls kept when the service is down; older ones are dropped (and counted).
+const MAX_QUEUED_SETTLES: usize = 4096;
+/// Settle calls are not on any request's path: they may wait longer than reservations.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct BudgetVm {
+    pub policy: CompiledTokenBudget,
+    pub tokenizers: Tokenizers,
+    /// Request headers are held until the request is reserved (`requestHeaders: hold`).
+    pub hold: bool,
+    settles: RefCell<VecDeque<Vec<u8>>>,
+    /// Random per VM, so reservation ids never meet across VMs and gateways; `reservations`
+    /// counts within it.
+    seed: u64,
+    reservations: Cell<u64>,
+}
+
+impl BudgetVm {
+    /// Compiles the document's `tokenBudget` section and builds the tokenizers it needs.
+    pub fn configure(document: &PolicyDocument, seed: u64) -> Result<BudgetVm, String> {
+        let section = document.token_budget.as_ref().ok_or("tokenBudget: the policy has no tokenBudget section")?;
+        let policy = CompiledTokenBudget::compile(section).map_err(|e| e.to_string())?;
+        let tokenizers = Tokenizers::load(&policy.encodings())?;
+        Ok(BudgetVm {
+            policy,
+            tokenizers,
+            hold: document.request_headers.held(),
+            settles: RefCell::new(VecDeque::new()),
+            seed,
+            reservations: Cell::new(0),
+        })
+    }
+
+    /// A new reservation id for the rate-limit service: `<VM seed>-<counter>`.
+    pub fn next_reservation(&self) -> String {
+        let n = self.reservations.get().wrapping_add(1);
+        self.reservations.set(n);
+        format!("{:016x}-{n:x}", self.seed)
+    }
+
+    /// Queues a settle call for the root to send on its next tick.
+    pub fn queue_settle(&self, host: &dyn Host, message: Vec<u8>) {
+        let mut queue = self.settles.borrow_mut();
+        if queue.len() >= MAX_QUEUED_SETTLES {
+            queue.pop_front();
+            let _ = host.increment(metrics::RLS_ERRORS, 1);
+        }
+        queue.push_back(message);
+    }
+
+    /// Settle calls waiting to be sent.
+    pub fn queued_settles(&self) -> usize {
+        self.settles.borrow().len()
+    }
+
+    /// Sends the queued settle calls (from the root context); stops at the first that cannot be
+    /// sent, keeping it for the next tick. Returns why, if one could not be sent.
+    pub fn send_settles(&self, host: &dyn Host) -> Option<String> {
+        let service = self.policy.rate_limit_service.as_ref()?;
+        loop {
+            let message = self.settles.borrow_mut().pop_front()?;
+            if let Err(e) = host.grpc_call(&service.cluster, rls::SERVICE, rls::METHOD, &message, SETTLE_TIMEOUT) {
+                let _ = host.increment(metrics::RLS_ERRORS, 1);
+                self.settles.borrow_mut().push_front(message);
+                return Some(format!("cannot send a settle call: {e}"));
+            }
+        }
+    }
+
+    /// A settle call was answered with gRPC `status`: counted.
+    pub fn settle_answered(&self, host: &dyn Host, status: u32) {
+        let metric = if status == 0 { metrics::RLS_SETTLES } else { metrics::RLS_ERRORS };
+        let _ = host.increment(metric, 1);
+    }
+}

@@ -1,0 +1,273 @@
+//! The token-budget flow, callback by callback, over an in-memory host: the scenarios of the
+//! wasm harness (`integration-tests/tests/token_budget_harness.rs`) without a VM, so that each
+//! decision the glue used to make is tested natively: held headers, edits and their length,
+//! the route chosen again, fallback, refusal in the API's shape, the rate-limit service's
+//! answers and failures per failure mode, shadow mode, trailers, metering and settling.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use prost::Message;
+use serde_json::{json, Value};
+use std::rc::Rc;
+use warden_policy::budget::flow::BudgetFlow;
+use warden_policy::budget::rls::{self, DescriptorStatus, ProtoDuration, RateLimitRequest, RateLimitResponse};
+use warden_policy::budget::vm::BudgetVm;
+use warden_policy::host::{Action, Host};
+use warden_policy::policy::parse_document;
+use warden_policy::testing::MemoryHost;
+
+const LOCAL: &str = "tokenBudget:
+  defaultMaxOutputTokens: 100
+  models:
+    - { name: gpt-4o-mini, price: { input: 0.15, output: 0.60 } }
+    - { name: gpt-4o, price: { input: 2.50, output: 10.00 } }
+  budgets:
+    - { id: tenant-day, scope: [tenant], unit: totalTokens, limit: 3000, window: day }
+";
+
+fn vm(policy: &str) -> Rc<BudgetVm> {
+    Rc::new(BudgetVm::configure(&parse_document(policy.as_bytes()).unwrap(), 7).unwrap())
+}
+
+fn global(failure_mode: &str) -> String {
+    format!(
+        "tokenBudget:\n  defaultMaxOutputTokens: 100\n  rateLimitService: {{ cluster: ratelimit }}\n  budgets:\n    - {{ id: tenant-day, scope: [tenant], unit: totalTokens, limit: 3000, window: day, store: global, failureMode: {failure_mode} }}\n"
+    )
+}
+
+/// A host carrying a principal for tenant `tenant`, and a model request's headers.
+fn host(tenant: &str) -> Rc<MemoryHost> {
+    let host = MemoryHost::with_headers(&[
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        (":authority", "gw"),
+        ("x-request-id", "req-1"),
+        ("content-type", "application/json"),
+        ("content-length", "0"),
+    ]);
+    host.now_secs.set(1_800_000_000);
+    for (key, value) in [("warden.agent", "planner"), ("warden.tenant", tenant), ("warden.session", "sess-1")] {
+        host.properties.borrow_mut().insert(key.to_string(), value.as_bytes().to_vec());
+    }
+    Rc::new(host)
+}
+
+fn chat(model: &str, extra: Value) -> Vec<u8> {
+    let mut body = json!({"model": model, "messages": [{"role": "user", "content": "hello there"}]});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body.to_string().into_bytes()
+}
+
+/// Sends headers and the whole body; returns the actions of both callbacks.
+fn post(flow: &mut BudgetFlow, host: &MemoryHost, body: &[u8]) -> (Action, Action) {
+    host.set_request_header("content-length", Some(&body.len().to_string())).unwrap();
+    let headers = flow.on_request_headers(false);
+    *host.request_body.borrow_mut() = body.to_vec();
+    (headers, flow.on_request_body(body.len(), true))
+}
+
+/// Answers with a JSON completion billing `input` + `output` tokens, and ends the stream.
+fn answer(flow: &mut BudgetFlow, host: &MemoryHost, input: u64, output: u64) {
+    *host.response_headers.borrow_mut() =
+        vec![(":status".into(), "200".into()), ("content-type".into(), "application/json".into())];
+    assert_eq!(flow.on_response_headers(), Action::Continue);
+    let body = json!({"choices": [], "usage": {"prompt_tokens": input, "completion_tokens": output}}).to_string();
+    *host.response_body.borrow_mut() = body.clone().into_bytes();
+    assert_eq!(flow.on_response_body(body.len(), true), Action::Continue);
+    flow.on_log();
+}
+
+fn sent(host: &MemoryHost) -> Value {
+    serde_json::from_slice(&host.request_body.borrow()).unwrap()
+}
+
+fn property(host: &MemoryHost, key: &str) -> Option<String> {
+    host.properties.borrow().get(key).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn reply_json(host: &MemoryHost) -> (u32, Value) {
+    let reply = host.reply.borrow();
+    let reply = reply.as_ref().expect("a local reply");
+    (reply.status, serde_json::from_slice(&reply.body).unwrap())
+}
+
+#[test]
+fn a_request_is_held_reserved_rewritten_with_its_length_routed_and_settled() {
+    let vm = vm(LOCAL);
+    let host = host("acme");
+    let mut flow = BudgetFlow::new(host.clone(), Some(vm));
+    let (headers, body) = post(&mut flow, &host, &chat("gpt-4o", json!({"stream": false})));
+    assert_eq!((headers, body), (Action::Pause, Action::Continue), "headers held until reserved");
+    let request = sent(&host);
+    assert_eq!(request["max_completion_tokens"], 100, "the policy's default cap written in");
+    assert_eq!(host.header("content-length"), Some(host.request_body.borrow().len().to_string()));
+    assert_eq!(host.header("x-warden-model").as_deref(), Some("gpt-4o"));
+    assert_eq!(host.route_cache_cleared.get(), 1);
+    assert_eq!(host.header("accept-encoding").as_deref(), Some("identity"));
+    let estimated: u64 = property(&host, "warden.tokens.estimated").unwrap().parse().unwrap();
+    assert_eq!(property(&host, "warden.tokens.reserved"), Some((estimated + 100).to_string()));
+    assert_eq!(
+        property(&host, "warden.decision.token_budget").as_deref(),
+        Some("allow;rule=tenant-day;reason=within_budget")
+    );
+    answer(&mut flow, &host, 9, 5);
+    assert_eq!(property(&host, "warden.tokens.input").as_deref(), Some("9"));
+    assert_eq!(property(&host, "warden.tokens.output").as_deref(), Some("5"));
+    assert_eq!(property(&host, "warden.cost_usd").as_deref(), Some("0.000073"));
+    assert_eq!(host.metric("warden.token_budget.allowed"), 1);
+}
+
+#[test]
+fn a_spent_budget_falls_back_once_then_refuses_in_the_apis_shape() {
+    let policy = LOCAL.replace(
+        "    - { id: tenant-day, scope: [tenant], unit: totalTokens, limit: 3000, window: day }",
+        "    - { id: dear, scope: [tenant], unit: costUsd, limit: 0.0005, window: day, fallbackModel: gpt-4o-mini, when: { models: [gpt-4o] } }\n    - { id: tenant-day, scope: [tenant], unit: totalTokens, limit: 3000, window: day }",
+    );
+    let vm = vm(&policy);
+    // gpt-4o with 100 output tokens reserved costs more than $0.0005: gpt-4o-mini is served.
+    let host = host("acme");
+    let mut flow = BudgetFlow::new(host.clone(), Some(vm.clone()));
+    assert_eq!(post(&mut flow, &host, &chat("gpt-4o", json!({}))).1, Action::Continue);
+    assert_eq!(sent(&host)["model"], "gpt-4o-mini");
+    assert_eq!(host.header("x-warden-model").as_deref(), Some("gpt-4o-mini"), "the route is chosen for it");
+    assert_eq!(property(&host, "warden.model.requested").as_deref(), Some("gpt-4o"));
+    assert_eq!(property(&host, "warden.model.served").as_deref(), Some("gpt-4o-mini"));
+    assert_eq!(host.metric("warden.token_budget.fallback"), 1);
+    answer(&mut flow, &host, 10, 10);
+
+    // A request the tenant's token budget cannot take: 429 in OpenAI's shape, naming the rule.
+    let host = self::host("acme");
+    let mut flow = BudgetFlow::new(host.clone(), Some(vm));
+    let (_, action) = post(&mut flow, &host, &chat("gpt-4o-mini", json!({"max_tokens": 5000})));
+    assert_eq!(action, Action::Pause);
+    let (status, body) = reply_json(&host);
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["code"], "budget_exhausted");
+    assert_eq!(body["error"]["rule"], "tenant-day");
+    assert_eq!(body["error"]["request_id"], "req-1");
+    assert_eq!(
+        property(&host, "warden.decision.token_budget").as_deref(),
+        Some("deny;rule=tenant-day;reason=budget_exhausted")
+    );
+}
+
+#[test]
+fn shadow_mode_records_a_refusal_and_forwards_the_request_unedited() {
+    let policy = LOCAL.replace("tokenBudget:\n", "tokenBudget:\n  mode: shadow\n");
+    let host = host("acme");
+    let mut flow = BudgetFlow::new(host.clone(), Some(vm(&policy)));
+    let body = chat("gpt-4o", json!({"max_tokens": 5000}));
+    assert_eq!(post(&mut flow, &host, &body).1, Action::Continue);
+    assert!(host.reply.borrow().is_none());
+    assert_eq!(*host.request_body.borrow(), body, "forwarded as sent");
+    assert_eq!(
+        property(&host, "warden.decision.token_budget").as_deref(),
+        Some("shadow_deny;rule=tenant-day;reason=budget_exhausted")
+    );
+    assert_eq!(host.metric("warden.token_budget.shadow_refused"), 1);
+}
+
+fn rls_answer(code: i32, remaining: u32) -> Vec<u8> {
+    RateLimitResponse {
+        overall_code: code,
+        statuses: vec![DescriptorStatus {
+            code,
+            current_limit: None,
+            limit_remaining: remaining,
+            duration_until_reset: Some(ProtoDuration { seconds: 600, nanos: 0 }),
+        }],
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn a_global_budget_is_drawn_at_the_service_resumed_and_settled_from_the_queue() {
+    let vm = vm(&global("deny"));
+    let host = host("acme");
+    let mut flow = BudgetFlow::new(host.clone(), Some(vm.clone()));
+    assert_eq!(post(&mut flow, &host, &chat("gpt-4o", json!({"max_tokens": 50}))).1, Action::Pause);
+    let call = host.grpc_calls.borrow().last().cloned().expect("a reservation");
+    assert_eq!((call.cluster.as_str(), call.service.as_str()), ("ratelimit", rls::SERVICE));
+    let request = RateLimitRequest::decode(call.message.as_slice()).unwrap();
+    assert_eq!(request.descriptors[0].entries[0].value, "tenant-day");
+    *host.grpc_answer.borrow_mut() = rls_answer(rls::CODE_OK, 2000);
+    let size = host.grpc_answer.borrow().len();
+    flow.on_grpc_answer(1, 0, size);
+    assert_eq!(host.resumed.get(), 1, "the held request goes on");
+    answer(&mut flow, &host, 9, 5);
+    assert_eq!(vm.queued_settles(), 1, "settled from the root, not from the request");
+    assert!(vm.send_settles(&*host).is_none());
+    let settle = host.grpc_calls.borrow().last().cloned().unwrap();
+    let request = RateLimitRequest::decode(settle.message.as_slice()).unwrap();
+    let last = request.descriptors[0].entries.last().unwrap();
+    assert_eq!(rls::parse_settle(&last.value).map(|(used, _)| used), Some(14));
+
+    // Over the limit at the service: 429 with the service's reset time.
+    let host = self::host("acme");
+    let mut flow = BudgetFlow::new(host.clone(), Some(vm));
+    post(&mut flow, &host, &chat("gpt-4o", json!({"max_tokens": 50})));
+    *host.grpc_answer.borrow_mut() = rls_answer(rls::CODE_OVER_LIMIT, 3);
+    let size = host.grpc_answer.borrow().len();
+    flow.on_grpc_answer(1, 0, size);
+    let reply = host.reply.borrow();
+    let reply = reply.as_ref().unwrap();
+    assert_eq!(reply.status, 429);
+    assert!(reply.headers.iter().any(|(k, v)| k == "retry-after" && v == "600"), "{:?}", reply.headers);
+}
+
+#[test]
+fn each_failure_mode_decides_when_the_service_cannot_be_reached() {
+    for (mode, refused) in [("deny", true), ("allow", false), ("local", false)] {
+        let host = host("acme");
+        host.failing_grpc_calls.set(true);
+        let mut flow = BudgetFlow::new(host.clone(), Some(vm(&global(mode))));
+        let (_, action) = post(&mut flow, &host, &chat("gpt-4o", json!({"max_tokens": 50})));
+        assert_eq!(host.reply.borrow().is_some(), refused, "{mode}");
+        assert_eq!(action, if refused { Action::Pause } else { Action::Continue }, "{mode}");
+        assert!(host.metric("warden.token_budget.failure_mode_applied") >= 1, "{mode}");
+        if mode == "local" {
+            assert!(host.shared_keys().iter().any(|k| k.contains("tenant-day")), "counted here instead");
+        }
+    }
+}
+
+/// HTTP/2 lets a request end in trailers: it is reserved on the body held so far.
+#[test]
+fn a_request_ending_in_trailers_is_decided_there() {
+    let host = host("acme");
+    let mut flow = BudgetFlow::new(host.clone(), Some(vm(LOCAL)));
+    let body = chat("gpt-4o", json!({"max_tokens": 10}));
+    assert_eq!(flow.on_request_headers(false), Action::Pause);
+    *host.request_body.borrow_mut() = body.clone();
+    assert_eq!(flow.on_request_body(body.len(), false), Action::Pause, "held until the end");
+    assert_eq!(flow.on_request_trailers(), Action::Continue);
+    assert!(property(&host, "warden.tokens.reserved").is_some());
+    // Trailers with no body before them: a POST without a body.
+    let host = self::host("acme");
+    let mut flow = BudgetFlow::new(host.clone(), Some(vm(LOCAL)));
+    assert_eq!(flow.on_request_headers(false), Action::Pause);
+    assert_eq!(flow.on_request_trailers(), Action::Pause);
+    assert_eq!(reply_json(&host).0, 400);
+}
+
+/// `requestHeaders: release`: the headers go first, so the length is dropped for Envoy to
+/// frame the edited body, and the route is not chosen again.
+#[test]
+fn released_headers_go_first_without_their_length() {
+    let policy = format!("requestHeaders: release\n{LOCAL}");
+    let host = host("acme");
+    let mut flow = BudgetFlow::new(host.clone(), Some(vm(&policy)));
+    assert_eq!(post(&mut flow, &host, &chat("gpt-4o", json!({}))), (Action::Continue, Action::Continue));
+    assert_eq!(host.header("content-length"), None);
+    assert_eq!(host.header("x-warden-model"), None);
+    assert_eq!(host.route_cache_cleared.get(), 0);
+}
+
+#[test]
+fn without_a_policy_every_request_is_refused() {
+    let host = host("acme");
+    let mut flow = BudgetFlow::new(host.clone(), None);
+    assert_eq!(flow.on_request_headers(false), Action::Pause);
+    assert_eq!(reply_json(&host).0, 503);
+}
