@@ -72,7 +72,7 @@ test: build test-unit test-harness test-e2e validate
 
 test-unit:
 	$(TEST) -p warden-policy
-	$(TEST) -p warden-ratelimit
+	$(TEST) -p warden-rls -p warden-ratelimit
 	$(TEST) -p warden-fixtures
 	$(TEST) -p warden-integration-tests --lib --bins
 
@@ -125,6 +125,9 @@ fmt:
 
 lint: setup
 	cargo fmt --all --check
+	@# The rate-limit service depends on the protocol crate only, not on the policy crate.
+	@if cargo tree --locked -p warden-ratelimit -e normal | grep -E 'tiktoken|jsonwebtoken|warden-policy'; then \
+	  echo "warden-ratelimit must depend on warden-rls only, not on the policy crate"; exit 1; fi
 	cargo clippy --locked --workspace --all-targets -- -D warnings
 	cargo clippy --locked --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f)) $(foreach f,$(TEST_FILTERS),-p $(f)) -p warden-policy -- -D warnings
 

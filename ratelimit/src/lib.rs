@@ -4,7 +4,7 @@
 //! Limits come with each descriptor (`RateLimitOverride`), so the Warden policy stays the one
 //! place they are written; a descriptor without one is not limited. Besides the standard
 //! draw, it understands Warden's reservations and settles (`warden_reservation`, `warden_settle`, see
-//! `warden_policy::budget::rls`), which give back the unused part of a reservation.
+//! `warden_rls::rls`), which give back the unused part of a reservation.
 //!
 //! Counters live in a [`store::Store`]: in memory (one replica) or in Redis, changed by Lua
 //! scripts so that every replica of this service, and every draw of one request, is atomic.

@@ -3,10 +3,10 @@
 
 use crate::store::{Drawn, Reservation, Settle, Store, StoreError, Take};
 use std::time::{SystemTime, UNIX_EPOCH};
-use warden_policy::budget::rls::{
+use warden_rls::rls::{
     self, DescriptorStatus, ProtoDuration, RateLimit, RateLimitDescriptor, RateLimitRequest, RateLimitResponse,
 };
-use warden_policy::budget::window::Span;
+use warden_rls::Span;
 
 /// Counters outlive their window by this much, so a late settle still finds them.
 const TTL_MARGIN_SECS: u64 = 120;
@@ -143,7 +143,7 @@ impl Limiter {
 mod tests {
     use super::*;
     use crate::store::MemoryStore;
-    use warden_policy::budget::rls::{Entry, RateLimitOverride};
+    use warden_rls::rls::{Entry, RateLimitOverride};
 
     fn descriptor(tenant: &str, hits: u64, limit: u32, extra: &[(&str, &str)]) -> RateLimitDescriptor {
         let mut entries = vec![
@@ -173,8 +173,7 @@ mod tests {
         assert_eq!(refused.overall_code, rls::CODE_OVER_LIMIT);
         assert_eq!(refused.statuses[0].limit_remaining, 300, "a refused draw adds nothing");
         // The first request used 250 of its 700: the settle gives 450 back.
-        let start = warden_policy::budget::config::Window::Day
-            .span(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
+        let start = warden_rls::Window::Day.span(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs());
         let used = format!("250@{}", start.start);
         let settle = descriptor("acme", 0, 1000, &[(rls::RESERVATION_ENTRY, "r1"), (rls::SETTLE_ENTRY, &used)]);
         limiter.should_rate_limit(&request(vec![settle.clone()])).await.unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic::codegen::{http, BoxFuture, Service, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
-use warden_policy::budget::rls::{RateLimitRequest, RateLimitResponse, METHOD, SERVICE};
+use warden_rls::rls::{RateLimitRequest, RateLimitResponse, METHOD, SERVICE};
 
 #[derive(Clone)]
 pub struct RateLimitServer {

@@ -3,6 +3,7 @@
 use crate::decision::Mode;
 use crate::duration::PolicyDuration;
 use serde::Deserialize;
+pub use warden_rls::{Unit, Window};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -146,30 +147,6 @@ pub enum ScopePart {
     User,
     Tenant,
     Model,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Unit {
-    InputTokens,
-    OutputTokens,
-    TotalTokens,
-    CostUsd,
-    Requests,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Window {
-    /// One request: a per-request maximum, nothing is stored.
-    Request,
-    Minute,
-    Hour,
-    Day,
-    /// Calendar month in UTC.
-    Month,
-    /// The lifetime of the session (until it has been idle for `sessionIdle`).
-    Session,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
