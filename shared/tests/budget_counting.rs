@@ -236,3 +236,46 @@ fn a_cap_written_over_an_existing_one_replaces_it() {
     let again = ModelRequest::parse(Api::Responses, &rewritten).expect("no member twice");
     assert_eq!(again.max_output, Some(7));
 }
+
+/// The bound a prompt is first reserved at never falls below its exact count, in any API and
+/// either encoding, whatever the text (ASCII, CJK, emoji, one-byte tokens, tool definitions).
+#[test]
+fn the_prompt_bound_is_never_below_the_exact_count() {
+    let texts =
+        ["Summarise the quarterly report.", "東京の天気は？ 🤖🤖🤖", "x x x x x x x x", "{\"a\":[1,2,3]}\n\t\t", ""];
+    for text in texts {
+        let bodies = [
+            (
+                Api::ChatCompletions,
+                json!({"model": "gpt-4o", "messages": [{"role": "system", "content": text}, {"role": "user", "name": "ann", "content": text}],
+                "tools": [{"type": "function", "function": {"name": "get_weather", "description": text, "parameters": {"type": "object"}}}]}),
+            ),
+            (
+                Api::Responses,
+                json!({"model": "gpt-4o", "instructions": text, "input": [{"role": "user", "content": text}]}),
+            ),
+            (
+                Api::AnthropicMessages,
+                json!({"model": "claude-sonnet-4", "max_tokens": 10, "system": text, "messages": [{"role": "user", "content": text}]}),
+            ),
+        ];
+        for (api, body) in bodies {
+            let text_body = body.to_string();
+            let request = ModelRequest::parse(api, text_body.as_bytes()).unwrap();
+            let bound = request.prompt_tokens_bound().unwrap();
+            for encoding in [Encoding::O200k, Encoding::Cl100k] {
+                let exact = request.prompt_tokens(tokenizers(), encoding).unwrap();
+                assert!(bound >= exact, "{api:?} {encoding:?} {text:?}: bound {bound} < exact {exact}");
+            }
+        }
+    }
+}
+
+/// No vocabulary is built until a prompt is counted exactly.
+#[test]
+fn tokenizers_are_built_on_first_exact_count() {
+    let tokenizers = Tokenizers::load(&[Encoding::O200k, Encoding::Cl100k]).unwrap();
+    assert!(!tokenizers.built(Encoding::O200k) && !tokenizers.built(Encoding::Cl100k));
+    assert_eq!(tokenizers.count(Encoding::O200k, "hello world"), 2);
+    assert!(tokenizers.built(Encoding::O200k) && !tokenizers.built(Encoding::Cl100k));
+}

@@ -191,6 +191,9 @@ fn a_global_budget_is_drawn_at_the_service_resumed_and_settled_from_the_queue() 
     assert_eq!((call.cluster.as_str(), call.service.as_str()), ("ratelimit", rls::SERVICE));
     let request = RateLimitRequest::decode(call.message.as_slice()).unwrap();
     assert_eq!(request.descriptors[0].entries[0].value, "tenant-day");
+    let body_len = chat("gpt-4o", json!({"max_tokens": 50})).len() as u64;
+    assert!(request.descriptors[0].hits_addend.unwrap() > 50, "the prompt's upper bound, plus the cap");
+    assert!(request.descriptors[0].hits_addend.unwrap() <= body_len + 50 + 16);
     *host.grpc_answer.borrow_mut() = rls_answer(rls::CODE_OK, 2000);
     let size = host.grpc_answer.borrow().len();
     flow.on_grpc_answer(1, 0, size);
@@ -203,13 +206,24 @@ fn a_global_budget_is_drawn_at_the_service_resumed_and_settled_from_the_queue() 
     let last = request.descriptors[0].entries.last().unwrap();
     assert_eq!(rls::parse_settle(&last.value).map(|(used, _)| used), Some(14));
 
-    // Over the limit at the service: 429 with the service's reset time.
+    // Over the limit at the service: the prompt's upper bound did not fit, so it is counted
+    // exactly and drawn again; over the limit again, 429 with the service's reset time.
     let host = self::host("acme");
     let mut flow = BudgetFlow::new(host.clone(), Some(vm));
     post(&mut flow, &host, &chat("gpt-4o", json!({"max_tokens": 50})));
+    let drawn = |host: &MemoryHost| {
+        let call = host.grpc_calls.borrow().last().cloned().unwrap();
+        RateLimitRequest::decode(call.message.as_slice()).unwrap().descriptors[0].hits_addend.unwrap()
+    };
+    let bound = drawn(&host);
     *host.grpc_answer.borrow_mut() = rls_answer(rls::CODE_OVER_LIMIT, 3);
     let size = host.grpc_answer.borrow().len();
     flow.on_grpc_answer(1, 0, size);
+    assert!(host.reply.borrow().is_none(), "not refused on the bound alone");
+    assert_eq!(host.grpc_calls.borrow().len(), 2);
+    assert!(drawn(&host) < bound, "the exact count draws less than the bound");
+    assert_eq!(host.metric("warden.token_budget.prompts_counted_exactly"), 1);
+    flow.on_grpc_answer(2, 0, size);
     let reply = host.reply.borrow();
     let reply = reply.as_ref().unwrap();
     assert_eq!(reply.status, 429);

@@ -46,6 +46,10 @@ pub struct BudgetFlow {
     estimate: Usage,
     edits: Edits,
     fallback_tried: bool,
+    /// The model and estimate being reserved, and whether its prompt was counted exactly (it
+    /// is first reserved at an upper bound that needs no tokenizer).
+    reserving: (String, Usage),
+    exact: bool,
     /// Answers the request asks for (`n`).
     choices: u64,
     plan: Option<Plan>,
@@ -75,6 +79,8 @@ impl BudgetFlow {
             estimate: Usage::default(),
             edits: Edits::default(),
             fallback_tried: false,
+            reserving: (String::new(), Usage::default()),
+            exact: false,
             choices: 1,
             plan: None,
             meter: None,
@@ -187,8 +193,9 @@ impl BudgetFlow {
         };
         self.caller = Caller::read(&*self.host, vm.policy.needs)?;
         self.requested_model.clone_from(&request.model);
-        let encoding = vm.policy.model(&request.model).encoding;
-        let input = match request.prompt_tokens(&vm.tokenizers, encoding) {
+        // Reserved first at the prompt's upper bound, which needs no tokenizer; counted exactly
+        // only if that does not fit (see `refused`).
+        let input = match request.prompt_tokens_bound() {
             Ok(n) => n,
             Err(e) => return Ok(self.bad_request(&e)),
         };
@@ -214,6 +221,7 @@ impl BudgetFlow {
 
     /// Reserves `estimate` for `model` locally, then sends the global draws if there are any.
     fn reserve(&mut self, vm: &BudgetVm, model: &str, estimate: Usage) -> Result<Action, HostError> {
+        self.reserving = (model.to_string(), estimate);
         let planner =
             Planner { policy: &vm.policy, host: &*self.host, caller: &self.caller, now: unix_now(&*self.host) };
         // Warden's own service remembers each draw by id, so it can be settled (or, when its
@@ -264,20 +272,39 @@ impl BudgetFlow {
         }
     }
 
-    /// A budget cannot take the request: fall back to a cheaper model once, or refuse.
+    /// A budget cannot take the request: count the prompt exactly if only its upper bound was
+    /// reserved, then fall back to a cheaper model once, or refuse.
     fn refused(&mut self, vm: &BudgetVm, refusal: &Refusal) -> Result<Action, HostError> {
         self.release(vm);
-        let budget = &vm.policy.budgets[refusal.budget];
-        let fallback = budget.fallback_model.clone().filter(|m| !self.fallback_tried && *m != self.requested_model);
-        if let Some(fallback) = fallback {
-            self.fallback_tried = true;
-            let _ = self.host.increment(metrics::FALLBACK, 1);
-            let encoding = vm.policy.model(&fallback).encoding;
+        if !self.exact {
+            self.exact = true;
+            let (model, estimate) = self.reserving.clone();
+            let encoding = vm.policy.model(&model).encoding;
             let request = ModelRequest::parse(self.api.unwrap_or(Api::ChatCompletions), &self.body);
             let input = match request.and_then(|r| r.prompt_tokens(&vm.tokenizers, encoding)) {
                 Ok(n) => n,
                 Err(e) => return Ok(self.bad_request(&e)),
             };
+            self.host.increment(metrics::EXACT_COUNTS, 1)?;
+            if input < estimate.input {
+                if model == self.requested_model {
+                    self.estimate.input = input;
+                }
+                record(&*self.host, attributes::TOKENS_ESTIMATED, &input.to_string())?;
+                return self.reserve(vm, &model, Usage { input, ..estimate });
+            }
+        }
+        let budget = &vm.policy.budgets[refusal.budget];
+        let fallback = budget.fallback_model.clone().filter(|m| !self.fallback_tried && *m != self.requested_model);
+        if let Some(fallback) = fallback {
+            self.fallback_tried = true;
+            let _ = self.host.increment(metrics::FALLBACK, 1);
+            let request = ModelRequest::parse(self.api.unwrap_or(Api::ChatCompletions), &self.body);
+            let input = match request.and_then(|r| r.prompt_tokens_bound()) {
+                Ok(n) => n,
+                Err(e) => return Ok(self.bad_request(&e)),
+            };
+            self.exact = false;
             self.edits.model = Some(fallback.clone());
             let estimate = Usage { input, ..self.estimate };
             return self.reserve(vm, &fallback, estimate);

@@ -18,6 +18,8 @@ pub const RLS_ERRORS: &str = "warden.token_budget.rls_errors";
 pub const RLS_SETTLES: &str = "warden.token_budget.rls_settles";
 /// Answers that could not be read (encoded) and were failed closed.
 pub const ANSWERS_WITHHELD: &str = "warden.token_budget.answers_withheld";
+/// Prompts counted exactly, because their upper bound did not fit a budget.
+pub const EXACT_COUNTS: &str = "warden.token_budget.prompts_counted_exactly";
 
 /// The counter for a refusal by this budget, e.g. `warden.token_budget.refused.tenant-daily`.
 pub fn refused_by(budget: &str) -> String {
@@ -25,7 +27,7 @@ pub fn refused_by(budget: &str) -> String {
 }
 
 /// Every fixed counter, defined when the policy loads so that no request pays for defining it.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     ALLOWED,
     REFUSED,
     SHADOW_REFUSED,
@@ -41,4 +43,5 @@ pub const ALL: [&str; 15] = [
     RLS_ERRORS,
     RLS_SETTLES,
     ANSWERS_WITHHELD,
+    EXACT_COUNTS,
 ];

@@ -116,7 +116,18 @@ impl<'a> ModelRequest<'a> {
 
     /// The prompt's tokens under `encoding`, with the framing every API adds.
     pub fn prompt_tokens(&self, tokenizers: &Tokenizers, encoding: Encoding) -> Result<u64, RequestError> {
-        let counter = Counter { tokenizers, encoding };
+        self.count(Counter { tokenizers: Some(tokenizers), encoding })
+    }
+
+    /// An upper bound of `prompt_tokens` that needs no tokenizer: every text counts one token
+    /// per byte (a byte-level BPE token always covers at least one byte), everything else as
+    /// when counted exactly. Reserving it can never overshoot a budget; the exact count is
+    /// needed only when the bound does not fit.
+    pub fn prompt_tokens_bound(&self) -> Result<u64, RequestError> {
+        self.count(Counter { tokenizers: None, encoding: Encoding::O200k })
+    }
+
+    fn count(&self, counter: Counter<'_>) -> Result<u64, RequestError> {
         match self.api {
             Api::ChatCompletions => counter.chat(&self.object),
             Api::Responses => counter.responses(&self.object),
@@ -192,8 +203,9 @@ impl<'a> ModelRequest<'a> {
     }
 }
 
+/// Counts a request's texts exactly (with a tokenizer) or at their upper bound (without).
 struct Counter<'t> {
-    tokenizers: &'t Tokenizers,
+    tokenizers: Option<&'t Tokenizers>,
     encoding: Encoding,
 }
 
@@ -269,7 +281,10 @@ struct ToolDefinition<'a> {
 
 impl Counter<'_> {
     fn text(&self, text: &str) -> u64 {
-        self.tokenizers.count(self.encoding, text)
+        match self.tokenizers {
+            Some(tokenizers) => tokenizers.count(self.encoding, text),
+            None => text.len() as u64,
+        }
     }
 
     fn member<'a, T: Deserialize<'a>>(object: &StrictObject<'a>, key: &str) -> Result<Option<T>, RequestError> {

@@ -1,6 +1,7 @@
 //! `make bench`: each Warden filter against the same Envoy without it, in one run.
-//! `WARDEN_BENCH_ONLY=identity`, `=tool-acl` or `=token-budget` runs one of them.
+//! `WARDEN_BENCH_ONLY=identity`, `=tool-acl`, `=token-budget` or `=chain` runs one of them.
 
+mod chain;
 mod identity;
 mod token_budget;
 mod tool_acl;
@@ -42,6 +43,12 @@ async fn main() -> Result<()> {
         std::fs::write(out.join("token-budget.json"), serde_json::to_string_pretty(&result)?)?;
         token_budget::print_table(&result);
         println!("\nwritten: target/bench/token-budget.json");
+    }
+    if only.is_empty() || only == "chain" {
+        let result = chain::chain(&version).await.context("chain benchmark")?;
+        std::fs::write(out.join("chain.json"), serde_json::to_string_pretty(&result)?)?;
+        chain::print_table(&result);
+        println!("\nwritten: target/bench/chain.json");
     }
     Ok(())
 }

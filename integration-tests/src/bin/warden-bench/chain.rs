@@ -1,0 +1,279 @@
+//! chain: Warden's chain as shipped (`envoy/warden.yaml`: identity with a cached RS256 JWT,
+//! tool-acl on the model and MCP routes, token-budget with a local budget) against the same
+//! Envoy without Warden's filters, and with as many do-nothing Wasm filters that hold and read
+//! every body in their place (what any body-reading Wasm chain pays), in one run, rounds
+//! alternated. Cases: a 2 KB chat completion and a 1 KB MCP `tools/call` (latency at one
+//! connection, CPU per request and throughput at 16), the chat at 16 and 128 KB of prompt (the
+//! cost per KB), a streamed chat's first byte, and each configuration's idle RSS with two
+//! workers. Writes `target/bench/chain.json`.
+
+use anyhow::{Context, Result};
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use warden_integration_tests::bench::{Comparison, Figures, Load};
+use warden_integration_tests::envoy::{Envoy, EnvoyBuilder};
+use warden_integration_tests::fixtures::{json_response, TestServer};
+use warden_integration_tests::repo;
+use warden_policy::testing::tokens;
+
+use crate::token_budget::chat_body;
+use crate::{env_u64, run_all};
+
+const ROUNDS: usize = 3;
+const CONFIG: &str = "envoy/warden.yaml";
+const FILTERS: [&str; 3] = ["warden.identity", "warden.tool_acl", "warden.token_budget"];
+const SIDES: [&str; 3] = ["Envoy alone", "Envoy + 3 do-nothing body-holding Wasm filters", "Envoy + Warden's chain"];
+
+/// The shipped chain's policy, with what a benchmark needs instead of the demo's: agents
+/// authenticate with an RS256 JWT (keys inline, tokens cached), no per-session limits or
+/// loop protection (wrk repeats one request), bodies up to 1 MB, one local budget.
+fn policy(jwks: &str) -> Result<String> {
+    let example = std::fs::read_to_string(repo::root().join("examples/warden/policy.yaml"))?;
+    let start = example.find("toolAcl:").context("no toolAcl section")?;
+    let end = example.find("tokenBudget:").context("no tokenBudget section")?;
+    let tool_acl = &example[start..end];
+    let limits = tool_acl.find("  limits:").context("no limits")?;
+    let llm = tool_acl.find("  llm:").context("no llm")?;
+    let tool_acl =
+        format!("{}{}", &tool_acl[..limits], &tool_acl[llm..]).replace("maxBodyBytes: 65536", "maxBodyBytes: 1048576");
+    Ok(format!(
+        "requestHeaders: hold
+identity:
+  issuers:
+    - name: bench
+      issuer: https://idp.warden.test
+      audiences: [warden-gateway]
+      algorithms: [RS256]
+      tenantClaim: tenant
+      jwks: {{ inline: '{jwks}' }}
+  routes:
+    - name: agents
+      agent: [jwt]
+{tool_acl}tokenBudget:
+  maxBodyBytes: 1048576
+  models:
+    - {{ name: 'gpt-4o*', price: {{ input: 2.5, output: 10 }} }}
+  budgets:
+    - {{ id: tenant-day, scope: [tenant], unit: totalTokens, limit: 4000000000, window: day }}
+"
+    ))
+}
+
+/// One upstream for every route: a completion with usage (streamed when asked), or a tool
+/// result for a JSON-RPC call.
+async fn upstream() -> Result<TestServer> {
+    Ok(TestServer::start(0, |req| async move {
+        use http_body_util::BodyExt;
+        let path = req.uri().path().to_string();
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        if path.starts_with("/mcp/") {
+            let id = serde_json::from_slice::<Value>(&body).ok().map(|v| v["id"].clone()).unwrap_or(json!(1));
+            return json_response(200, json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": "ok"}]}}).to_string());
+        }
+        if body.windows(14).any(|w| w == b"\"stream\":true}" || w == b"\"stream\":true,") {
+            let chunk = |delta: Value| json!({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o", "choices": [{"index": 0, "delta": delta}]});
+            let usage = json!({"id": "c", "object": "chat.completion.chunk", "model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 420, "completion_tokens": 2}});
+            let text = format!("data: {}\n\ndata: {}\n\ndata: {usage}\n\ndata: [DONE]\n\n", chunk(json!({"content": "Do"})), chunk(json!({"content": "ne."})));
+            let mut response = json_response(200, text);
+            response.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/event-stream"));
+            return response;
+        }
+        json_response(200, json!({"id": "c", "object": "chat.completion", "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Done."}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 420, "completion_tokens": 2, "total_tokens": 422}}).to_string())
+    })
+    .await?)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn mcp_call() -> String {
+    let skeleton = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file", "arguments": {"path": "/srv/notes.txt", "content": ""}}});
+    let pad = 1024usize.saturating_sub(skeleton.to_string().len());
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file", "arguments": {"path": "/srv/notes.txt", "content": "x".repeat(pad)}}}).to_string()
+}
+
+/// Median time to the first byte of a streamed chat's answer, over `n` requests in turn.
+async fn first_byte_us(url: &str, token: &str, n: usize) -> Result<f64> {
+    let client = reqwest::Client::new();
+    let mut body: Value = serde_json::from_str(&chat_body(2048))?;
+    body["stream"] = json!(true);
+    let body = body.to_string();
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let mut response = client
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?;
+        anyhow::ensure!(response.status().is_success(), "streamed chat refused: {}", response.status());
+        response.chunk().await?;
+        times.push(start.elapsed().as_secs_f64() * 1e6);
+        while response.chunk().await?.is_some() {}
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok((times[n / 2] * 10.0).round() / 10.0)
+}
+
+pub async fn chain(version: &str) -> Result<Value> {
+    let server = upstream().await?;
+    let rsa = tokens::rsa(Algorithm::RS256);
+    let policy = policy(&tokens::jwks(&[&rsa]))?;
+    let now = tokens::now_secs();
+    let token = tokens::token(
+        &rsa,
+        &json!({"iss": "https://idp.warden.test", "aud": "warden-gateway", "sub": "agent-bench", "iat": now, "exp": now + 7200, "tenant": "acme"}),
+    );
+    let builder = |workers: u32| {
+        let mut b = Envoy::builder(CONFIG).version(version).concurrency(workers);
+        for cluster in ["mcp_files", "llm", "llm_mini", "ratelimit"] {
+            b = b.cluster(cluster, server.port);
+        }
+        b
+    };
+    let sides = |workers: u32| -> [EnvoyBuilder; 3] {
+        let bare = FILTERS.iter().fold(builder(workers), |b, f| b.without_filter(f));
+        let noop = FILTERS.iter().fold(builder(workers), |b, f| {
+            b.wasm_code(f, &repo::filter_wasm("warden_noop_filter")).policy(f, "buffer-bodies")
+        });
+        let chain = FILTERS.iter().fold(builder(workers), |b, f| b.policy(f, &policy));
+        [bare, noop, chain]
+    };
+
+    // Idle memory, two workers, one configuration at a time.
+    let mut rss = Vec::new();
+    for (label, side) in SIDES.iter().zip(sides(2)) {
+        let envoy = side.start().await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rss.push(json!({"side": label, "rss_mib": (rss_kib(envoy.pid()) as f64 / 1024.0).round()}));
+    }
+
+    let workers = env_u64("WARDEN_BENCH_WORKERS", 1) as u32;
+    let [bare, noop, chain] = sides(workers);
+    let envoys = [bare.start().await?, noop.start().await?, chain.start().await?];
+    let seconds = env_u64("WARDEN_BENCH_SECONDS", 5);
+    let headers = vec![
+        ("authorization".to_string(), format!("Bearer {token}")),
+        ("content-type".to_string(), "application/json".to_string()),
+        ("accept".to_string(), "application/json, text/event-stream".to_string()),
+    ];
+    let chat_urls: Vec<String> = envoys.iter().map(|e| format!("{}/v1/chat/completions", e.url("agents"))).collect();
+    let mcp_urls: Vec<String> = envoys.iter().map(|e| format!("{}/mcp/files", e.url("agents"))).collect();
+    let cases: Vec<(String, Vec<String>, String, bool)> = vec![
+        ("chat, 2 KB".into(), chat_urls.clone(), chat_body(2048), true),
+        ("MCP tools/call, 1 KB".into(), mcp_urls, mcp_call(), true),
+        ("chat, 16 KB".into(), chat_urls.clone(), chat_body(16 * 1024), false),
+        ("chat, 128 KB".into(), chat_urls.clone(), chat_body(128 * 1024), false),
+    ];
+    let connections = env_u64("WARDEN_BENCH_CONNECTIONS", 16) as u32;
+    let mut results = Vec::new();
+    for (name, urls, body, loaded) in &cases {
+        let latency = Load {
+            connections: 1,
+            duration: Duration::from_secs(seconds),
+            headers: headers.clone(),
+            body: Some(body.clone()),
+        };
+        let busy = Load { connections, ..latency.clone() };
+        run_all(&Load { duration: Duration::from_secs(1), ..latency.clone() }, urls).await?;
+        let (mut quiet, mut heavy): ([Vec<Figures>; 3], [Vec<Figures>; 3]) = Default::default();
+        for round in 1..=ROUNDS {
+            let one = run_all(&latency, urls).await?;
+            eprintln!("{name} round {round}: 1 connection {one:?}");
+            for (i, f) in one.into_iter().enumerate() {
+                quiet[i].push(f);
+            }
+            if *loaded {
+                let many = run_all(&busy, urls).await?;
+                eprintln!("{name} round {round}: {connections} connections {many:?}");
+                for (i, f) in many.into_iter().enumerate() {
+                    heavy[i].push(f);
+                }
+            }
+        }
+        let mut entry = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[2]))?;
+        entry["wasm_noop"] = serde_json::to_value(Comparison::from_rounds(&quiet[0], &quiet[1]))?;
+        if *loaded {
+            let figures: Vec<Figures> =
+                (0..3).map(|i| Comparison::from_rounds(&heavy[0], &heavy[i]).filtered).collect();
+            let cpu = |side: &Figures| ((1e6 / side.rps - 1e6 / figures[0].rps) * 10.0).round() / 10.0;
+            entry["throughput"] = json!({
+                "connections": connections,
+                "rps": {"bare": figures[0].rps, "wasm_noop": figures[1].rps, "chain": figures[2].rps},
+                "chain_share_of_bare": ((figures[2].rps / figures[0].rps) * 1000.0).round() / 10.0,
+                "bare_cpu_us_per_request": ((1e6 / figures[0].rps) * 10.0).round() / 10.0,
+                "added_cpu_us_per_request": {"wasm_noop": cpu(&figures[1]), "chain": cpu(&figures[2])},
+            });
+        }
+        entry["case"] = name.clone().into();
+        entry["body_bytes"] = body.len().into();
+        results.push(entry);
+    }
+    let added = |i: usize| results[i]["added_p50_us"].as_f64().unwrap_or(0.0);
+    let per_kb = ((added(3) - added(0)) / 126.0 * 10.0).round() / 10.0;
+
+    let mut first_byte = Vec::new();
+    for url in &chat_urls {
+        first_byte_us(url, &token, 20).await?;
+        first_byte.push(first_byte_us(url, &token, 200).await?);
+    }
+    let chain_envoy = &envoys[2];
+    anyhow::ensure!(chain_envoy.stat("wasmcustom.warden.identity.denied").await == 0, "identity refused requests");
+    anyhow::ensure!(chain_envoy.stat("wasmcustom.warden.token_budget.refused").await == 0, "budgets refused requests");
+    anyhow::ensure!(chain_envoy.stat("wasmcustom.warden.tool_acl.denied").await == 0, "tool-acl denied requests");
+    Ok(json!({
+        "filter": "chain",
+        "envoy_version": version,
+        "envoy_workers": workers,
+        "seconds_per_round": seconds,
+        "rounds": ROUNDS,
+        "sides": SIDES,
+        "cases": results,
+        "added_p50_us_per_kb_of_prompt": per_kb,
+        "stream_first_byte_us": {"bare": first_byte[0], "wasm_noop": first_byte[1], "chain": first_byte[2],
+            "chain_added": ((first_byte[2] - first_byte[0]) * 10.0).round() / 10.0},
+        "idle_rss_two_workers": rss,
+    }))
+}
+
+pub fn print_table(r: &Value) {
+    println!(
+        "\nchain: Envoy {}, {} worker, wrk -t1, median of {} rounds x {} s; added = side minus Envoy alone",
+        r["envoy_version"], r["envoy_workers"], r["rounds"], r["seconds_per_round"]
+    );
+    println!(
+        "{:<22} {:>9} {:>12} {:>12} {:>14} {:>14} {:>12}",
+        "case", "base p50", "noop +p50", "chain +p50", "noop +CPU us", "chain +CPU us", "chain/bare"
+    );
+    for c in r["cases"].as_array().into_iter().flatten() {
+        let t = &c["throughput"];
+        let cpu = |k: &str| if t.is_null() { String::new() } else { t["added_cpu_us_per_request"][k].to_string() };
+        let share = if t.is_null() { String::new() } else { format!("{}%", t["chain_share_of_bare"]) };
+        println!(
+            "{:<22} {:>9} {:>12} {:>12} {:>14} {:>14} {:>12}",
+            c["case"].as_str().unwrap_or(""),
+            c["baseline"]["p50_us"],
+            c["wasm_noop"]["added_p50_us"],
+            c["added_p50_us"],
+            cpu("wasm_noop"),
+            cpu("chain"),
+            share
+        );
+    }
+    println!("added p50 per KB of prompt (2 -> 128 KB): {} us", r["added_p50_us_per_kb_of_prompt"]);
+    println!("streamed chat, first byte (median of 200): {}", r["stream_first_byte_us"]);
+    println!("idle RSS, two workers: {}", r["idle_rss_two_workers"]);
+}
