@@ -97,6 +97,36 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) the process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat (11 and 12 after the state field), in 1/100 s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs `load` against each URL in turn; with each side's figures, the Envoy's CPU time per
+/// request (all its threads: the worker, and the main thread's stats and timers).
+async fn run_with_cpu(load: &Load, urls: &[String], pids: &[u32]) -> Result<Vec<(Figures, f64)>> {
+    let mut out = Vec::new();
+    for (url, pid) in urls.iter().zip(pids) {
+        let before = cpu_seconds(*pid);
+        let figures = run_all(load, std::slice::from_ref(url)).await?.remove(0);
+        let used = cpu_seconds(*pid) - before;
+        let requests = figures.rps * load.duration.as_secs_f64();
+        out.push((figures, used * 1e6 / requests.max(1.0)));
+    }
+    Ok(out)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
 fn mcp_call() -> String {
     let skeleton = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file", "arguments": {"path": "/srv/notes.txt", "content": ""}}});
     let pad = 1024usize.saturating_sub(skeleton.to_string().len());
@@ -179,6 +209,7 @@ pub async fn chain(version: &str) -> Result<Value> {
         ("chat, 128 KB".into(), chat_urls.clone(), chat_body(128 * 1024), false),
     ];
     let connections = env_u64("WARDEN_BENCH_CONNECTIONS", 16) as u32;
+    let pids: Vec<u32> = envoys.iter().map(Envoy::pid).collect();
     let mut results = Vec::new();
     for (name, urls, body, loaded) in &cases {
         let latency = Load {
@@ -190,6 +221,7 @@ pub async fn chain(version: &str) -> Result<Value> {
         let busy = Load { connections, ..latency.clone() };
         run_all(&Load { duration: Duration::from_secs(1), ..latency.clone() }, urls).await?;
         let (mut quiet, mut heavy): ([Vec<Figures>; 3], [Vec<Figures>; 3]) = Default::default();
+        let mut cpu: [Vec<f64>; 3] = Default::default();
         for round in 1..=ROUNDS {
             let one = run_all(&latency, urls).await?;
             eprintln!("{name} round {round}: 1 connection {one:?}");
@@ -197,10 +229,11 @@ pub async fn chain(version: &str) -> Result<Value> {
                 quiet[i].push(f);
             }
             if *loaded {
-                let many = run_all(&busy, urls).await?;
+                let many = run_with_cpu(&busy, urls, &pids).await?;
                 eprintln!("{name} round {round}: {connections} connections {many:?}");
-                for (i, f) in many.into_iter().enumerate() {
+                for (i, (f, us)) in many.into_iter().enumerate() {
                     heavy[i].push(f);
+                    cpu[i].push(us);
                 }
             }
         }
@@ -209,13 +242,14 @@ pub async fn chain(version: &str) -> Result<Value> {
         if *loaded {
             let figures: Vec<Figures> =
                 (0..3).map(|i| Comparison::from_rounds(&heavy[0], &heavy[i]).filtered).collect();
-            let cpu = |side: &Figures| ((1e6 / side.rps - 1e6 / figures[0].rps) * 10.0).round() / 10.0;
+            let per_request: Vec<f64> = cpu.iter().map(|c| median(c.clone())).collect();
+            let round1 = |v: f64| (v * 10.0).round() / 10.0;
             entry["throughput"] = json!({
                 "connections": connections,
                 "rps": {"bare": figures[0].rps, "wasm_noop": figures[1].rps, "chain": figures[2].rps},
-                "chain_share_of_bare": ((figures[2].rps / figures[0].rps) * 1000.0).round() / 10.0,
-                "bare_cpu_us_per_request": ((1e6 / figures[0].rps) * 10.0).round() / 10.0,
-                "added_cpu_us_per_request": {"wasm_noop": cpu(&figures[1]), "chain": cpu(&figures[2])},
+                "chain_share_of_bare": round1(figures[2].rps / figures[0].rps * 100.0),
+                "envoy_cpu_us_per_request": {"bare": round1(per_request[0]), "wasm_noop": round1(per_request[1]), "chain": round1(per_request[2])},
+                "added_cpu_us_per_request": {"wasm_noop": round1(per_request[1] - per_request[0]), "chain": round1(per_request[2] - per_request[0])},
             });
         }
         entry["case"] = name.clone().into();
@@ -256,7 +290,7 @@ pub fn print_table(r: &Value) {
     );
     println!(
         "{:<22} {:>9} {:>12} {:>12} {:>14} {:>14} {:>12}",
-        "case", "base p50", "noop +p50", "chain +p50", "noop +CPU us", "chain +CPU us", "chain/bare"
+        "case", "base p50", "noop +p50", "chain +p50", "noop +CPU", "chain +CPU", "chain/bare"
     );
     for c in r["cases"].as_array().into_iter().flatten() {
         let t = &c["throughput"];
@@ -265,9 +299,9 @@ pub fn print_table(r: &Value) {
         println!(
             "{:<22} {:>9} {:>12} {:>12} {:>14} {:>14} {:>12}",
             c["case"].as_str().unwrap_or(""),
-            c["baseline"]["p50_us"],
-            c["wasm_noop"]["added_p50_us"],
-            c["added_p50_us"],
+            c["baseline"]["p50_us"].to_string(),
+            c["wasm_noop"]["added_p50_us"].to_string(),
+            c["added_p50_us"].to_string(),
             cpu("wasm_noop"),
             cpu("chain"),
             share
