@@ -262,8 +262,8 @@ fn the_prompt_bound_is_never_below_the_exact_count() {
         for (api, body) in bodies {
             let text_body = body.to_string();
             let request = ModelRequest::parse(api, text_body.as_bytes()).unwrap();
-            let bound = request.prompt_tokens_bound().unwrap();
-            for encoding in [Encoding::O200k, Encoding::Cl100k] {
+            for encoding in [Encoding::O200k, Encoding::Cl100k, Encoding::Estimate] {
+                let bound = request.prompt_tokens_bound(encoding).unwrap();
                 let exact = request.prompt_tokens(tokenizers(), encoding).unwrap();
                 assert!(bound >= exact, "{api:?} {encoding:?} {text:?}: bound {bound} < exact {exact}");
             }

@@ -278,6 +278,26 @@ fn released_headers_go_first_without_their_length() {
     assert_eq!(host.route_cache_cleared.get(), 0);
 }
 
+/// Counted exactly from the start where the bound would cost more than a refusal: an uncapped
+/// request (its output room is what the budgets leave after the prompt), and a rate-limit
+/// service that cannot give back what was drawn.
+#[test]
+fn the_bound_is_not_used_where_it_would_cost_more_than_a_refusal() {
+    let estimated = |policy: &str, body: &[u8]| {
+        let host = host("acme");
+        let mut flow = BudgetFlow::new(host.clone(), Some(vm(policy)));
+        post(&mut flow, &host, body);
+        property(&host, "warden.tokens.estimated").unwrap().parse::<u64>().unwrap()
+    };
+    let capped = chat("gpt-4o", json!({"max_tokens": 10}));
+    let bound = estimated(LOCAL, &capped);
+    let uncapped_policy = LOCAL.replace("  defaultMaxOutputTokens: 100\n", "");
+    let exact = estimated(&uncapped_policy, &chat("gpt-4o", json!({})));
+    assert!(exact < bound, "uncapped: exact {exact}, bound {bound}");
+    let standard_service = global("allow").replace("{ cluster: ratelimit }", "{ cluster: ratelimit, release: false }");
+    assert_eq!(estimated(&standard_service, &capped), exact);
+}
+
 #[test]
 fn without_a_policy_every_request_is_refused() {
     let host = host("acme");

@@ -15,8 +15,8 @@ fn run_flow(policy: &warden_policy::identity::compile::CompiledIdentity, host: &
     host.now_secs.set(NOW);
     let cache = TokenCache::new(16);
     let verifier = Verifier { keys: &NoRemoteKeys, cache: &cache };
-    let request = CapturedRequest::capture(host, policy).unwrap();
-    strip_untrusted_headers(host, policy, &request).unwrap();
+    let mut request = CapturedRequest::capture(host, policy).unwrap();
+    strip_untrusted_headers(host, policy, &mut request).unwrap();
     decide(host, policy, &verifier, &request, true).unwrap()
 }
 
@@ -56,6 +56,27 @@ fn an_allowed_request_is_recorded_forwarded_and_stripped() {
     assert_eq!(host.header("x-warden-user"), None);
     assert_eq!(host.header("authorization"), None);
     assert_eq!(host.metric("warden.identity.allowed"), 1);
+}
+
+/// A route may match a header Warden sets (`x-warden-model`): Envoy chose the route before any
+/// filter ran, so once identity has removed what the client sent, the route is chosen again.
+#[test]
+fn a_forged_warden_header_makes_the_route_be_chosen_again() {
+    let policy = policy_with("");
+    let auth = format!("Bearer {}", signed(&tokens::rsa(Algorithm::RS256)));
+    let host = MemoryHost::with_headers(&[
+        (":authority", "gw"),
+        (":path", "/v1/chat"),
+        ("authorization", &auth),
+        ("x-warden-model", "gpt-4o-mini"),
+    ]);
+    assert!(matches!(run_flow(&policy, &host), Step::Continue(_)));
+    assert_eq!(host.header("x-warden-model"), None);
+    assert_eq!(host.route_cache_cleared.get(), 1);
+    // Nothing forged: the route stands.
+    let host = MemoryHost::with_headers(&[(":authority", "gw"), (":path", "/v1/chat"), ("authorization", &auth)]);
+    assert!(matches!(run_flow(&policy, &host), Step::Continue(_)));
+    assert_eq!(host.route_cache_cleared.get(), 0);
 }
 
 #[test]

@@ -23,8 +23,8 @@ impl IdentityHttp {
     fn on_request(&mut self) -> Result<Action, HostError> {
         let host = ProxyHost;
         let policy = Rc::clone(&self.state.borrow().policy);
-        let request = CapturedRequest::capture(&host, &policy)?;
-        strip_untrusted_headers(&host, &policy, &request)?;
+        let mut request = CapturedRequest::capture(&host, &policy)?;
+        strip_untrusted_headers(&host, &policy, &mut request)?;
         let step = decide(&host, &policy, &self.state.borrow().verifier(), &request, true)?;
         // Both kinds of wait (keys not loaded, unknown kid) are handled alike: `decide` with
         // `may_wait = false` turns each into its own outcome.

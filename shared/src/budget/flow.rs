@@ -193,14 +193,24 @@ impl BudgetFlow {
         };
         self.caller = Caller::read(&*self.host, vm.policy.needs)?;
         self.requested_model.clone_from(&request.model);
-        // Reserved first at the prompt's upper bound, which needs no tokenizer; counted exactly
-        // only if that does not fit (see `refused`).
-        let input = match request.prompt_tokens_bound() {
+        // Each of the `n` answers may run to the cap: all of them are reserved.
+        let cap = request.max_output.or(vm.policy.default_max_output_tokens.map(u64::from)).unwrap_or(0);
+        // Reserved first at the prompt's upper bound, which needs no tokenizer, and counted
+        // exactly only if that does not fit (see `refused`). Counted exactly from the start when
+        // the bound would cost more than a refusal: an uncapped request's output room (its cap
+        // under a per-request maximum, a stream's cut) is what the budgets leave after the
+        // prompt; and a rate-limit service that cannot give back keeps whatever was drawn.
+        self.exact = cap == 0 || vm.policy.rate_limit_service.as_ref().is_some_and(|s| !s.release);
+        let encoding = vm.policy.model(&request.model).encoding;
+        let input = if self.exact {
+            request.prompt_tokens(&vm.tokenizers, encoding)
+        } else {
+            request.prompt_tokens_bound(encoding)
+        };
+        let input = match input {
             Ok(n) => n,
             Err(e) => return Ok(self.bad_request(&e)),
         };
-        // Each of the `n` answers may run to the cap: all of them are reserved.
-        let cap = request.max_output.or(vm.policy.default_max_output_tokens.map(u64::from)).unwrap_or(0);
         self.choices = request.choices;
         self.estimate = Usage { input, cached_input: 0, output: cap.saturating_mul(request.choices) };
         self.edits = Edits {
@@ -299,12 +309,21 @@ impl BudgetFlow {
         if let Some(fallback) = fallback {
             self.fallback_tried = true;
             let _ = self.host.increment(metrics::FALLBACK, 1);
+            let encoding = vm.policy.model(&fallback).encoding;
             let request = ModelRequest::parse(self.api.unwrap_or(Api::ChatCompletions), &self.body);
-            let input = match request.and_then(|r| r.prompt_tokens_bound()) {
+            // Counted as the requested model was: exactly when the bound would cost more.
+            let counted =
+                if self.estimate.output == 0 || vm.policy.rate_limit_service.as_ref().is_some_and(|s| !s.release) {
+                    self.exact = true;
+                    request.and_then(|r| r.prompt_tokens(&vm.tokenizers, encoding))
+                } else {
+                    self.exact = false;
+                    request.and_then(|r| r.prompt_tokens_bound(encoding))
+                };
+            let input = match counted {
                 Ok(n) => n,
                 Err(e) => return Ok(self.bad_request(&e)),
             };
-            self.exact = false;
             self.edits.model = Some(fallback.clone());
             let estimate = Usage { input, ..self.estimate };
             return self.reserve(vm, &fallback, estimate);
@@ -458,7 +477,12 @@ impl BudgetFlow {
                         self.host.set_request_header("content-length", Some(&body.len().to_string()))?;
                     }
                 }
-                Err(e) => return Ok(self.bad_request(&e)),
+                Err(e) => {
+                    // Refused here: nothing was sent, so nothing is charged or metered.
+                    self.release(vm);
+                    self.meter = None;
+                    return Ok(self.bad_request(&e));
+                }
             }
         }
         let resume = matches!(self.stage, Stage::Reserving { .. });

@@ -6,7 +6,7 @@
 //! parser would see one `model`, the provider another).
 
 use super::config::Encoding;
-use super::tokenizer::Tokenizers;
+use super::tokenizer::{Tokenizers, ESTIMATE_MARGIN_PERCENT};
 use crate::model_api::Api;
 use crate::strict_json::StrictObject;
 use serde::Deserialize;
@@ -120,11 +120,11 @@ impl<'a> ModelRequest<'a> {
     }
 
     /// An upper bound of `prompt_tokens` that needs no tokenizer: every text counts one token
-    /// per byte (a byte-level BPE token always covers at least one byte), everything else as
-    /// when counted exactly. Reserving it can never overshoot a budget; the exact count is
+    /// per byte (a byte-level BPE token always covers at least one byte; an `estimate` adds its
+    /// margin to that too), everything else as when counted exactly. Reserving it can never overshoot a budget; the exact count is
     /// needed only when the bound does not fit.
-    pub fn prompt_tokens_bound(&self) -> Result<u64, RequestError> {
-        self.count(Counter { tokenizers: None, encoding: Encoding::O200k })
+    pub fn prompt_tokens_bound(&self, encoding: Encoding) -> Result<u64, RequestError> {
+        self.count(Counter { tokenizers: None, encoding })
     }
 
     fn count(&self, counter: Counter<'_>) -> Result<u64, RequestError> {
@@ -283,7 +283,10 @@ impl Counter<'_> {
     fn text(&self, text: &str) -> u64 {
         match self.tokenizers {
             Some(tokenizers) => tokenizers.count(self.encoding, text),
-            None => text.len() as u64,
+            None => match self.encoding {
+                Encoding::Estimate => (text.len() as u64 * (100 + ESTIMATE_MARGIN_PERCENT)).div_ceil(100),
+                _ => text.len() as u64,
+            },
         }
     }
 

@@ -1,11 +1,12 @@
 //! The BPE tokenizers, built in a VM the first time a prompt must be counted exactly, then
 //! shared by every request of that VM.
 //!
-//! Most requests never need them: a prompt is first reserved at an upper bound that costs no
+//! Most prompts never need them: a prompt is first reserved at an upper bound that costs no
 //! tokenizer (see `request::ModelRequest::prompt_tokens_bound`), and counted exactly only when
 //! that bound does not fit a budget. So a VM whose requests all fit keeps no vocabulary in
 //! memory (each takes tens of megabytes, and Envoy runs one VM per worker and filter), and the
 //! first request that needs one pays for building it (a one-time cost per VM and encoding).
+//! Streamed answers are always counted exactly, so the first stream in a VM builds one too.
 
 use super::config::Encoding;
 use std::sync::OnceLock;

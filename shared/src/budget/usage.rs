@@ -335,11 +335,9 @@ impl StreamMeter {
             }
         }
         if !text.is_empty() {
-            // Exactly while a budget may be crossed mid-stream (the cut must not come early);
-            // otherwise the count only stands in for usage the provider did not report, and its
-            // upper bound (a token per byte) needs no tokenizer.
-            self.counted_output +=
-                if self.allowance.is_some() { tokenizers.count(self.encoding, &text) } else { text.len() as u64 };
+            // Counted exactly: a cut must not come early, and the count settles a stream whose
+            // provider reports no usage (the first stream in a VM builds the tokenizer).
+            self.counted_output += tokenizers.count(self.encoding, &text);
         }
         let usage = parsed
             .usage

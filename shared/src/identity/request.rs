@@ -72,7 +72,7 @@ impl CapturedRequest {
 pub fn strip_untrusted_headers(
     host: &dyn Host,
     policy: &CompiledIdentity,
-    request: &CapturedRequest,
+    request: &mut CapturedRequest,
 ) -> Result<(), HostError> {
     let forwarded = [
         &policy.forward.agent,
@@ -84,12 +84,29 @@ pub fn strip_untrusted_headers(
     let reserved = |name: &str| {
         name.starts_with(attributes::RESERVED_HEADER_PREFIX) || forwarded.iter().any(|f| f.as_deref() == Some(name))
     };
-    for (name, _) in &request.headers {
-        let untrusted = reserved(name)
+    let untrusted = |name: &str| {
+        reserved(name)
             || (name.contains('_') && reserved(&name.replace('_', "-")))
-            || (name.starts_with(ENVOY_HEADER_PREFIX) && name != ENVOY_INTERNAL);
-        if untrusted {
+            || (name.starts_with(ENVOY_HEADER_PREFIX) && name != ENVOY_INTERNAL)
+    };
+    let mut stripped = false;
+    for (name, _) in &request.headers {
+        if untrusted(name) {
             host.set_request_header(name, None)?;
+            stripped = true;
+        }
+    }
+    if stripped {
+        request.headers.retain(|(name, _)| !untrusted(name));
+        // Envoy chose the route before any filter ran, possibly on a header just removed (say
+        // `x-warden-model`, which a route may match): it is chosen again without them, and a
+        // policy that matches route names reads the new one.
+        host.clear_route_cache()?;
+        if policy.reads_route_name {
+            request.route_name = host
+                .property(&["xds", "route_name"])?
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|s| !s.is_empty());
         }
     }
     Ok(())

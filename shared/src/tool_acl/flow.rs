@@ -343,11 +343,13 @@ impl ToolAclFlow {
                         if decided.records.is_empty() {
                             // Refused before any tool was judged (a body it cannot read): still one
                             // decision in the audit record.
-                            self.host.set_property(
+                            // Recorded at best: a host fault here must not turn the refusal into
+                            // the failure mode's pass.
+                            let _ = self.host.set_property(
                                 &[attributes::DECISION_TOOL_ACL],
                                 b"deny;rule=protocol;reason=invalid_request",
-                            )?;
-                            self.host.increment(metrics::PROTOCOL_ERRORS, 1)?;
+                            );
+                            let _ = self.host.increment(metrics::PROTOCOL_ERRORS, 1);
                         }
                         Ok(self.reply(status, &body))
                     }
