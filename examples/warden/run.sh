@@ -95,7 +95,7 @@ send "tool-acl: an allowed read goes to the MCP server" \
   $BASE/mcp/files "${MCP[@]}" -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/notes.txt"}}}'
 send "tool-acl: a read of /srv/../etc/shadow is a read of /etc/shadow: denied by no-system-paths, the server never sees it" \
   $BASE/mcp/files "${MCP[@]}" -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/../etc/shadow"}}}'
-send "token-budget: a model call (OpenAI API, key as a Bearer token) is counted, reserved and settled" \
+send "token-budget: a model call (OpenAI API, key as a Bearer token) is reserved (its prompt at an upper bound), forwarded and settled from its usage" \
   $BASE/v1/chat/completions "${OPENAI[@]}" -d '{"model":"gpt-4o","messages":[{"role":"user","content":"Summarise the notes."}]}'
 send "token-budget: up to 2,000 output tokens of gpt-4o would pass the agent's \$0.02 a day: moved to gpt-4o-mini, served by its own upstream" \
   $BASE/v1/chat/completions "${OPENAI[@]}" -d '{"model":"gpt-4o","max_tokens":2000,"messages":[{"role":"user","content":"Write it all out."}]}'
