@@ -264,6 +264,56 @@ pub async fn chain(version: &str) -> Result<Value> {
         first_byte_us(url, &token, 20).await?;
         first_byte.push(first_byte_us(url, &token, 200).await?);
     }
+    // Identity alone against Envoy's native `jwt_authn` on the same RS256 token (keys inline,
+    // same issuer and audience): the CPU each adds to the 2 KB chat at 16 connections.
+    let jwt_authn = format!(
+        r#"
+name: envoy.filters.http.jwt_authn
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+  providers:
+    bench:
+      issuer: https://idp.warden.test
+      audiences: [warden-gateway]
+      local_jwks: {{ inline_string: '{}' }}
+  rules:
+    - match: {{ prefix: / }}
+      requires: {{ provider_name: bench }}
+"#,
+        tokens::jwks(&[&rsa])
+    );
+    let native = FILTERS.iter().fold(builder(workers), |b, f| b.without_filter(f)).filter_before_router(&jwt_authn);
+    let identity_only = builder(workers)
+        .policy("warden.identity", &policy)
+        .without_filter("warden.tool_acl")
+        .without_filter("warden.token_budget");
+    let authn = [native.start().await?, identity_only.start().await?];
+    let authn_urls: Vec<String> = std::iter::once(chat_urls[0].clone())
+        .chain(authn.iter().map(|e| format!("{}/v1/chat/completions", e.url("agents"))))
+        .collect();
+    let authn_pids = [pids[0], authn[0].pid(), authn[1].pid()];
+    let busy = Load {
+        connections,
+        duration: Duration::from_secs(seconds),
+        headers: headers.clone(),
+        body: Some(chat_body(2048)),
+    };
+    run_all(&Load { duration: Duration::from_secs(1), ..busy.clone() }, &authn_urls).await?;
+    let mut authn_cpu: [Vec<f64>; 3] = Default::default();
+    for round in 1..=ROUNDS {
+        let figures = run_with_cpu(&busy, &authn_urls, &authn_pids).await?;
+        eprintln!("jwt_authn vs identity round {round}: {figures:?}");
+        for (i, (_, us)) in figures.into_iter().enumerate() {
+            authn_cpu[i].push(us);
+        }
+    }
+    let authn_cpu: Vec<f64> = authn_cpu.iter().map(|c| median(c.clone())).collect();
+    let round1 = |v: f64| (v * 10.0).round() / 10.0;
+    let authentication = json!({
+        "case": "chat, 2 KB, RS256 JWT, 16 connections",
+        "envoy_cpu_us_per_request": {"bare": round1(authn_cpu[0]), "jwt_authn": round1(authn_cpu[1]), "identity": round1(authn_cpu[2])},
+        "added_cpu_us_per_request": {"jwt_authn": round1(authn_cpu[1] - authn_cpu[0]), "identity": round1(authn_cpu[2] - authn_cpu[0])},
+    });
     let chain_envoy = &envoys[2];
     anyhow::ensure!(chain_envoy.stat("wasmcustom.warden.identity.denied").await == 0, "identity refused requests");
     anyhow::ensure!(chain_envoy.stat("wasmcustom.warden.token_budget.refused").await == 0, "budgets refused requests");
@@ -280,6 +330,7 @@ pub async fn chain(version: &str) -> Result<Value> {
         "stream_first_byte_us": {"bare": first_byte[0], "wasm_noop": first_byte[1], "chain": first_byte[2],
             "chain_added": ((first_byte[2] - first_byte[0]) * 10.0).round() / 10.0},
         "idle_rss_two_workers": rss,
+        "authentication": authentication,
     }))
 }
 
@@ -310,4 +361,5 @@ pub fn print_table(r: &Value) {
     println!("added p50 per KB of prompt (2 -> 128 KB): {} us", r["added_p50_us_per_kb_of_prompt"]);
     println!("streamed chat, first byte (median of 200): {}", r["stream_first_byte_us"]);
     println!("idle RSS, two workers: {}", r["idle_rss_two_workers"]);
+    println!("identity alone vs Envoy's jwt_authn: {}", r["authentication"]);
 }
