@@ -10,7 +10,7 @@ use warden_policy::model_api::Api;
 
 fn tokenizers() -> &'static Tokenizers {
     static T: OnceLock<Tokenizers> = OnceLock::new();
-    T.get_or_init(|| Tokenizers::load(&[Encoding::O200k]).expect("tokenizer"))
+    T.get_or_init(Tokenizers::default)
 }
 
 fn meter(api: Api, parts: &[&[u8]]) -> (Vec<u8>, u64, bool) {

@@ -12,7 +12,7 @@ use warden_policy::model_api::Api;
 
 fn tokenizers() -> &'static Tokenizers {
     static T: OnceLock<Tokenizers> = OnceLock::new();
-    T.get_or_init(|| Tokenizers::load(&[Encoding::O200k]).expect("tokenizer"))
+    T.get_or_init(Tokenizers::default)
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -17,7 +17,7 @@ use warden_policy::tool_acl::llm::Api;
 
 fn tokenizers() -> &'static Tokenizers {
     static T: OnceLock<Tokenizers> = OnceLock::new();
-    T.get_or_init(|| Tokenizers::load(&[Encoding::O200k, Encoding::Cl100k]).unwrap())
+    T.get_or_init(Tokenizers::default)
 }
 
 fn o200k() -> &'static CoreBPE {
@@ -274,7 +274,7 @@ fn the_prompt_bound_is_never_below_the_exact_count() {
 /// No vocabulary is built until a prompt is counted exactly.
 #[test]
 fn tokenizers_are_built_on_first_exact_count() {
-    let tokenizers = Tokenizers::load(&[Encoding::O200k, Encoding::Cl100k]).unwrap();
+    let tokenizers = Tokenizers::default();
     assert!(!tokenizers.built(Encoding::O200k) && !tokenizers.built(Encoding::Cl100k));
     assert_eq!(tokenizers.count(Encoding::O200k, "hello world"), 2);
     assert!(tokenizers.built(Encoding::O200k) && !tokenizers.built(Encoding::Cl100k));

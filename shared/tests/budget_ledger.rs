@@ -217,7 +217,7 @@ fn overshoot_is_bounded_by_the_underestimates_in_flight() {
 
 fn tokenizers() -> &'static Tokenizers {
     static T: OnceLock<Tokenizers> = OnceLock::new();
-    T.get_or_init(|| Tokenizers::load(&[Encoding::O200k]).unwrap())
+    T.get_or_init(Tokenizers::default)
 }
 
 fn chat_stream(words: usize, with_usage: bool) -> String {

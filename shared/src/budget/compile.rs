@@ -213,16 +213,6 @@ impl CompiledTokenBudget {
         }
     }
 
-    /// Every encoding a request could be counted with, so each is built once at start.
-    pub fn encodings(&self) -> Vec<Encoding> {
-        let mut all: Vec<Encoding> = self.models.iter().map(|m| m.encoding).collect();
-        // Unlisted models fall back to their family's encoding.
-        all.extend([Encoding::O200k, Encoding::Cl100k]);
-        all.sort_by_key(|e| *e as u8);
-        all.dedup();
-        all
-    }
-
     pub fn has_global(&self) -> bool {
         self.budgets.iter().any(|b| b.store == Store::Global)
     }

@@ -33,21 +33,6 @@ impl std::fmt::Debug for Tokenizers {
 }
 
 impl Tokenizers {
-    /// Tokenizers for `encodings`, built when first needed.
-    pub fn load(encodings: &[Encoding]) -> Result<Tokenizers, String> {
-        let _ = encodings;
-        Ok(Tokenizers::default())
-    }
-
-    /// Builds `encodings` now rather than on first use.
-    pub fn eager(encodings: &[Encoding]) -> Tokenizers {
-        let tokenizers = Tokenizers::default();
-        for encoding in encodings {
-            tokenizers.bpe(*encoding);
-        }
-        tokenizers
-    }
-
     /// Whether `encoding`'s vocabulary has been built in this VM.
     pub fn built(&self, encoding: Encoding) -> bool {
         match encoding {

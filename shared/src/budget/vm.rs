@@ -37,10 +37,10 @@ impl BudgetVm {
     pub fn configure(document: &PolicyDocument, seed: u64) -> Result<BudgetVm, String> {
         let section = document.token_budget.as_ref().ok_or("tokenBudget: the policy has no tokenBudget section")?;
         let policy = CompiledTokenBudget::compile(section).map_err(|e| e.to_string())?;
-        let tokenizers = Tokenizers::load(&policy.encodings())?;
         Ok(BudgetVm {
             policy,
-            tokenizers,
+            // Built on first exact count (see `tokenizer`), not here.
+            tokenizers: Tokenizers::default(),
             hold: document.request_headers.held(),
             settles: RefCell::new(VecDeque::new()),
             seed,
