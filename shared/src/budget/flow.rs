@@ -195,33 +195,31 @@ impl BudgetFlow {
         self.requested_model.clone_from(&request.model);
         // Each of the `n` answers may run to the cap: all of them are reserved.
         let cap = request.max_output.or(vm.policy.default_max_output_tokens.map(u64::from)).unwrap_or(0);
-        // Reserved first at the prompt's upper bound, which needs no tokenizer, and counted
-        // exactly only if that does not fit (see `refused`). Counted exactly from the start when
-        // the bound would cost more than a refusal: an uncapped request's output room (its cap
-        // under a per-request maximum, a stream's cut) is what the budgets leave after the
-        // prompt; and a rate-limit service that cannot give back keeps whatever was drawn.
-        self.exact = cap == 0 || vm.policy.rate_limit_service.as_ref().is_some_and(|s| !s.release);
-        let encoding = vm.policy.model(&request.model).encoding;
-        let input = if self.exact {
-            request.prompt_tokens(&vm.tokenizers, encoding)
-        } else {
-            request.prompt_tokens_bound(encoding)
-        };
-        let input = match input {
+        self.choices = request.choices;
+        self.estimate = Usage { input: 0, cached_input: 0, output: cap.saturating_mul(request.choices) };
+        self.exact = self.counts_exactly_first(vm);
+        self.estimate.input = match prompt_tokens(vm, &request, &request.model, self.exact) {
             Ok(n) => n,
             Err(e) => return Ok(self.bad_request(&e)),
         };
-        self.choices = request.choices;
-        self.estimate = Usage { input, cached_input: 0, output: cap.saturating_mul(request.choices) };
         self.edits = Edits {
             model: None,
             include_usage: api == Api::ChatCompletions && request.stream && !request.include_usage,
             max_output: if request.max_output.is_none() { vm.policy.default_max_output_tokens } else { None },
         };
         record(&*self.host, attributes::MODEL_REQUESTED, &request.model)?;
-        record(&*self.host, attributes::TOKENS_ESTIMATED, &input.to_string())?;
+        record(&*self.host, attributes::TOKENS_ESTIMATED, &self.estimate.input.to_string())?;
         let model = request.model.clone();
         self.reserve(vm, &model, self.estimate)
+    }
+
+    /// Whether the prompt is counted exactly from the start rather than reserved first at its
+    /// upper bound (counted exactly only if that does not fit, see `refused`): where the bound
+    /// would cost more than a refusal. An uncapped request's output room (its cap under a
+    /// per-request maximum, a stream's cut) is what the budgets leave after the prompt; and a
+    /// rate-limit service that cannot give back keeps whatever was drawn.
+    fn counts_exactly_first(&self, vm: &BudgetVm) -> bool {
+        self.estimate.output == 0 || vm.policy.rate_limit_service.as_ref().is_some_and(|s| !s.release)
     }
 
     fn bad_request(&mut self, e: &RequestError) -> Action {
@@ -289,9 +287,8 @@ impl BudgetFlow {
         if !self.exact {
             self.exact = true;
             let (model, estimate) = self.reserving.clone();
-            let encoding = vm.policy.model(&model).encoding;
             let request = ModelRequest::parse(self.api.unwrap_or(Api::ChatCompletions), &self.body);
-            let input = match request.and_then(|r| r.prompt_tokens(&vm.tokenizers, encoding)) {
+            let input = match request.and_then(|r| prompt_tokens(vm, &r, &model, true)) {
                 Ok(n) => n,
                 Err(e) => return Ok(self.bad_request(&e)),
             };
@@ -309,18 +306,10 @@ impl BudgetFlow {
         if let Some(fallback) = fallback {
             self.fallback_tried = true;
             let _ = self.host.increment(metrics::FALLBACK, 1);
-            let encoding = vm.policy.model(&fallback).encoding;
+            // Counted as the requested model was: bounded first unless that would cost more.
+            self.exact = self.counts_exactly_first(vm);
             let request = ModelRequest::parse(self.api.unwrap_or(Api::ChatCompletions), &self.body);
-            // Counted as the requested model was: exactly when the bound would cost more.
-            let counted =
-                if self.estimate.output == 0 || vm.policy.rate_limit_service.as_ref().is_some_and(|s| !s.release) {
-                    self.exact = true;
-                    request.and_then(|r| r.prompt_tokens(&vm.tokenizers, encoding))
-                } else {
-                    self.exact = false;
-                    request.and_then(|r| r.prompt_tokens_bound(encoding))
-                };
-            let input = match counted {
+            let input = match request.and_then(|r| prompt_tokens(vm, &r, &fallback, self.exact)) {
                 Ok(n) => n,
                 Err(e) => return Ok(self.bad_request(&e)),
             };
@@ -519,6 +508,16 @@ impl BudgetFlow {
             let _ = self.host.increment(metrics::COST_MICRO_USD, micro as i64);
             let _ = record(&*self.host, attributes::COST_USD, &format!("{:.6}", micro as f64 / 1e6));
         }
+    }
+}
+
+/// `request`'s prompt tokens for `model`: counted exactly, or at their upper bound.
+fn prompt_tokens(vm: &BudgetVm, request: &ModelRequest, model: &str, exact: bool) -> Result<u64, RequestError> {
+    let encoding = vm.policy.model(model).encoding;
+    if exact {
+        request.prompt_tokens(&vm.tokenizers, encoding)
+    } else {
+        request.prompt_tokens_bound(encoding)
     }
 }
 
