@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use warden_integration_tests::proxy_wasm_host::{Action, HostEnv, Plugin, Vm};
 use warden_integration_tests::repo;
-use warden_policy::budget::rls::{self, DescriptorStatus, ProtoDuration, RateLimitRequest, RateLimitResponse};
+use warden_policy::budget::rls::{self, RateLimitRequest};
+use warden_policy::testing::rls_answer;
 
 fn plugin() -> Plugin {
     Plugin::load(&repo::filter_wasm("warden_token_budget")).expect("built token-budget filter")
@@ -217,19 +218,6 @@ fn reservation(vm: &Vm) -> (u32, RateLimitRequest) {
     );
     assert_eq!(call.timeout, Duration::from_millis(20));
     (call.token, RateLimitRequest::decode(call.message.as_slice()).unwrap())
-}
-
-fn rls_answer(code: i32, remaining: u32) -> Vec<u8> {
-    RateLimitResponse {
-        overall_code: code,
-        statuses: vec![DescriptorStatus {
-            code,
-            current_limit: None,
-            limit_remaining: remaining,
-            duration_until_reset: Some(ProtoDuration { seconds: 600, nanos: 0 }),
-        }],
-    }
-    .encode_to_vec()
 }
 
 #[test]

@@ -82,6 +82,28 @@ impl MemoryHost {
     }
 }
 
+/// Sets (`Some`) or removes (`None`) a header, as Envoy's header map does.
+fn set_header(headers: &RefCell<Vec<(String, String)>>, name: &str, value: Option<&str>) {
+    let mut headers = headers.borrow_mut();
+    headers.retain(|(k, _)| k != name);
+    if let Some(value) = value {
+        headers.push((name.to_string(), value.to_string()));
+    }
+}
+
+/// The first `size` bytes of a buffer, as `proxy_get_buffer_bytes(0, size)` reads them.
+fn prefix(buffer: &RefCell<Vec<u8>>, size: usize) -> Vec<u8> {
+    let buffer = buffer.borrow();
+    buffer[..size.min(buffer.len())].to_vec()
+}
+
+/// Replaces the first `size` bytes of a buffer, as `proxy_set_buffer_bytes(0, size)` does.
+fn replace_prefix(buffer: &RefCell<Vec<u8>>, size: usize, bytes: &[u8]) {
+    let mut buffer = buffer.borrow_mut();
+    let end = size.min(buffer.len());
+    buffer.splice(..end, bytes.iter().copied());
+}
+
 impl Host for MemoryHost {
     fn now(&self) -> SystemTime {
         UNIX_EPOCH + std::time::Duration::from_secs(self.now_secs.get())
@@ -92,23 +114,16 @@ impl Host for MemoryHost {
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
-        let mut headers = self.headers.borrow_mut();
-        headers.retain(|(k, _)| k != name);
-        if let Some(value) = value {
-            headers.push((name.to_string(), value.to_string()));
-        }
+        set_header(&self.headers, name, value);
         Ok(())
     }
 
     fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
-        let body = self.request_body.borrow();
-        Ok(body[..size.min(body.len())].to_vec())
+        Ok(prefix(&self.request_body, size))
     }
 
     fn set_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
-        let mut held = self.request_body.borrow_mut();
-        let end = size.min(held.len());
-        held.splice(..end, body.iter().copied());
+        replace_prefix(&self.request_body, size, body);
         Ok(())
     }
 
@@ -123,23 +138,16 @@ impl Host for MemoryHost {
     }
 
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
-        let mut headers = self.response_headers.borrow_mut();
-        headers.retain(|(k, _)| k != name);
-        if let Some(value) = value {
-            headers.push((name.to_string(), value.to_string()));
-        }
+        set_header(&self.response_headers, name, value);
         Ok(())
     }
 
     fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
-        let body = self.response_body.borrow();
-        Ok(body[..size.min(body.len())].to_vec())
+        Ok(prefix(&self.response_body, size))
     }
 
     fn set_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
-        let mut held = self.response_body.borrow_mut();
-        let end = size.min(held.len());
-        held.splice(..end, body.iter().copied());
+        replace_prefix(&self.response_body, size, body);
         Ok(())
     }
 
@@ -165,8 +173,7 @@ impl Host for MemoryHost {
     }
 
     fn grpc_response(&self, size: usize) -> Result<Vec<u8>, HostError> {
-        let answer = self.grpc_answer.borrow();
-        Ok(answer[..size.min(answer.len())].to_vec())
+        Ok(prefix(&self.grpc_answer, size))
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
@@ -246,6 +253,21 @@ impl Host for MemoryHost {
         });
         Ok(())
     }
+}
+
+/// A rate-limit service's answer to a one-descriptor call: `code` (`rls::CODE_OK` or
+/// `rls::CODE_OVER_LIMIT`), hits remaining, and a window that resets in 600 s.
+pub fn rls_answer(code: i32, remaining: u32) -> Vec<u8> {
+    use crate::budget::rls::{DescriptorStatus, ProtoDuration, RateLimitResponse};
+    prost::Message::encode_to_vec(&RateLimitResponse {
+        overall_code: code,
+        statuses: vec![DescriptorStatus {
+            code,
+            current_limit: None,
+            limit_remaining: remaining,
+            duration_until_reset: Some(ProtoDuration { seconds: 600, nanos: 0 }),
+        }],
+    })
 }
 
 /// Test-only signing keys (`testdata/keys`, made by `testdata/generate.sh`) and token minting,

@@ -9,11 +9,11 @@ use prost::Message;
 use serde_json::{json, Value};
 use std::rc::Rc;
 use warden_policy::budget::flow::BudgetFlow;
-use warden_policy::budget::rls::{self, DescriptorStatus, ProtoDuration, RateLimitRequest, RateLimitResponse};
+use warden_policy::budget::rls::{self, RateLimitRequest};
 use warden_policy::budget::vm::BudgetVm;
 use warden_policy::host::{Action, Host};
 use warden_policy::policy::parse_document;
-use warden_policy::testing::MemoryHost;
+use warden_policy::testing::{rls_answer, MemoryHost};
 
 const LOCAL: &str = "tokenBudget:
   defaultMaxOutputTokens: 100
@@ -166,19 +166,6 @@ fn shadow_mode_records_a_refusal_and_forwards_the_request_unedited() {
         Some("shadow_deny;rule=tenant-day;reason=budget_exhausted")
     );
     assert_eq!(host.metric("warden.token_budget.shadow_refused"), 1);
-}
-
-fn rls_answer(code: i32, remaining: u32) -> Vec<u8> {
-    RateLimitResponse {
-        overall_code: code,
-        statuses: vec![DescriptorStatus {
-            code,
-            current_limit: None,
-            limit_remaining: remaining,
-            duration_until_reset: Some(ProtoDuration { seconds: 600, nanos: 0 }),
-        }],
-    }
-    .encode_to_vec()
 }
 
 #[test]

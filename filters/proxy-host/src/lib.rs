@@ -19,6 +19,16 @@ fn failed(call: &'static str, status: Status) -> HostError {
     }
 }
 
+/// The first `size` bytes of a buffer (empty when there is none).
+fn buffer(kind: BufferType, size: usize) -> Result<Vec<u8>, HostError> {
+    hostcalls::get_buffer(kind, 0, size).map(Option::unwrap_or_default).map_err(|s| failed("get_buffer", s))
+}
+
+/// Replaces the first `size` bytes of a buffer with `bytes`.
+fn set_buffer(kind: BufferType, size: usize, bytes: &[u8]) -> Result<(), HostError> {
+    hostcalls::set_buffer(kind, 0, size, bytes).map_err(|s| failed("set_buffer", s))
+}
+
 /// The host as seen from whichever context is current (or made effective by the root).
 pub struct ProxyHost;
 
@@ -65,13 +75,11 @@ impl Host for ProxyHost {
     }
 
     fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
-        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
-            .map(Option::unwrap_or_default)
-            .map_err(|s| failed("get_buffer", s))
+        buffer(BufferType::HttpRequestBody, size)
     }
 
     fn set_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
-        hostcalls::set_buffer(BufferType::HttpRequestBody, 0, size, body).map_err(|s| failed("set_buffer", s))
+        set_buffer(BufferType::HttpRequestBody, size, body)
     }
 
     fn resume_request(&self) -> Result<(), HostError> {
@@ -92,13 +100,11 @@ impl Host for ProxyHost {
     }
 
     fn response_body(&self, size: usize) -> Result<Vec<u8>, HostError> {
-        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
-            .map(Option::unwrap_or_default)
-            .map_err(|s| failed("get_buffer", s))
+        buffer(BufferType::HttpResponseBody, size)
     }
 
     fn set_response_body(&self, size: usize, body: &[u8]) -> Result<(), HostError> {
-        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, body).map_err(|s| failed("set_buffer", s))
+        set_buffer(BufferType::HttpResponseBody, size, body)
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
@@ -145,9 +151,7 @@ impl Host for ProxyHost {
     }
 
     fn grpc_response(&self, size: usize) -> Result<Vec<u8>, HostError> {
-        hostcalls::get_buffer(BufferType::GrpcReceiveBuffer, 0, size)
-            .map(Option::unwrap_or_default)
-            .map_err(|s| failed("get_buffer", s))
+        buffer(BufferType::GrpcReceiveBuffer, size)
     }
 
     fn clear_route_cache(&self) -> Result<(), HostError> {

@@ -17,7 +17,7 @@ use warden_integration_tests::fixtures::{json_response, TestServer};
 use warden_integration_tests::repo;
 use warden_policy::testing::tokens;
 
-use crate::token_budget::chat_body;
+use crate::token_budget::{chat_body, rss_kib};
 use crate::{env_u64, run_all};
 
 const ROUNDS: usize = 3;
@@ -84,17 +84,6 @@ async fn upstream() -> Result<TestServer> {
             "usage": {"prompt_tokens": 420, "completion_tokens": 2, "total_tokens": 422}}).to_string())
     })
     .await?)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            })
-        })
-        .unwrap_or(0)
 }
 
 /// CPU seconds (user + system) the process has used.

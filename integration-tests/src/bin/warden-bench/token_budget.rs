@@ -57,7 +57,8 @@ async fn upstream() -> Result<TestServer> {
     .await?)
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A process's resident memory, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
