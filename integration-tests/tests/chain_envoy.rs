@@ -332,3 +332,28 @@ fn the_config_inlines_the_example_policy() {
         assert_eq!(config_policy(CONFIG, filter).unwrap(), example_policy(), "{filter}");
     }
 }
+
+/// Not named by the issue: a client sends the header the cheaper model's route matches
+/// (`x-warden-model`). Envoy chose the route on it before any filter ran. With released headers
+/// token-budget never names the model, so only identity stands between the client and that
+/// route: it strips the header, the route is chosen again (Envoy does so on a header edit by a
+/// proxy-wasm ABI 0.2.1 module; identity also asks for it explicitly, for newer ABIs), and
+/// gpt-4o goes to gpt-4o's upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forged_model_header_cannot_steer_the_route() {
+    let policy = example_policy().replace("requestHeaders: hold", "requestHeaders: release");
+    let chain = Chain::start(&policy).await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", chain.envoy.url("agents")))
+        .bearer_auth(PLANNER_KEY)
+        .header("x-agent-session", "s-forged")
+        .header("x-warden-model", "gpt-4o-mini")
+        .json(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+    assert_eq!(chain.llm_mini.server.requests(), 0, "the forged header chose the route");
+    assert_eq!(chain.llm.seen().len(), 1);
+    assert_eq!(chain.llm.seen()[0].model_header, None, "and it never reached the provider");
+}

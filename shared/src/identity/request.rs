@@ -100,7 +100,8 @@ pub fn strip_untrusted_headers(
         request.headers.retain(|(name, _)| !untrusted(name));
         // Envoy chose the route before any filter ran, possibly on a header just removed (say
         // `x-warden-model`, which a route may match): it is chosen again without them, and a
-        // policy that matches route names reads the new one.
+        // policy that matches route names reads the new one. (Envoy also does this by itself
+        // on a header edit from an ABI 0.2.1 module, but not from newer ABIs.)
         host.clear_route_cache()?;
         if policy.reads_route_name {
             request.route_name = host
