@@ -77,7 +77,7 @@ test-unit:
 	$(TEST) -p warden-integration-tests --lib --bins
 
 test-harness:
-	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test token_budget_harness --test examples
+	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test token_budget_harness --test host_calls_harness --test examples
 
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \

@@ -45,14 +45,33 @@ start_envoy() {
 # each record, an argument hash shortened to its first 12 characters.
 print_audit() {
   sleep 0.3 # the access log is flushed every 100 ms
+  # Fields are paths into the record (docs/audit.md): `status`, `principal.agent`,
+  # `identity.decision` (verdict;rule;reason), `tool_acl.calls.tool`, `token_budget.tokens.input`.
   python3 - "$LOGS/audit.log" "$@" <<'PY'
 import json, sys
+
+def walk(value, path):
+    if value is None or not path:
+        return value
+    if isinstance(value, dict) and "@type" in value and "value" in value:
+        value = value["value"]  # a filter's record, as Envoy prints a Struct
+    if isinstance(value, list):
+        found = [walk(v, path) for v in value]
+        return ",".join(str(f) for f in found if f is not None) or None
+    head, rest = path[0], path[1:]
+    if head == "decision" and isinstance(value, dict) and "verdict" in value:
+        return f"{value['verdict']};rule={value['rule']};reason={value['reason']}"
+    return walk(value.get(head) if isinstance(value, dict) else None, rest)
+
 fields = sys.argv[2:]
 for line in open(sys.argv[1]):
     r = json.loads(line)
-    if "tool_args_sha256" in fields:
-        sha = r.get("tool_args_sha256") or ""
-        r["tool_args_sha256"] = sha[:12] + "…" if sha and sha != "-" else sha
-    print(json.dumps({k: r.get(k) for k in fields}))
+    out = {}
+    for f in fields:
+        v = walk(r, f.split("."))
+        if f.endswith("args_sha256") and v:
+            v = v[:12] + "…"
+        out[f] = v
+    print(json.dumps(out, ensure_ascii=False))
 PY
 }

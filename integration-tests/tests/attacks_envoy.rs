@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
+use warden_integration_tests::audit;
 use warden_integration_tests::envoy::Envoy;
 use warden_integration_tests::fixtures::{ChatProvider, McpFileServer, ModelProvider, Script};
 use warden_integration_tests::h2c;
@@ -101,7 +102,8 @@ async fn trailers_do_not_carry_a_model_request_past_token_budget() {
     assert_eq!(answer.json()["error"]["code"], "budget_exhausted");
     assert_eq!(provider.seen().len(), 1, "the refused request never reached the provider");
     let records = envoy.wait_for_access_log(2).await;
-    assert!(records[0]["tokens_reserved"].as_str().is_some_and(|t| t.parse::<u64>().unwrap() > 50), "{records:?}");
+    let reserved = audit::field(&records[0], "token_budget", "tokens.reserved");
+    assert!(reserved.is_some_and(|t| t.parse::<u64>().unwrap() > 50), "{records:?}");
 }
 
 /// The reported bypass of the example policy's `no-system-paths`: paths that open a system

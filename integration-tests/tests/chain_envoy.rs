@@ -17,6 +17,7 @@ use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use warden_integration_tests::audit;
 use warden_integration_tests::envoy::{config_policy, Envoy};
 use warden_integration_tests::fixtures::{ChatProvider, McpFileServer, Script};
 use warden_integration_tests::services::{RateLimitService, Redis};
@@ -129,8 +130,9 @@ fn api_error(e: &OpenAIError) -> (String, String) {
 }
 
 /// A field of an access-log record that a filter never wrote: Envoy prints `-` (or null).
-fn absent(record: &Value, field: &str) -> bool {
-    record[field].is_null() || record[field] == "-"
+/// No record from this filter: it never saw the request.
+fn absent(line: &Value, part: &str) -> bool {
+    line[part].is_null()
 }
 
 /// One agent session through the whole chain: identity (an API key where each SDK sends it),
@@ -179,22 +181,28 @@ async fn an_agent_session_runs_through_the_whole_chain() {
     assert_eq!(anthropic.status(), 200, "{}", anthropic.text().await.unwrap());
 
     let record = chain.record("/v1/chat/completions", 200).await;
-    assert_eq!(record["agent"], "planner");
-    assert_eq!(record["tenant"], "acme");
-    assert_eq!(record["session"], session);
-    assert_eq!(record["decision_identity"], "allow;rule=openai;reason=authenticated");
-    assert!(record["decision_token_budget"].as_str().unwrap().starts_with("allow;"), "{record}");
-    assert_eq!(record["model_served"], "gpt-4o");
+    let principal = audit::part(&record, "principal").unwrap_or_else(|| panic!("{record:#}"));
+    assert_eq!(principal["agent"], "planner");
+    assert_eq!(principal["tenant"], "acme");
+    assert_eq!(principal["session"], session);
+    assert_eq!(principal["auth_methods"], json!(["api_key"]));
+    assert_eq!(audit::field(&record, "identity", "decision").unwrap(), "allow;rule=openai;reason=authenticated");
+    let budget = audit::part(&record, "token_budget").unwrap();
+    assert_eq!(budget["verdict"], "allow", "{record:#}");
+    assert_eq!(budget["model_served"], "gpt-4o");
+    assert!(budget["tokens"]["input"].as_u64().unwrap() > 0, "{record:#}");
     assert_eq!(record["upstream"], "llm");
-    assert!(record["tokens_input"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{record}");
     let tool_record = chain
         .envoy
         .access_log()
         .into_iter()
-        .find(|r| r["decision_tool_acl"].as_str().is_some_and(|d| d.contains("no-system-paths")));
+        .find(|r| audit::field(r, "tool_acl", "calls.rule").is_some_and(|d| d.contains("no-system-paths")));
     let tool_record = tool_record.unwrap_or_else(|| panic!("{:#?}", chain.envoy.access_log()));
-    assert_eq!(tool_record["tool"], "read_file");
-    assert!(absent(&tool_record, "decision_token_budget"), "token-budget does not govern MCP: {tool_record}");
+    assert_eq!(audit::field(&tool_record, "tool_acl", "calls.tool").unwrap(), "read_file");
+    assert_eq!(audit::field(&tool_record, "tool_acl", "calls.args_sha256").unwrap().len(), 64);
+    assert!(absent(&tool_record, "token_budget"), "token-budget does not govern MCP: {tool_record}");
+    // Every line of the session, as Envoy wrote it, matches the published schema.
+    audit::check_schema(&chain.envoy.access_log()).unwrap();
 }
 
 /// Each filter refuses in the caller's protocol, and a request refused by one filter is seen
@@ -208,8 +216,9 @@ async fn a_request_refused_by_one_filter_reaches_no_later_filter_and_no_upstream
     let e = chain.openai("wk-nobody", "s-1").chat().create(chat("gpt-4o", "hi")).await.unwrap_err();
     assert_eq!(api_error(&e).0, "unknown_api_key", "{e:?}");
     let record = chain.record("/v1/chat/completions", 401).await;
-    assert!(record["decision_identity"].as_str().unwrap().starts_with("deny;"), "{record}");
-    assert!(absent(&record, "decision_tool_acl") && absent(&record, "decision_token_budget"), "{record}");
+    assert_eq!(audit::part(&record, "identity").unwrap()["verdict"], "deny", "{record}");
+    assert!(absent(&record, "principal"), "nothing was verified: {record}");
+    assert!(absent(&record, "tool_acl") && absent(&record, "token_budget"), "{record}");
 
     // identity: a tenant's agent without the model scope.
     let e = chain.openai(GLOBEX_KEY, "s-2").chat().create(chat("gpt-4o", "hi")).await.unwrap_err();
@@ -229,8 +238,8 @@ async fn a_request_refused_by_one_filter_reaches_no_later_filter_and_no_upstream
     let body: Value = malformed.json().await.unwrap();
     assert!(body["error"]["message"].is_string(), "{body}");
     let record = chain.record("/v1/responses", 400).await;
-    assert!(record["decision_tool_acl"].as_str().is_some_and(|d| d.starts_with("deny;")), "{record}");
-    assert!(absent(&record, "decision_token_budget"), "{record}");
+    assert_eq!(audit::part(&record, "tool_acl").unwrap()["verdict"], "deny", "{record}");
+    assert!(absent(&record, "token_budget"), "{record}");
 
     // token-budget: a request over the per-request budget.
     let mut big = chat("gpt-4o", "hi");
@@ -276,10 +285,11 @@ async fn a_budget_fallback_is_served_by_the_cheaper_models_own_upstream() {
     assert_eq!(seen[0].body["model"], "gpt-4o-mini");
     assert_eq!(seen[0].model_header.as_deref(), Some("gpt-4o-mini"));
     let record = chain.record("/v1/chat/completions", 200).await;
-    assert_eq!(record["model_requested"], "gpt-4o");
-    assert_eq!(record["model_served"], "gpt-4o-mini");
+    let budget = audit::part(&record, "token_budget").unwrap();
+    assert_eq!(budget["model_requested"], "gpt-4o");
+    assert_eq!(budget["model_served"], "gpt-4o-mini");
+    assert_eq!(budget["reason"], "fallback_model", "{record}");
     assert_eq!(record["upstream"], "llm_mini");
-    assert!(record["decision_token_budget"].as_str().unwrap().ends_with("reason=fallback_model"), "{record}");
 }
 
 /// A 1 MB request body, sent in many HTTP/2 DATA frames, through every body-reading filter of

@@ -6,6 +6,7 @@
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::time::Duration;
+use warden_integration_tests::audit;
 use warden_integration_tests::envoy::Envoy;
 use warden_integration_tests::fixtures::{EchoUpstream, JwksBehaviour, JwksServer};
 use warden_integration_tests::http_client;
@@ -88,11 +89,13 @@ async fn a_verified_agent_reaches_the_upstream_with_its_principal_and_without_it
 
     let audit = bed.envoy.wait_for_access_log(1).await;
     let record = audit.last().unwrap();
-    assert_eq!(record["agent"], "agent-planner");
-    assert_eq!(record["tenant"], "acme");
-    assert_eq!(record["session"], "sess-1");
-    assert_eq!(record["auth_method"], "jwt");
-    assert_eq!(record["decision_identity"], "allow;rule=llm;reason=authenticated");
+    let principal = audit::part(record, "principal").unwrap_or_else(|| panic!("{record:#}"));
+    assert_eq!(principal["agent"], "agent-planner");
+    assert_eq!(principal["tenant"], "acme");
+    assert_eq!(principal["session"], "sess-1");
+    assert_eq!(principal["auth_methods"], serde_json::json!(["jwt"]));
+    assert_eq!(audit::field(record, "identity", "decision").unwrap(), "allow;rule=llm;reason=authenticated");
+    audit::check_schema(&audit).unwrap();
     assert_eq!(bed.envoy.stat("wasmcustom.warden.identity.allowed").await, 1);
 }
 
@@ -139,8 +142,9 @@ async fn a_missing_scope_gets_403_naming_the_scope() {
     assert_eq!(body["error"]["type"], "permission_error");
     let audit = bed.envoy.wait_for_access_log(1).await;
     let record = audit.last().unwrap();
-    assert_eq!(record["agent"], "agent-reader", "the refused agent was verified and is audited");
-    assert_eq!(record["decision_identity"], "deny;rule=llm;reason=insufficient_scope");
+    let agent = audit::field(record, "principal", "agent");
+    assert_eq!(agent.as_deref(), Some("agent-reader"), "the refused agent was verified and is audited");
+    assert_eq!(audit::field(record, "identity", "decision").unwrap(), "deny;rule=llm;reason=insufficient_scope");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,7 +309,8 @@ async fn shadow_mode_lets_denied_requests_through_and_logs_them() {
     .await;
     assert_eq!(status, 200, "{body}");
     let audit = bed.envoy.wait_for_access_log(1).await;
-    assert_eq!(audit.last().unwrap()["decision_identity"], "shadow_deny;rule=llm;reason=token_malformed");
+    let decision = audit::field(audit.last().unwrap(), "identity", "decision");
+    assert_eq!(decision.as_deref(), Some("shadow_deny;rule=llm;reason=token_malformed"));
     assert_eq!(bed.envoy.stat("wasmcustom.warden.identity.shadow_denied.token_malformed").await, 1);
 }
 

@@ -132,17 +132,55 @@ fn allows_a_valid_token_records_the_principal_and_strips_what_clients_sent() {
         &[("x-warden-agent", "forged-admin"), ("x-warden-user", "forged-user"), ("x-agent-session", "s-1")],
     );
     assert_eq!(action, Action::Continue);
-    assert_eq!(vm.property(stream, "warden.agent").as_deref(), Some("agent-planner"));
-    assert_eq!(vm.property(stream, "warden.tenant").as_deref(), Some("acme"));
-    assert_eq!(vm.property(stream, "warden.session").as_deref(), Some("s-1"));
-    assert_eq!(vm.property(stream, "warden.auth_method").as_deref(), Some("jwt"));
-    assert_eq!(vm.property(stream, "warden.decision.identity").as_deref(), Some("allow;rule=api;reason=authenticated"));
+    assert_eq!(vm.field(stream, "warden.principal", "agent").as_deref(), Some("agent-planner"));
+    assert_eq!(vm.field(stream, "warden.principal", "tenant").as_deref(), Some("acme"));
+    assert_eq!(vm.field(stream, "warden.principal", "session").as_deref(), Some("s-1"));
+    assert_eq!(vm.field(stream, "warden.principal", "auth_methods").as_deref(), Some("jwt"));
+    assert_eq!(
+        vm.field(stream, "warden.audit.identity", "decision").as_deref(),
+        Some("allow;rule=api;reason=authenticated")
+    );
     // Forged identity headers are gone; the verified ones are set; the token stays at the gateway.
     assert_eq!(vm.forwarded_header(stream, "x-warden-agent").as_deref(), Some("agent-planner"));
     assert_eq!(vm.forwarded_header(stream, "x-warden-tenant").as_deref(), Some("acme"));
     assert_eq!(vm.forwarded_header(stream, "x-warden-user"), None);
     assert_eq!(vm.forwarded_header(stream, "authorization"), None);
     assert_eq!(env.metric("warden.identity.allowed"), 1);
+}
+
+/// The principal is declared read-only for the access log: a second identity filter on the
+/// same request (an operator's mistake) cannot replace who the caller is. Its write fails, and
+/// the request is refused rather than passed on; the VM lives on for the next request.
+#[test]
+fn a_principal_already_written_is_never_replaced() {
+    let env = HostEnv::default();
+    let rsa = tokens::rsa(Algorithm::RS256);
+    let mut vm = vm_with_keys(&env, &remote_policy(""), &[&rsa]);
+    assert_eq!(vm.declared().get("warden.principal"), Some(&true), "declared read-only");
+    assert_eq!(vm.declared().get("warden.audit.identity"), Some(&false));
+    let token = token_for(&rsa, &env, "agent-planner");
+    let (first, _) = request(&mut vm, &token, &[]);
+    assert_eq!(vm.field(first, "warden.principal", "agent").as_deref(), Some("agent-planner"));
+
+    let stream = vm.new_stream().unwrap();
+    vm.set_principal(stream, &warden_policy::testing::principal::example());
+    let auth = format!("Bearer {}", token_for(&rsa, &env, "agent-other"));
+    let headers = [
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        (":authority", "gw"),
+        ("authorization", auth.as_str()),
+    ];
+    assert_eq!(vm.request_headers(stream, &headers, true).unwrap(), Action::Pause);
+    assert_eq!(vm.local_reply(stream).map(|r| r.status), Some(503));
+    assert_eq!(
+        vm.field(stream, "warden.principal", "agent").as_deref(),
+        Some("spiffe://warden.test/ns/agents/sa/planner")
+    );
+
+    let (after, action) = request(&mut vm, &token, &[]);
+    assert_eq!(action, Action::Continue, "the VM still serves");
+    assert!(vm.local_reply(after).is_none());
 }
 
 #[test]
@@ -158,8 +196,11 @@ fn denies_with_401_and_a_bearer_challenge_and_never_calls_upstream() {
     assert!(reply.header("www-authenticate").unwrap().starts_with("Bearer realm=\"warden\", error=\"invalid_token\""));
     assert_eq!(reply.json()["error"]["code"], "token_expired");
     assert_eq!(reply.json()["error"]["request_id"], "req-7");
-    assert_eq!(vm.property(stream, "warden.agent"), None);
-    assert_eq!(vm.property(stream, "warden.decision.identity").as_deref(), Some("deny;rule=api;reason=token_expired"));
+    assert_eq!(vm.field(stream, "warden.principal", "agent"), None);
+    assert_eq!(
+        vm.field(stream, "warden.audit.identity", "decision").as_deref(),
+        Some("deny;rule=api;reason=token_expired")
+    );
     assert_eq!(env.metric("warden.identity.denied.token_expired"), 1, "{:?}", env.metrics());
 }
 
@@ -180,7 +221,7 @@ fn a_request_before_the_first_fetch_waits_and_is_resumed_when_keys_arrive() {
     vm.respond_http_call(calls[0].token, 200, &[], tokens::jwks(&[&rsa]).as_bytes()).unwrap();
     assert_eq!(vm.resumed(stream), 1);
     assert_eq!(vm.local_reply(stream), None);
-    assert_eq!(vm.property(stream, "warden.agent").as_deref(), Some("agent-early"));
+    assert_eq!(vm.field(stream, "warden.principal", "agent").as_deref(), Some("agent-early"));
 }
 
 #[test]
@@ -208,7 +249,7 @@ fn a_waiting_request_passes_unauthenticated_with_failure_mode_allow() {
     let call = vm.http_calls().pop().unwrap();
     vm.fail_http_call(call.token).unwrap();
     assert_eq!(vm.resumed(stream), 1);
-    assert_eq!(vm.property(stream, "warden.agent"), None, "no principal without verification");
+    assert_eq!(vm.field(stream, "warden.principal", "agent"), None, "no principal without verification");
     assert_eq!(vm.forwarded_header(stream, "authorization"), None);
     assert_eq!(env.metric("warden.identity.failure_mode_allowed"), 1);
 }
@@ -260,7 +301,7 @@ fn keeps_the_last_good_keys_when_a_refresh_fails() {
     vm.respond_http_call(refresh.token, 200, &[], b"{\"keys\": \"garbage\"}").unwrap();
     let (stream, action) = request(&mut vm, &token_for(&rsa, &env, "agent-after-failed-refresh"), &[]);
     assert_eq!(action, Action::Continue);
-    assert_eq!(vm.property(stream, "warden.agent").as_deref(), Some("agent-after-failed-refresh"));
+    assert_eq!(vm.field(stream, "warden.principal", "agent").as_deref(), Some("agent-after-failed-refresh"));
     // A failed refresh is retried after retryInterval, not after refreshInterval.
     vm.advance(&env, Duration::from_secs(5)).unwrap();
     assert_eq!(vm.http_calls().len(), 1);
@@ -297,7 +338,7 @@ fn an_unknown_kid_triggers_one_rate_limited_refetch_for_rotation() {
     let refetch = vm.http_calls().pop().expect("refetch for the unknown kid");
     vm.respond_http_call(refetch.token, 200, &[], tokens::jwks(&[&old, &new]).as_bytes()).unwrap();
     assert_eq!(vm.resumed(stream), 1);
-    assert_eq!(vm.property(stream, "warden.agent").as_deref(), Some("agent-new-key"));
+    assert_eq!(vm.field(stream, "warden.principal", "agent").as_deref(), Some("agent-new-key"));
 
     // Another unknown kid inside unknownKidRefetchInterval is refused at once, without a fetch.
     let mut stranger = tokens::rsa_other();
@@ -321,8 +362,8 @@ fn session_bindings_are_shared_between_vms() {
     let reply = worker_2.local_reply(stream).unwrap();
     assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (403, Some("session_agent_mismatch")));
     // The refused agent was verified: the audit record names it, without the session it claimed.
-    assert_eq!(worker_2.property(stream, "warden.agent").as_deref(), Some("agent-b"));
-    assert_eq!(worker_2.property(stream, "warden.session"), None);
+    assert_eq!(worker_2.field(stream, "warden.principal", "agent").as_deref(), Some("agent-b"));
+    assert_eq!(worker_2.field(stream, "warden.principal", "session"), None);
     assert_eq!(worker_2.forwarded_header(stream, "x-warden-agent"), None);
     let (_, action) = request(&mut worker_2, &token_for(&rsa, &env, "agent-a"), &[("x-agent-session", "sess-42")]);
     assert_eq!(action, Action::Continue);
@@ -338,10 +379,10 @@ fn shadow_mode_records_and_counts_but_lets_the_request_through() {
     assert_eq!(action, Action::Continue);
     assert_eq!(vm.local_reply(stream), None);
     assert_eq!(
-        vm.property(stream, "warden.decision.identity").as_deref(),
+        vm.field(stream, "warden.audit.identity", "decision").as_deref(),
         Some("shadow_deny;rule=api;reason=token_malformed")
     );
-    assert_eq!(vm.property(stream, "warden.agent"), None);
+    assert_eq!(vm.field(stream, "warden.principal", "agent"), None);
     assert_eq!(vm.forwarded_header(stream, "x-warden-agent"), None, "forged headers are stripped in shadow mode too");
     assert_eq!(env.metric("warden.identity.shadow_denied.token_malformed"), 1);
 }
@@ -356,6 +397,9 @@ fn mtls_peer_identity_is_read_from_the_connection() {
     vm.set_property(stream, "connection.uri_san_peer_certificate", b"spiffe://warden.test/ns/agents/sa/planner");
     let action = vm.request_headers(stream, &[(":path", "/mcp"), (":authority", "gw")], true).unwrap();
     assert_eq!(action, Action::Continue);
-    assert_eq!(vm.property(stream, "warden.agent").as_deref(), Some("spiffe://warden.test/ns/agents/sa/planner"));
-    assert_eq!(vm.property(stream, "warden.auth_method").as_deref(), Some("mtls"));
+    assert_eq!(
+        vm.field(stream, "warden.principal", "agent").as_deref(),
+        Some("spiffe://warden.test/ns/agents/sa/planner")
+    );
+    assert_eq!(vm.field(stream, "warden.principal", "auth_methods").as_deref(), Some("mtls"));
 }

@@ -13,6 +13,7 @@ use async_openai::types::chat::{
 use futures::StreamExt;
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use warden_integration_tests::audit;
 use warden_integration_tests::envoy::{config_policy, Envoy};
 use warden_integration_tests::fixtures::{ChatProvider, Script};
 use warden_integration_tests::repo;
@@ -208,11 +209,13 @@ async fn a_spent_budget_falls_back_to_the_cheaper_model_seen_at_the_provider() {
     assert_eq!(seen, served, "the provider saw the rewritten model");
     let records = envoy.wait_for_access_log(8).await;
     let last = records.last().unwrap();
+    let budget = audit::part(last, "token_budget").unwrap_or_else(|| panic!("{last:#}"));
     assert_eq!(
-        (last["model_requested"].as_str(), last["model_served"].as_str()),
+        (budget["model_requested"].as_str(), budget["model_served"].as_str()),
         (Some("gpt-4o"), Some("gpt-4o-mini"))
     );
-    assert!(last["decision_token_budget"].as_str().unwrap().ends_with("reason=fallback_model"), "{last}");
+    assert_eq!(budget["reason"], "fallback_model", "{last}");
+    audit::check_schema(&records).unwrap();
     assert!(envoy.stat("wasmcustom.warden.token_budget.fallback").await >= 1);
 }
 
@@ -275,21 +278,21 @@ async fn usage_is_settled_from_json_from_the_usage_chunk_warden_asked_for_and_fr
     let records = envoy.wait_for_access_log(3).await;
     let tokens = |r: &Value| {
         (
-            r["tokens_estimated"].as_str().unwrap().to_string(),
-            r["tokens_input"].as_str().unwrap().to_string(),
-            r["tokens_output"].as_str().unwrap().to_string(),
+            audit::field(r, "token_budget", "tokens.estimated").unwrap(),
+            audit::field(r, "token_budget", "tokens.input").unwrap(),
+            audit::field(r, "token_budget", "tokens.output").unwrap(),
         )
     };
     // The prompt was reserved at its upper bound (it fit, so it was never counted exactly);
     // what the provider reported settles it, and without a report the reservation stands.
-    let bound: u64 = records[0]["tokens_estimated"].as_str().unwrap().parse().unwrap();
+    let bound: u64 = audit::field(&records[0], "token_budget", "tokens.estimated").unwrap().parse().unwrap();
     assert!(bound >= u64::from(usage.prompt_tokens), "the bound is never below the count");
     let reported = usage.prompt_tokens.to_string();
     let settled = [reported.clone(), reported, bound.to_string()];
     for (record, input) in records.iter().zip(settled) {
         assert_eq!(tokens(record), (bound.to_string(), input, "12".to_string()), "{record}");
-        assert_eq!(record["tokens_reserved"], (bound + 64).to_string());
-        assert!(record["cost_usd"].is_null(), "no price table: no cost");
+        assert_eq!(audit::field(record, "token_budget", "tokens.reserved"), Some((bound + 64).to_string()));
+        assert_eq!(audit::field(record, "token_budget", "cost_usd"), None, "no price table: no cost");
     }
 }
 

@@ -16,6 +16,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use warden_integration_tests::audit;
 use warden_integration_tests::envoy::{config_policy, Envoy};
 use warden_integration_tests::fixtures::{McpFileServer, ModelProvider};
 use warden_integration_tests::http_client;
@@ -164,11 +165,17 @@ async fn governs_mcp(version: ProtocolVersion, json_answers: bool) {
 
     // The audit log: every decision, with the argument hash and never an argument value.
     let records = bed.envoy.wait_for_access_log(10).await;
-    let calls: Vec<&Value> = records.iter().filter(|r| r["mcp_method"] == "tools/call").collect();
-    assert!(calls.iter().any(|r| r["decision_tool_acl"] == "deny;rule=no-system-paths;reason=denied_by_rule"));
-    assert!(calls.iter().any(|r| r["tool"] == "delete_file" && r["tool_class"] == "destructive"));
-    assert!(calls.iter().all(|r| r["tool_args_sha256"].as_str().is_some_and(|h| h.len() == 64)), "{calls:?}");
-    assert!(calls.iter().all(|r| r["agent"] == "planner" || r["agent"] == "admin-bot"));
+    let calls: Vec<&Value> = records
+        .iter()
+        .filter(|r| audit::field(r, "tool_acl", "calls.method").as_deref() == Some("tools/call"))
+        .collect();
+    let field = |r: &Value, path: &str| audit::field(r, "tool_acl", path).unwrap_or_default();
+    assert!(calls.iter().any(|r| field(r, "decision") == "deny;rule=no-system-paths;reason=denied_by_rule"));
+    assert!(calls.iter().any(|r| field(r, "calls.tool") == "delete_file" && field(r, "calls.class") == "destructive"));
+    assert!(calls.iter().all(|r| field(r, "calls.args_sha256").len() == 64), "{calls:?}");
+    let agent = |r: &Value| audit::field(r, "principal", "agent").unwrap_or_default();
+    assert!(calls.iter().all(|r| agent(r) == "planner" || agent(r) == "admin-bot"));
+    audit::check_schema(&records).unwrap();
     assert!(!records.iter().any(|r| r.to_string().contains("/etc/passwd")), "argument values stay out of the log");
     for c in [client, admin, fresh] {
         let _ = c.cancel().await;
@@ -313,6 +320,7 @@ async fn an_agent_no_rule_is_about_cannot_reach_the_server() {
         "{error}"
     );
     let records = bed.envoy.wait_for_access_log(1).await;
-    assert_eq!(records[0]["decision_tool_acl"], "deny;rule=default;reason=server_not_allowed");
-    assert_eq!(records[0]["agent"], "globex-agent");
+    let decision = audit::field(&records[0], "tool_acl", "decision");
+    assert_eq!(decision.as_deref(), Some("deny;rule=default;reason=server_not_allowed"));
+    assert_eq!(audit::field(&records[0], "principal", "agent").as_deref(), Some("globex-agent"));
 }

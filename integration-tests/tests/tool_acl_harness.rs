@@ -9,6 +9,7 @@ use warden_integration_tests::repo;
 use warden_integration_tests::tool_fixtures::{
     call_request, chat_stream_with_call, example_policy, list_answer, list_answer_sse, tool_definitions,
 };
+use warden_policy::testing::principal;
 
 fn plugin() -> Plugin {
     Plugin::load(&repo::filter_wasm("warden_tool_acl")).expect("built tool-acl filter")
@@ -21,10 +22,13 @@ fn vm(env: &HostEnv) -> Vm {
 /// A stream whose principal the identity filter recorded.
 fn stream(vm: &mut Vm, tenant: &str, session: &str) -> u32 {
     let s = vm.new_stream().unwrap();
-    vm.set_property(s, "warden.agent", b"spiffe://warden.test/ns/agents/sa/planner");
-    vm.set_property(s, "warden.tenant", tenant.as_bytes());
-    vm.set_property(s, "warden.session", session.as_bytes());
-    vm.set_property(s, "warden.scopes", b"tools:call");
+    vm.set_principal(
+        s,
+        &principal::with(|p| {
+            p.tenant = Some(tenant.into());
+            p.session = Some(session.into());
+        }),
+    );
     s
 }
 
@@ -78,11 +82,14 @@ fn an_allowed_call_goes_on_unchanged_and_is_recorded_without_its_arguments() {
     assert_eq!(mcp(&mut vm, s, &body), Action::Continue);
     assert_eq!(vm.stream(s).unwrap().sent_request_body, body.as_bytes(), "forwarded byte for byte");
     assert!(vm.local_reply(s).is_none());
-    assert_eq!(vm.property(s, "warden.decision.tool_acl").unwrap(), "allow;rule=acme-agents-use-files;reason=allowed");
-    assert_eq!(vm.property(s, "warden.tool.name").unwrap(), "read_file");
-    assert_eq!(vm.property(s, "warden.tool.class").unwrap(), "read");
-    assert_eq!(vm.property(s, "warden.tool.server").unwrap(), "files");
-    assert_eq!(vm.property(s, "warden.tool.args_sha256").unwrap().len(), 64);
+    assert_eq!(
+        vm.field(s, "warden.audit.tool_acl", "decision").unwrap(),
+        "allow;rule=acme-agents-use-files;reason=allowed"
+    );
+    assert_eq!(vm.field(s, "warden.audit.tool_acl", "calls.tool").unwrap(), "read_file");
+    assert_eq!(vm.field(s, "warden.audit.tool_acl", "calls.class").unwrap(), "read");
+    assert_eq!(vm.field(s, "warden.audit.tool_acl", "server").unwrap(), "files");
+    assert_eq!(vm.field(s, "warden.audit.tool_acl", "calls.args_sha256").unwrap().len(), 64);
     let everything: String =
         vm.stream(s).unwrap().properties.values().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
     assert!(!everything.contains("secret-plan"), "argument values never reach the audit attributes");
@@ -410,7 +417,10 @@ fn a_request_that_ends_in_trailers_is_decided_like_any_other() {
     assert_eq!(vm.request_body(s, b.as_bytes(), false).unwrap(), Action::Pause);
     assert_eq!(vm.request_trailers(s, &[("x-checksum", "1")]).unwrap(), Action::Continue);
     assert_eq!(vm.stream(s).unwrap().sent_request_body, allowed.as_bytes());
-    assert_eq!(vm.property(s, "warden.decision.tool_acl").unwrap(), "allow;rule=acme-agents-use-files;reason=allowed");
+    assert_eq!(
+        vm.field(s, "warden.audit.tool_acl", "decision").unwrap(),
+        "allow;rule=acme-agents-use-files;reason=allowed"
+    );
 
     // Trailers with no body before them: a POST without a body.
     let s = stream(&mut vm, "acme", "sess-1");

@@ -89,10 +89,29 @@ pub struct Decision {
     pub shadowed: bool,
 }
 
+impl Decision {
+    pub fn allow(rule: impl Into<String>, reason: &'static str) -> Decision {
+        Decision { verdict: Verdict::Allow, rule: rule.into(), reason, shadowed: false }
+    }
+
+    pub fn deny(rule: impl Into<String>, reason: &'static str) -> Decision {
+        Decision { verdict: Verdict::Deny, rule: rule.into(), reason, shadowed: false }
+    }
+
+    /// `allow`, `deny`, or `shadow_deny` for a deny that shadow mode let through.
+    pub fn verdict_str(&self) -> &'static str {
+        if self.shadowed {
+            "shadow_deny"
+        } else {
+            self.verdict.as_str()
+        }
+    }
+}
+
+/// The decision in one word-string for log lines: `deny;rule=mcp;reason=token_expired`.
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.shadowed { "shadow_deny" } else { self.verdict.as_str() };
-        write!(f, "{verdict};rule={};reason={}", self.rule, self.reason)
+        write!(f, "{};rule={};reason={}", self.verdict_str(), self.rule, self.reason)
     }
 }
 

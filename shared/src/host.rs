@@ -48,6 +48,9 @@ pub trait Host {
     /// A proxy property such as `["connection", "uri_san_peer_certificate"]`.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError>;
+    /// Declares the type of a property this plugin writes (Envoy's `declare_property` foreign
+    /// function; `arguments` is its serialized `DeclarePropertyArguments`).
+    fn declare_property(&self, arguments: &[u8]) -> Result<(), HostError>;
 
     /// A shared-data value and its CAS token.
     fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError>;

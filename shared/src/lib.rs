@@ -6,6 +6,7 @@
 //! through which the thin proxy-wasm filters act. This crate never depends on `proxy-wasm`.
 
 pub mod attributes;
+pub mod audit;
 pub mod budget;
 pub mod canonical;
 pub mod decision;
@@ -15,6 +16,7 @@ pub mod host;
 pub mod identity;
 pub mod model_api;
 pub mod policy;
+pub mod principal;
 pub mod shared_slot;
 pub mod sse;
 pub mod strict_json;

@@ -51,9 +51,28 @@ pub struct MemoryHost {
     pub failing_grpc_calls: Cell<bool>,
     /// Times a paused request was resumed.
     pub resumed: Cell<u32>,
+    /// Declared properties: name → read-only (a read-only one takes one write, as in Envoy).
+    pub declared: RefCell<BTreeMap<String, bool>>,
 }
 
 impl MemoryHost {
+    /// A structured record written under `key`.
+    pub fn record(&self, key: &str) -> Option<serde_json::Value> {
+        let bytes = self.properties.borrow().get(key).cloned()?;
+        crate::audit::wire::decode(&bytes).map(serde_json::Value::Object)
+    }
+
+    /// One field of the record under `key` (see [`field`]).
+    pub fn field(&self, key: &str, path: &str) -> Option<String> {
+        field(&self.record(key)?, path)
+    }
+
+    /// Writes the principal as the identity filter before this one would.
+    pub fn set_principal(&self, principal: &crate::principal::Principal) {
+        let record = crate::audit::wire::encode(&principal.record());
+        self.properties.borrow_mut().insert(crate::attributes::PRINCIPAL.to_string(), record);
+    }
+
     pub fn with_headers(headers: &[(&str, &str)]) -> Self {
         let host = Self::default();
         *host.headers.borrow_mut() = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -181,7 +200,19 @@ impl Host for MemoryHost {
     }
 
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
-        self.properties.borrow_mut().insert(path.join("."), value.to_vec());
+        let key = path.join(".");
+        let readonly = self.declared.borrow().get(&key).copied().unwrap_or(false);
+        if readonly && self.properties.borrow().contains_key(&key) {
+            return Err(HostError::Failed { call: "set_property", status: "BadArgument".into() });
+        }
+        self.properties.borrow_mut().insert(key, value.to_vec());
+        Ok(())
+    }
+
+    fn declare_property(&self, arguments: &[u8]) -> Result<(), HostError> {
+        let declared: crate::audit::wire::DeclarePropertyArguments = prost::Message::decode(arguments)
+            .map_err(|e| HostError::Failed { call: "declare_property", status: e.to_string() })?;
+        self.declared.borrow_mut().insert(declared.name, declared.readonly);
         Ok(())
     }
 
@@ -353,5 +384,59 @@ pub mod tokens {
 
     pub fn now_secs() -> u64 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+}
+
+/// One field of a structured record, as text, for terse assertions. `path` walks objects by
+/// key (`tokens.input`); over an array it takes the rest of the path from every element and
+/// joins what it finds with `,` (`calls.tool`). `decision` is the record's
+/// `verdict;rule=…;reason=…`. Leaf arrays are joined with `,`.
+pub fn field(record: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    if path == "decision" {
+        let part = |k: &str| record.get(k).and_then(Value::as_str);
+        return Some(format!("{};rule={};reason={}", part("verdict")?, part("rule")?, part("reason")?));
+    }
+    let (head, rest) = path.split_once('.').map_or((path, None), |(h, r)| (h, Some(r)));
+    let value = record.get(head)?;
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    };
+    match (value, rest) {
+        (Value::Array(items), Some(rest)) => {
+            let found: Vec<String> = items.iter().filter_map(|item| field(item, rest)).collect();
+            (!found.is_empty()).then(|| found.join(","))
+        }
+        (Value::Array(items), None) => Some(items.iter().filter_map(text).collect::<Vec<_>>().join(",")),
+        (value, Some(rest)) => field(value, rest),
+        (value, None) => text(value),
+    }
+}
+
+/// The principal the identity filter records, for tests of the filters after it.
+pub mod principal {
+    use crate::principal::{AuthMethod, Principal};
+
+    /// An agent acting for a user in tenant `acme`, session `sess-1`, allowed to call tools.
+    pub fn example() -> Principal {
+        Principal {
+            agent: "spiffe://warden.test/ns/agents/sa/planner".into(),
+            user: Some("alice".into()),
+            tenant: Some("acme".into()),
+            session: Some("sess-1".into()),
+            methods: vec![AuthMethod::Jwt],
+            scopes: vec!["tools:call".into()],
+            actors: Vec::new(),
+            acr: None,
+        }
+    }
+
+    /// `example()` with other parts, e.g. `with(|p| p.tenant = Some("globex".into()))`.
+    pub fn with(change: impl FnOnce(&mut Principal)) -> Principal {
+        let mut principal = example();
+        change(&mut principal);
+        principal
     }
 }

@@ -10,8 +10,8 @@ use warden_policy::budget::plan::{amount, Outcome, Plan, PlanError, Planner, Usa
 use warden_policy::budget::tokenizer::Tokenizers;
 use warden_policy::budget::usage::{self, StreamMeter};
 use warden_policy::policy::parse_document;
+use warden_policy::principal::Caller;
 use warden_policy::testing::MemoryHost;
-use warden_policy::tool_acl::caller::Caller;
 use warden_policy::tool_acl::llm::Api;
 
 const NOW: u64 = 1_795_614_330; // 2026-11-25T13:45:30Z

@@ -41,13 +41,9 @@ fn an_allowed_request_is_recorded_forwarded_and_stripped() {
     ]);
     let step = run_flow(&policy, &host);
     assert!(matches!(step, Step::Continue(_)), "{step:?}");
-    let properties = host.properties.borrow();
-    assert_eq!(properties.get("warden.agent").map(Vec::as_slice), Some(&b"agent-planner"[..]));
-    assert_eq!(properties.get("warden.tenant").map(Vec::as_slice), Some(&b"acme"[..]));
-    assert_eq!(
-        properties.get("warden.decision.identity").map(Vec::as_slice),
-        Some(&b"allow;rule=api;reason=authenticated"[..])
-    );
+    assert_eq!(host.field("warden.principal", "agent").as_deref(), Some("agent-planner"));
+    assert_eq!(host.field("warden.principal", "tenant").as_deref(), Some("acme"));
+    assert_eq!(host.field("warden.audit.identity", "decision").as_deref(), Some("allow;rule=api;reason=authenticated"));
     assert_eq!(
         host.header("x-agent-id").as_deref(),
         Some("agent-planner"),
@@ -95,7 +91,7 @@ fn a_denied_request_gets_a_local_reply_and_no_principal() {
     assert_eq!(reply.status, 401);
     let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(body["error"]["request_id"], "r-2");
-    assert!(host.properties.borrow().get("warden.agent").is_none());
+    assert!(host.record("warden.principal").is_none());
     assert_eq!(host.header("x-agent-id"), None);
     assert_eq!(host.metric("warden.identity.denied.missing_credentials"), 1);
 }
@@ -141,9 +137,8 @@ fn a_session_held_by_another_agent_is_refused_and_the_refused_agent_is_audited()
     let step = run_flow(&policy, &host);
     assert!(matches!(step, Step::Replied(_)), "{step:?}");
     assert_eq!(host.reply.borrow().as_ref().unwrap().status, 403);
-    let properties = host.properties.borrow();
-    assert_eq!(properties.get("warden.agent").map(Vec::as_slice), Some(&b"agent-b"[..]));
-    assert!(properties.get("warden.session").is_none(), "the session it claimed is not recorded as its own");
+    assert_eq!(host.field("warden.principal", "agent").as_deref(), Some("agent-b"));
+    assert!(host.field("warden.principal", "session").is_none(), "the session it claimed is not recorded as its own");
 }
 
 #[test]
@@ -154,7 +149,7 @@ fn the_agent_tokens_acr_is_recorded_for_step_ups_and_a_malformed_one_refused() {
     let auth = format!("Bearer {}", tokens::token(&tokens::rsa(Algorithm::RS256), &claims));
     let host = MemoryHost::with_headers(&[(":authority", "gw"), (":path", "/v1/chat"), ("authorization", &auth)]);
     assert!(matches!(run_flow(&policy, &host), Step::Continue(_)));
-    assert_eq!(host.properties.borrow().get("warden.acr").map(Vec::as_slice), Some(&b"phrh"[..]));
+    assert_eq!(host.field("warden.principal", "acr").as_deref(), Some("phrh"));
 
     claims["acr"] = serde_json::json!(["phrh"]);
     let auth = format!("Bearer {}", tokens::token(&tokens::rsa(Algorithm::RS256), &claims));

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use std::rc::Rc;
 use warden_policy::host::{Action, Host};
 use warden_policy::policy::parse_document;
+use warden_policy::testing::principal;
 use warden_policy::testing::MemoryHost;
 use warden_policy::tool_acl::compile::CompiledToolAcl;
 use warden_policy::tool_acl::flow::ToolAclFlow;
@@ -35,14 +36,7 @@ fn host(method: &str, path: &str, extra: &[(&str, &str)]) -> Rc<MemoryHost> {
     headers.extend_from_slice(extra);
     let host = MemoryHost::with_headers(&headers);
     host.now_secs.set(1_800_000_000);
-    for (key, value) in [
-        ("warden.agent", "planner"),
-        ("warden.tenant", "acme"),
-        ("warden.session", "sess-1"),
-        ("warden.scopes", "tools:call"),
-    ] {
-        host.properties.borrow_mut().insert(key.to_string(), value.as_bytes().to_vec());
-    }
+    host.set_principal(&principal::with(|p| p.agent = "planner".into()));
     Rc::new(host)
 }
 
@@ -53,8 +47,8 @@ fn post(flow: &mut ToolAclFlow, host: &MemoryHost, body: &str) -> (Action, Actio
     (headers, flow.on_request_body(body.len(), true))
 }
 
-fn property(host: &MemoryHost, key: &str) -> Option<String> {
-    host.properties.borrow().get(key).map(|v| String::from_utf8_lossy(v).into_owned())
+fn field(host: &MemoryHost, key: &str, path: &str) -> Option<String> {
+    host.field(key, path)
 }
 
 fn reply(host: &MemoryHost) -> (u32, Value) {
@@ -78,11 +72,11 @@ fn an_allowed_call_is_held_then_forwarded_and_recorded() {
     assert_eq!(*host.request_body.borrow(), body.as_bytes(), "forwarded unchanged");
     assert_eq!(host.header("accept-encoding").as_deref(), Some("identity"));
     assert_eq!(
-        property(&host, "warden.decision.tool_acl").as_deref(),
+        field(&host, "warden.audit.tool_acl", "decision").as_deref(),
         Some("allow;rule=acme-agents-use-files;reason=allowed")
     );
-    assert_eq!(property(&host, "warden.tool.name").as_deref(), Some("read_file"));
-    assert_eq!(property(&host, "warden.tool.class").as_deref(), Some("read"));
+    assert_eq!(field(&host, "warden.audit.tool_acl", "calls.tool").as_deref(), Some("read_file"));
+    assert_eq!(field(&host, "warden.audit.tool_acl", "calls.class").as_deref(), Some("read"));
     assert_eq!(host.metric("warden.tool_acl.allowed"), 1);
 }
 
@@ -98,10 +92,10 @@ fn a_denied_call_is_answered_as_a_tool_error_and_never_forwarded() {
     assert_eq!(body["result"]["isError"], true);
     assert_eq!(body["result"]["_meta"]["warden/denial"]["rule"], "no-system-paths");
     assert_eq!(
-        property(&host, "warden.decision.tool_acl").as_deref(),
+        field(&host, "warden.audit.tool_acl", "decision").as_deref(),
         Some("deny;rule=no-system-paths;reason=denied_by_rule")
     );
-    assert!(property(&host, "warden.tool.args_sha256").is_some_and(|h| h.len() == 64));
+    assert!(field(&host, "warden.audit.tool_acl", "calls.args_sha256").is_some_and(|h| h.len() == 64));
 }
 
 #[test]
@@ -153,7 +147,7 @@ fn a_model_body_that_cannot_be_read_is_refused_and_recorded() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["request_id"], "req-1");
     assert_eq!(
-        property(&host, "warden.decision.tool_acl").as_deref(),
+        field(&host, "warden.audit.tool_acl", "decision").as_deref(),
         Some("deny;rule=protocol;reason=invalid_request")
     );
 }

@@ -4,8 +4,8 @@
 
 use serde_json::{json, Value};
 use warden_policy::policy::parse_document;
+use warden_policy::principal::Caller;
 use warden_policy::sse::Framer;
-use warden_policy::tool_acl::caller::Caller;
 use warden_policy::tool_acl::compile::CompiledToolAcl;
 use warden_policy::tool_acl::llm::{check_response, decide_request, Api, RequestAction, StreamGuard};
 

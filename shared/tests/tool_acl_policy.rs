@@ -5,9 +5,9 @@
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use warden_policy::policy::parse_document;
+use warden_policy::principal::Caller;
 use warden_policy::testing::tokens;
 use warden_policy::testing::MemoryHost;
-use warden_policy::tool_acl::caller::Caller;
 use warden_policy::tool_acl::compile::CompiledToolAcl;
 use warden_policy::tool_acl::evaluate::{evaluate, Call, Hint, Outcome};
 use warden_policy::tool_acl::mcp::{decide, Action, Context};
@@ -338,12 +338,9 @@ fn random_and_mutated_bodies_never_panic_and_never_forward_what_was_not_checked(
 
 #[test]
 fn the_acr_claim_reaches_the_principal_attributes() {
-    let principal = warden_policy::identity::principal::Principal {
-        agent: "a".into(),
-        acr: Some("phrh".into()),
-        ..Default::default()
-    };
-    assert!(principal.attributes().contains(&("warden.acr", "phrh".to_string())));
+    let principal =
+        warden_policy::principal::Principal { agent: "a".into(), acr: Some("phrh".into()), ..Default::default() };
+    assert_eq!(principal.record()["acr"], "phrh");
 }
 
 #[test]
@@ -375,21 +372,6 @@ fn reads_and_prompts_are_recorded_by_what_they_name() {
     let prompt = r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"summarise"}}"#;
     let (_, records) = decide_body(&MemoryHost::default(), &acl, &planner(), prompt);
     assert_eq!(records[0]["tool"], "summarise");
-}
-
-#[test]
-fn only_the_parts_of_the_principal_a_policy_uses_are_read() {
-    use warden_policy::tool_acl::caller::Needs;
-    let acl = compile(&example());
-    assert_eq!(acl.needs, Needs { agent: true, user: false, tenant: true, session: true, scopes: true, acr: false });
-    let bare =
-        compile("toolAcl:\n  servers: [{name: files, pathPrefix: /mcp}]\n  rules:\n    - {id: r, effect: allow}\n");
-    assert_eq!(bare.needs, Needs::default());
-    let host = MemoryHost::default();
-    host.properties.borrow_mut().insert("warden.user".into(), b"alice".to_vec());
-    assert_eq!(Caller::read(&host, bare.needs).unwrap(), Caller::default());
-    let all = Needs { agent: true, user: true, tenant: true, session: true, scopes: true, acr: true };
-    assert_eq!(Caller::read(&host, all).unwrap().user.as_deref(), Some("alice"));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use crate::host::{refuse_after_host_fault, ProxyHost};
 use crate::http::IdentityHttp;
-use log::{error, info, warn};
+use log::{info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
+use warden_policy::attributes;
 use warden_policy::host::Host;
 use warden_policy::identity::compile::CompiledIdentity;
 use warden_policy::identity::metrics;
@@ -17,7 +18,7 @@ use warden_policy::identity::remote_keys::{FetchRequest, RemoteKeys};
 use warden_policy::identity::request::{decide, CapturedRequest, Step};
 use warden_policy::identity::token_cache::{TokenCache, Verifier};
 use warden_policy::policy::parse_document;
-use warden_proxy_host::plugin_configuration;
+use warden_proxy_host::on_configure;
 
 /// How often the root wakes to start due fetches and release requests that waited too long.
 const TICK: Duration = Duration::from_millis(100);
@@ -165,21 +166,12 @@ impl Context for IdentityRoot {
 
 impl RootContext for IdentityRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let config = match plugin_configuration(plugin_configuration_size) {
-            Ok(bytes) => bytes,
-            Err(message) => {
-                error!("warden identity: {message}");
-                return false;
-            }
-        };
-        match self.configure(&config) {
-            Ok(()) => true,
-            Err(message) => {
-                // Envoy refuses the configuration; this line says why.
-                error!("warden identity: invalid policy: {message}");
-                false
-            }
-        }
+        on_configure(
+            "identity",
+            plugin_configuration_size,
+            &[(attributes::PRINCIPAL, true), (attributes::AUDIT_IDENTITY, false)],
+            |config| self.configure(config),
+        )
     }
 
     fn on_tick(&mut self) {

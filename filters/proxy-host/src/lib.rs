@@ -19,6 +19,14 @@ fn failed(call: &'static str, status: Status) -> HostError {
     }
 }
 
+// The one direct ABI import: allowed here only, where it is wrapped with its status mapped.
+#[allow(unsafe_code)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// The ABI call itself, returning the raw status (see `Host::set_property`).
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
+}
+
 /// The first `size` bytes of a buffer (empty when there is none).
 fn buffer(kind: BufferType, size: usize) -> Result<Vec<u8>, HostError> {
     hostcalls::get_buffer(kind, 0, size).map(Option::unwrap_or_default).map_err(|s| failed("get_buffer", s))
@@ -50,6 +58,38 @@ pub fn plugin_configuration(size: usize) -> Result<Vec<u8>, String> {
         Ok(Some(bytes)) if !bytes.is_empty() => Ok(bytes),
         Ok(_) => Err("no plugin configuration: refusing to start without a policy".to_string()),
         Err(status) => Err(format!("cannot read the plugin configuration: {status:?}")),
+    }
+}
+
+/// Every filter's `on_configure`: reads the policy, declares the audit records the filter
+/// writes (`(key, read-only)`), and hands the policy to `configure`. A refusal is logged with
+/// why, and Envoy refuses the configuration.
+pub fn on_configure(
+    filter: &str,
+    size: usize,
+    records: &[(&str, bool)],
+    configure: impl FnOnce(&[u8]) -> Result<(), String>,
+) -> bool {
+    let config = match plugin_configuration(size) {
+        Ok(bytes) => bytes,
+        Err(message) => {
+            log::error!("warden {filter}: {message}");
+            return false;
+        }
+    };
+    for (key, readonly) in records {
+        // Undeclared, a record still reaches later filters, but the access log prints it as
+        // bytes rather than JSON: worth a line, not a refusal.
+        if let Err(e) = warden_policy::audit::declare(&ProxyHost, key, *readonly) {
+            log::warn!("warden {filter}: cannot declare {key}: {e}");
+        }
+    }
+    match configure(&config) {
+        Ok(()) => true,
+        Err(message) => {
+            log::error!("warden {filter}: invalid policy: {message}");
+            false
+        }
     }
 }
 
@@ -111,8 +151,25 @@ impl Host for ProxyHost {
         hostcalls::get_property(path.to_vec()).map_err(|s| failed("get_property", s))
     }
 
+    #[allow(unsafe_code)]
     fn set_property(&self, path: &[&str], value: &[u8]) -> Result<(), HostError> {
-        hostcalls::set_property(path.to_vec(), Some(value)).map_err(|s| failed("set_property", s))
+        // Not the SDK's `hostcalls::set_property`: it panics on any status but `Ok`, and Envoy
+        // answers `BadArgument` to a second write of a read-only property (the principal) and
+        // `NotFound` where there is no stream.
+        let path = path.join("\0");
+        // SAFETY: both pointers and lengths describe live slices for the duration of the call;
+        // the host copies what it keeps.
+        let status = unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) };
+        match status {
+            0 => Ok(()),
+            other => Err(HostError::Failed { call: "set_property", status: format!("status {other}") }),
+        }
+    }
+
+    fn declare_property(&self, arguments: &[u8]) -> Result<(), HostError> {
+        hostcalls::call_foreign_function("declare_property", Some(arguments))
+            .map(|_| ())
+            .map_err(|s| failed("call_foreign_function(declare_property)", s))
     }
 
     fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), HostError> {

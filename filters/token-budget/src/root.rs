@@ -9,10 +9,11 @@ use proxy_wasm::types::ContextType;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::Duration;
+use warden_policy::attributes;
 use warden_policy::budget::metrics;
 use warden_policy::budget::vm::BudgetVm;
 use warden_policy::policy::parse_document;
-use warden_proxy_host::{define_counter, plugin_configuration, ProxyHost};
+use warden_proxy_host::{define_counter, on_configure, ProxyHost};
 
 /// How often queued settle calls are sent.
 const SETTLE_TICK: Duration = Duration::from_millis(50);
@@ -60,20 +61,9 @@ impl Context for BudgetRoot {
 
 impl RootContext for BudgetRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let config = match plugin_configuration(plugin_configuration_size) {
-            Ok(bytes) => bytes,
-            Err(message) => {
-                error!("warden token-budget: {message}");
-                return false;
-            }
-        };
-        match self.configure(&config) {
-            Ok(()) => true,
-            Err(message) => {
-                error!("warden token-budget: invalid policy: {message}");
-                false
-            }
-        }
+        on_configure("token-budget", plugin_configuration_size, &[(attributes::AUDIT_TOKEN_BUDGET, false)], |config| {
+            self.configure(config)
+        })
     }
 
     fn on_tick(&mut self) {

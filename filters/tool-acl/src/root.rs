@@ -1,13 +1,14 @@
 //! Root context: the policy is parsed, validated and compiled once; a bad one is refused.
 
 use crate::http::ToolAclHttp;
-use log::{error, info};
+use log::info;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
+use warden_policy::attributes;
 use warden_policy::policy::{parse_document, RequestHeaders};
 use warden_policy::tool_acl::compile::CompiledToolAcl;
-use warden_proxy_host::plugin_configuration;
+use warden_proxy_host::on_configure;
 
 #[derive(Default)]
 pub struct ToolAclRoot {
@@ -36,20 +37,9 @@ impl Context for ToolAclRoot {}
 
 impl RootContext for ToolAclRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        let config = match plugin_configuration(plugin_configuration_size) {
-            Ok(bytes) => bytes,
-            Err(message) => {
-                error!("warden tool-acl: {message}");
-                return false;
-            }
-        };
-        match self.configure(&config) {
-            Ok(()) => true,
-            Err(message) => {
-                error!("warden tool-acl: invalid policy: {message}");
-                false
-            }
-        }
+        on_configure("tool-acl", plugin_configuration_size, &[(attributes::AUDIT_TOOL_ACL, false)], |config| {
+            self.configure(config)
+        })
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -233,10 +233,16 @@ fn link_properties_and_shared_data(linker: &mut Linker<VmState>) -> Result<()> {
             let value = read(&mut c, ptr, len)?;
             let state = c.data_mut();
             let effective = state.effective;
-            match state.streams.get_mut(&effective) {
-                Some(stream) => stream.properties.insert(key, value),
-                None => state.root_properties.insert(key, value),
+            let readonly = state.declared.get(&key).copied().unwrap_or(false);
+            let properties = match state.streams.get_mut(&effective) {
+                Some(stream) => &mut stream.properties,
+                None => &mut state.root_properties,
             };
+            // A read-only property (Envoy's `declare_property` with `readonly`) takes one write.
+            if readonly && properties.contains_key(&key) {
+                return Ok(STATUS_BAD_ARGUMENT);
+            }
+            properties.insert(key, value);
             Ok(STATUS_OK)
         },
     )?;
@@ -277,25 +283,32 @@ fn link_streams_and_callouts(linker: &mut Linker<VmState>) -> Result<()> {
         STATUS_OK
     })?;
     linker.func_wrap("env", "proxy_close_stream", |_c: C, _stream_type: i32| -> i32 { STATUS_OK })?;
-    // Envoy's foreign functions; only `clear_route_cache` is known here (it returns nothing).
+    // Envoy's foreign functions: `clear_route_cache` and `declare_property` (both return nothing).
     linker.func_wrap(
         "env",
         "proxy_call_foreign_function",
-        |mut c: C,
-         name_ptr: i32,
-         name_len: i32,
-         _arg: i32,
-         _arg_len: i32,
-         ptr_out: i32,
-         size_out: i32|
-         -> Result<i32> {
+        |mut c: C, name_ptr: i32, name_len: i32, arg: i32, arg_len: i32, ptr_out: i32, size_out: i32| -> Result<i32> {
             let name = read_string(&mut c, name_ptr, name_len)?;
-            if name != "clear_route_cache" {
-                return Ok(STATUS_NOT_FOUND);
-            }
-            match c.data_mut().stream() {
-                Some(stream) => stream.route_cache_cleared += 1,
-                None => return Ok(STATUS_BAD_ARGUMENT),
+            let arguments = read(&mut c, arg, arg_len)?;
+            let state = c.data_mut();
+            match name.as_str() {
+                "clear_route_cache" => match state.stream() {
+                    Some(stream) => stream.route_cache_cleared += 1,
+                    None => return Ok(STATUS_BAD_ARGUMENT),
+                },
+                "declare_property" => {
+                    let Ok(declared) = <warden_policy::audit::wire::DeclarePropertyArguments as prost::Message>::decode(
+                        arguments.as_slice(),
+                    ) else {
+                        return Ok(STATUS_BAD_ARGUMENT);
+                    };
+                    // As Envoy: declared on the root context, once.
+                    if state.effective != state.root_id || state.declared.contains_key(&declared.name) {
+                        return Ok(STATUS_BAD_ARGUMENT);
+                    }
+                    state.declared.insert(declared.name, declared.readonly);
+                }
+                _ => return Ok(STATUS_NOT_FOUND),
             }
             write_u32(&mut c, ptr_out, 0)?;
             write_u32(&mut c, size_out, 0)?;

@@ -26,7 +26,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use state::{CalloutAnswer, VmState};
 use std::path::Path;
 use std::time::Duration;
-use wasmtime::{Config, Engine, Instance, Linker, Module, Store};
+use wasmtime::{CallHook, Config, Engine, Instance, Linker, Module, Store};
 
 /// What a callback told the host to do with the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +69,12 @@ impl Plugin {
 
     fn instantiate(&self, env: &HostEnv, plugin_config: &[u8]) -> Result<Vm> {
         let mut store = Store::new(&self.engine, VmState::new(env.clone(), Vec::new(), plugin_config.to_vec()));
+        store.call_hook(|mut store, hook| {
+            if matches!(hook, CallHook::CallingHost) {
+                store.data_mut().host_calls += 1;
+            }
+            Ok(())
+        });
         let mut linker = Linker::new(&self.engine);
         abi::link(&mut linker)?;
         abi::stub_missing(&mut linker, &mut store, &self.module)?;
@@ -117,6 +123,34 @@ impl Vm {
         let size = self.store.data().plugin_config.len() as i32;
         let configured: i32 = self.call("proxy_on_configure", (root as i32, size))?;
         Ok(configured != 0)
+    }
+
+    /// A structured record (the principal, a filter's audit record) written on this stream.
+    pub fn audit(&self, stream: u32, key: &str) -> Option<serde_json::Value> {
+        let bytes = self.store.data().streams.get(&stream)?.properties.get(key)?;
+        warden_policy::audit::wire::decode(bytes).map(serde_json::Value::Object)
+    }
+
+    /// One field of the record under `key` on this stream (see `warden_policy::testing::field`).
+    pub fn field(&self, stream: u32, key: &str, path: &str) -> Option<String> {
+        warden_policy::testing::field(&self.audit(stream, key)?, path)
+    }
+
+    /// Writes the principal on this stream as the identity filter before this one would.
+    pub fn set_principal(&mut self, stream: u32, principal: &warden_policy::principal::Principal) {
+        let record = warden_policy::audit::wire::encode(&principal.record());
+        self.set_property(stream, warden_policy::attributes::PRINCIPAL, &record);
+    }
+
+    /// The properties this plugin declared, with whether each is read-only.
+    pub fn declared(&self) -> std::collections::BTreeMap<String, bool> {
+        self.store.data().declared.clone()
+    }
+
+    /// Calls the module has made into the host so far (proxy-wasm and WASI alike): each one
+    /// crosses the VM boundary, which is what a filter's per-request cost is mostly made of.
+    pub fn host_calls(&self) -> u64 {
+        self.store.data().host_calls
     }
 
     /// Opens an HTTP stream; set its properties before sending headers.

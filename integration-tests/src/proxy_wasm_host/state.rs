@@ -198,6 +198,10 @@ pub struct VmState {
     pub(crate) stdout: Vec<u8>,
     /// Clusters the host does not know: callouts to them fail to dispatch.
     pub(crate) unknown_clusters: Vec<String>,
+    /// Calls from the module into the host (proxy-wasm and WASI), counted by a store hook.
+    pub(crate) host_calls: u64,
+    /// Properties the plugin declared (`declare_property`): name → read-only.
+    pub(crate) declared: BTreeMap<String, bool>,
 }
 
 impl VmState {
@@ -219,6 +223,8 @@ impl VmState {
             metric_names: Vec::new(),
             stdout: Vec::new(),
             unknown_clusters: Vec::new(),
+            host_calls: 0,
+            declared: BTreeMap::new(),
         }
     }
 

@@ -8,7 +8,7 @@ use super::config::{
 use crate::decision::Mode;
 use crate::model_api::ModelPaths;
 use crate::policy::PolicyError;
-use crate::tool_acl::caller::{Caller, Needs};
+use crate::principal::Caller;
 use crate::tool_acl::glob::{Glob, GlobSet};
 use std::time::Duration;
 
@@ -125,8 +125,6 @@ pub struct CompiledTokenBudget {
     pub rate_limit_service: Option<RateLimitService>,
     pub slots: usize,
     pub session_idle: Duration,
-    /// Which principal parts any budget reads.
-    pub needs: Needs,
 }
 
 impl CompiledTokenBudget {
@@ -174,21 +172,6 @@ impl CompiledTokenBudget {
         if let Some(i) = config.paths.iter().position(|p| !p.starts_with('/')) {
             return Err(PolicyError::at(format!("tokenBudget.paths[{i}]"), "a path starts with `/`"));
         }
-        let mut needs = Needs::default();
-        for b in &budgets {
-            for part in &b.scope {
-                match part {
-                    ScopePart::Session => needs.session = true,
-                    ScopePart::Agent => needs.agent = true,
-                    ScopePart::User => needs.user = true,
-                    ScopePart::Tenant => needs.tenant = true,
-                    ScopePart::Request | ScopePart::Model => {}
-                }
-            }
-            needs.agent |= !b.agents.is_any();
-            needs.user |= !b.users.is_any();
-            needs.tenant |= !b.tenants.is_any();
-        }
         Ok(CompiledTokenBudget {
             mode: config.mode,
             paths: ModelPaths::new(&config.paths),
@@ -200,7 +183,6 @@ impl CompiledTokenBudget {
             rate_limit_service,
             slots: config.slots,
             session_idle: config.session_idle.as_duration(),
-            needs,
         })
     }
 

@@ -13,11 +13,12 @@ use super::request::{Edits, ModelRequest, RequestError};
 use super::vm::BudgetVm;
 use super::{ledger, metrics, rls};
 use crate::attributes;
-use crate::decision::Mode;
+use crate::audit::Record;
+use crate::decision::{Decision, Mode};
 use crate::encoding::{ACCEPT_ENCODING, IDENTITY};
 use crate::host::{Action, Host, HostError};
 use crate::model_api::Api;
-use crate::tool_acl::caller::Caller;
+use crate::principal::Caller;
 use log::{error, warn};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
@@ -59,6 +60,8 @@ pub struct BudgetFlow {
     request_size: usize,
     /// The request came with a `content-length`, which a rewritten body must keep right.
     has_length: bool,
+    /// What this filter decided and learned, for the access log.
+    record: Record,
 }
 
 fn unix_now(host: &dyn Host) -> u64 {
@@ -87,6 +90,7 @@ impl BudgetFlow {
             settled: false,
             request_size: 0,
             has_length: false,
+            record: Record::new(),
         }
     }
 
@@ -99,10 +103,16 @@ impl BudgetFlow {
         Action::Pause
     }
 
-    fn error(&mut self, status: u32, message: &str, kind: &str, code: &str, rule: &str) -> Action {
+    fn error(&mut self, status: u32, message: &str, kind: &str, code: &'static str, rule: &str) -> Action {
         let reply = reply::error(self.api, status, message, kind, code, rule, &self.request_id);
-        let _ = record(&*self.host, attributes::DECISION_TOKEN_BUDGET, &format!("deny;rule={rule};reason={code}"));
+        // Recorded at best: a host fault here must not keep the refusal from being sent.
+        let _ = self.decide(Decision::deny(rule, code));
         self.send(&reply)
+    }
+
+    /// Records the decision with what was learned so far, in one write.
+    fn decide(&mut self, decision: Decision) -> Result<(), HostError> {
+        self.record.decision(&decision).write(&*self.host, attributes::AUDIT_TOKEN_BUDGET)
     }
 
     /// A runtime fault (shared data): requests are not let through uncounted.
@@ -191,7 +201,7 @@ impl BudgetFlow {
             Ok(request) => request,
             Err(e) => return Ok(self.bad_request(&e)),
         };
-        self.caller = Caller::read(&*self.host, vm.policy.needs)?;
+        self.caller = Caller::read(&*self.host)?;
         self.requested_model.clone_from(&request.model);
         // Each of the `n` answers may run to the cap: all of them are reserved.
         let cap = request.max_output.or(vm.policy.default_max_output_tokens.map(u64::from)).unwrap_or(0);
@@ -207,8 +217,8 @@ impl BudgetFlow {
             include_usage: api == Api::ChatCompletions && request.stream && !request.include_usage,
             max_output: if request.max_output.is_none() { vm.policy.default_max_output_tokens } else { None },
         };
-        record(&*self.host, attributes::MODEL_REQUESTED, &request.model)?;
-        record(&*self.host, attributes::TOKENS_ESTIMATED, &self.estimate.input.to_string())?;
+        self.record.set("model_requested", request.model.as_str());
+        self.record.set_in("tokens", "estimated", self.estimate.input);
         let model = request.model.clone();
         self.reserve(vm, &model, self.estimate)
     }
@@ -266,6 +276,9 @@ impl BudgetFlow {
                         ) {
                             Ok(token) => {
                                 self.stage = Stage::Reserving { token };
+                                // Recorded before the wait: a request the client gives up on
+                                // while the service answers still shows what it asked for.
+                                self.record.write(&*self.host, attributes::AUDIT_TOKEN_BUDGET)?;
                                 Ok(Action::Pause)
                             }
                             Err(e) => {
@@ -297,7 +310,7 @@ impl BudgetFlow {
                 if model == self.requested_model {
                     self.estimate.input = input;
                 }
-                record(&*self.host, attributes::TOKENS_ESTIMATED, &input.to_string())?;
+                self.record.set_in("tokens", "estimated", input);
                 return self.reserve(vm, &model, Usage { input, ..estimate });
             }
         }
@@ -320,11 +333,8 @@ impl BudgetFlow {
         self.host.increment(&metrics::refused_by(&budget.id), 1)?;
         if vm.policy.mode == Mode::Shadow {
             self.host.increment(metrics::SHADOW_REFUSED, 1)?;
-            record(
-                &*self.host,
-                attributes::DECISION_TOKEN_BUDGET,
-                &format!("shadow_deny;rule={};reason=budget_exhausted", budget.id),
-            )?;
+            let decision = Decision::deny(budget.id.as_str(), "budget_exhausted");
+            self.decide(Decision { shadowed: true, ..decision })?;
             // Forwarded as sent: nothing meters its answer, so nothing may be asked of it
             // (a usage chunk asked for here would reach the client).
             self.edits = Edits::default();
@@ -332,11 +342,7 @@ impl BudgetFlow {
         }
         self.host.increment(metrics::REFUSED, 1)?;
         let reply = reply::refused(&vm.policy, self.api, refusal, unix_now(&*self.host), &self.request_id);
-        record(
-            &*self.host,
-            attributes::DECISION_TOKEN_BUDGET,
-            &format!("deny;rule={};reason=budget_exhausted", budget.id),
-        )?;
+        self.decide(Decision::deny(budget.id.as_str(), "budget_exhausted"))?;
         Ok(self.send(&reply))
     }
 
@@ -436,14 +442,16 @@ impl BudgetFlow {
         if fallback {
             self.edits.model = Some(plan.model.clone());
         }
-        record(&*self.host, attributes::MODEL_SERVED, &plan.model)?;
-        record(&*self.host, attributes::TOKENS_RESERVED, &plan.reserved_tokens().to_string())?;
+        self.record.set("model_served", plan.model.as_str());
+        self.record.set_in("tokens", "reserved", plan.reserved_tokens());
         let budgets: Vec<&str> = plan.charges.iter().map(|c| vm.policy.budgets[c.budget].id.as_str()).collect();
         let rule = if budgets.is_empty() { "none".to_string() } else { budgets.join(",") };
         let reason = if fallback { "fallback_model" } else { "within_budget" };
-        record(&*self.host, attributes::DECISION_TOKEN_BUDGET, &format!("allow;rule={rule};reason={reason}"))?;
+        let model = plan.model.clone();
+        self.decide(Decision::allow(rule, reason))?;
         self.host.increment(metrics::ALLOWED, 1)?;
-        let encoding = vm.policy.model(&plan.model).encoding;
+        let Some(plan) = &self.plan else { return self.write_edits(vm) };
+        let encoding = vm.policy.model(&model).encoding;
         let api = self.api.unwrap_or(Api::ChatCompletions);
         self.meter = Some(Meter::new(api, &self.request_id, encoding, self.edits.include_usage, plan.output_allowance));
         if vm.hold {
@@ -502,12 +510,12 @@ impl BudgetFlow {
         if usage.input > plan.estimate.input {
             let _ = self.host.increment(metrics::UNDERESTIMATE_TOKENS, (usage.input - plan.estimate.input) as i64);
         }
-        let _ = record(&*self.host, attributes::TOKENS_INPUT, &usage.input.to_string());
-        let _ = record(&*self.host, attributes::TOKENS_OUTPUT, &usage.output.to_string());
+        self.record.set_in("tokens", "input", usage.input).set_in("tokens", "output", usage.output);
         if let Some(micro) = cost {
             let _ = self.host.increment(metrics::COST_MICRO_USD, micro as i64);
-            let _ = record(&*self.host, attributes::COST_USD, &format!("{:.6}", micro as f64 / 1e6));
+            self.record.set("cost_usd", micro as f64 / 1e6);
         }
+        let _ = self.record.write(&*self.host, attributes::AUDIT_TOKEN_BUDGET);
     }
 }
 
@@ -541,10 +549,6 @@ fn settle_global(host: &dyn Host, vm: &BudgetVm, plan: &Plan, usage: Usage) {
 
 fn cut_message() -> String {
     "the token budget for this session is spent; the answer was cut".to_string()
-}
-
-fn record(host: &dyn Host, key: &str, value: &str) -> Result<(), HostError> {
-    host.set_property(&[key], value.as_bytes())
 }
 
 /// The callbacks, as the glue passes them in.

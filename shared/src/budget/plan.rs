@@ -11,8 +11,8 @@ use super::config::{ScopePart, Store, Unit, Window};
 use super::ledger::{self, Counter, Held, Reserved};
 use super::rls::Draw;
 use crate::host::{Host, HostError};
+use crate::principal::Caller;
 use crate::shared_slot;
-use crate::tool_acl::caller::Caller;
 
 /// Tokens a request consumed (or is estimated to).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

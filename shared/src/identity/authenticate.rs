@@ -8,10 +8,10 @@ use super::api_key;
 use super::compile::{CompiledIdentity, Route};
 use super::config::CredentialKind;
 use super::jwt::{TokenError, VerifiedToken};
-use super::principal::{AuthMethod, Principal};
 use super::query;
 use super::spiffe;
 use super::token_cache::Verifier;
+use crate::principal::{AuthMethod, Principal};
 use std::time::SystemTime;
 
 const MAX_SESSION_ID_BYTES: usize = 128;

@@ -10,7 +10,6 @@ pub mod jwks_schedule;
 pub mod jwt;
 pub mod keys;
 pub mod metrics;
-pub mod principal;
 pub mod query;
 pub mod remote_keys;
 pub mod request;

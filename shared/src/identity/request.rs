@@ -6,13 +6,14 @@ use super::authenticate::{authenticate, Denial, KeyWait, Outcome, RequestFacts};
 use super::compile::CompiledIdentity;
 use super::denial;
 use super::metrics;
-use super::principal::Principal;
 use super::query;
 use super::session::{self, Binding};
 use super::token_cache::Verifier;
 use crate::attributes;
+use crate::audit::Record;
 use crate::decision::{Decision, FailureMode, Mode, Verdict};
 use crate::host::{Host, HostError};
+use crate::principal::Principal;
 
 /// A request as it arrived, kept so a paused request can be decided again later.
 #[derive(Debug, Clone, Default)]
@@ -159,9 +160,7 @@ pub fn decide(
 
     match result {
         Ok(principal) => {
-            for (key, value) in principal.attributes() {
-                host.set_property(&[key], value.as_bytes())?;
-            }
+            principal.write(host)?;
             forward_principal(host, policy, &principal)?;
             strip_credentials(host, policy, request)?;
             let decision = Decision { verdict: Verdict::Allow, rule, reason: "authenticated", shadowed: false };
@@ -261,9 +260,7 @@ fn deny(
     };
     // Whatever was verified before the refusal goes to the audit log with the decision.
     if let Some(verified) = &denial.verified {
-        for (key, value) in verified.attributes() {
-            host.set_property(&[key], value.as_bytes())?;
-        }
+        verified.write(host)?;
     }
     record(host, &decision)?;
     if decision.shadowed {
@@ -279,13 +276,13 @@ fn deny(
 /// Writes the decision for the access log and later filters, and counts it.
 fn record(host: &dyn Host, decision: &Decision) -> Result<(), HostError> {
     host.increment(&metrics::for_decision(decision), 1)?;
-    host.set_property(&[attributes::DECISION_IDENTITY], decision.to_string().as_bytes())
+    Record::new().decision(decision).write(host, attributes::AUDIT_IDENTITY)
 }
 
 fn forward_principal(
     host: &dyn Host,
     policy: &CompiledIdentity,
-    principal: &super::principal::Principal,
+    principal: &crate::principal::Principal,
 ) -> Result<(), HostError> {
     let auth_method = principal.auth_method();
     let pairs = [

@@ -2,7 +2,6 @@
 //! JSON answers are held whole (bounded by `maxResponseBytes`); event streams are rewritten
 //! event by event.
 
-use super::caller::Caller;
 use super::compile::CompiledToolAcl;
 use super::denial::openai_error;
 use super::jsonrpc;
@@ -11,9 +10,11 @@ use super::llm::{self, Api, StreamGuard};
 use super::metrics;
 use super::record;
 use super::stream::EventRewriter;
+use crate::audit::Record;
 use crate::decision::FailureMode;
 use crate::encoding;
 use crate::host::{response_header, Action, Host, HostError};
+use crate::principal::Caller;
 use crate::sse;
 use log::{error, warn};
 
@@ -39,6 +40,8 @@ pub struct AnswerFilter {
     kind: Kind,
     framing: Framing,
     request_id: String,
+    /// The request's audit record, which a model answer's tool calls are added to.
+    record: Record,
 }
 
 impl AnswerFilter {
@@ -47,14 +50,16 @@ impl AnswerFilter {
             kind: Kind::Listing { server, list_ids, other_ids },
             framing: Framing::Unread,
             request_id: request_id.to_string(),
+            record: Record::new(),
         }
     }
 
-    pub fn model(api: Api, request_id: &str) -> Self {
+    pub fn model(api: Api, request_id: &str, record: Record) -> Self {
         Self {
             kind: Kind::Model { api, guard: StreamGuard::new(Some(api)) },
             framing: Framing::Unread,
             request_id: request_id.to_string(),
+            record,
         }
     }
 
@@ -221,7 +226,7 @@ impl AnswerFilter {
             }
             Kind::Model { api, .. } => {
                 let checked = llm::check_response(acl, caller, Some(*api), text, &self.request_id);
-                record_model(host, acl, &checked.records)?;
+                record_model(host, acl, &mut self.record, &checked.records)?;
                 Ok(checked.replacement)
             }
         }
@@ -278,7 +283,7 @@ impl AnswerFilter {
         if let Some(e) = fault {
             return Err(e);
         }
-        record_model(host, acl, &records)?;
+        record_model(host, acl, &mut self.record, &records)?;
         match result {
             Ok(out) if !malformed => Ok(out),
             _ => {
@@ -304,7 +309,12 @@ fn count(host: &dyn Host, filtered: &Filtered) -> Result<(), HostError> {
     Ok(())
 }
 
-fn record_model(host: &dyn Host, acl: &CompiledToolAcl, records: &[super::mcp::Record]) -> Result<(), HostError> {
+fn record_model(
+    host: &dyn Host,
+    acl: &CompiledToolAcl,
+    record: &mut Record,
+    records: &[super::mcp::Record],
+) -> Result<(), HostError> {
     if records.is_empty() {
         return Ok(());
     }
@@ -312,5 +322,5 @@ fn record_model(host: &dyn Host, acl: &CompiledToolAcl, records: &[super::mcp::R
     if blocked > 0 {
         host.increment(metrics::LLM_CALLS_BLOCKED, blocked as i64)?;
     }
-    record::write(host, llm::server_name(acl), records, "-")
+    record::write(host, record, "answer_calls", llm::server_name(acl), records, "-")
 }

@@ -7,8 +7,8 @@
 
 use crate::host::{Host, HostError};
 use crate::identity::jwt::{self, NoRemoteKeys};
+use crate::principal::Caller;
 use crate::shared_slot::{self, digest, slot_of, Change};
-use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::Approvals;
 use std::time::{SystemTime, UNIX_EPOCH};
 

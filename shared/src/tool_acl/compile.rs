@@ -5,7 +5,6 @@ use crate::identity::compile::CompiledIdentity;
 use crate::model_api::{ModelPaths, Route};
 use crate::policy::PolicyError;
 use crate::tool_acl::arguments::Constraint;
-use crate::tool_acl::caller::Needs;
 use crate::tool_acl::config::*;
 use crate::tool_acl::glob::{Glob, GlobSet};
 use crate::tool_acl::risk::Risk;
@@ -26,8 +25,6 @@ pub struct CompiledToolAcl {
     pub approvals: Option<Approvals>,
     pub limits: Limits,
     pub llm: Option<Llm>,
-    /// The parts of the principal some rule, approval or limit looks at.
-    pub needs: Needs,
 }
 
 #[derive(Debug)]
@@ -188,20 +185,7 @@ impl CompiledToolAcl {
             loop_window: loop_protection.map_or(Duration::ZERO, |l| l.window.as_duration()),
             session_slots: limits.session_slots.max(1),
         };
-        let stateful = approvals.is_some() || limits.any();
-        let requirements =
-            || rules.iter().flat_map(|r: &Rule| std::iter::once(&r.require).chain(r.escalation.step_up.as_ref()));
-        let needs = Needs {
-            // Limits count per session, or per agent without one; approvals name both.
-            agent: stateful || rules.iter().any(|r| !r.agents.is_any()),
-            user: rules.iter().any(|r| !r.users.is_any()),
-            tenant: approvals.is_some() || rules.iter().any(|r| !r.tenants.is_any()),
-            session: stateful,
-            scopes: rules.iter().any(|r| !r.scopes.is_empty()) || requirements().any(|q| !q.scopes.is_empty()),
-            acr: requirements().any(|q| !q.acr.is_empty()),
-        };
         Ok(CompiledToolAcl {
-            needs,
             mode: config.mode,
             failure_mode: config.failure_mode,
             max_body_bytes: config.max_body_bytes,

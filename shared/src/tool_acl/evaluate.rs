@@ -2,8 +2,8 @@
 //! escalation a write or destructive call needs.
 
 use crate::decision::{combine, RuleEffect, Verdict};
+use crate::principal::Caller;
 use crate::tool_acl::arguments::Check;
-use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::{CompiledToolAcl, Rule};
 use crate::tool_acl::config::{Escalation, Requirement, RuleEffectConfig};
 use crate::tool_acl::glob::GlobSet;

@@ -4,27 +4,23 @@
 //! the proxy does next; the filter's glue only passes the callbacks in.
 
 use super::answer::AnswerFilter;
-use super::caller::Caller;
 use super::compile::CompiledToolAcl;
 use super::config::Unmatched;
 use super::denial::openai_error;
 use super::mcp::{self, Action as McpAction, Context as McpContext};
 use super::{inflight, llm, metrics, record};
 use crate::attributes;
-use crate::decision::FailureMode;
+use crate::audit::Record;
+use crate::decision::{Decision, FailureMode};
 use crate::encoding;
 use crate::host::{Action, Host, HostError};
+use crate::principal::Caller;
 use log::{error, warn};
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 const MCP_SESSION_HEADER: &str = "mcp-session-id";
-
-/// The verified agent, as the identity filter recorded it (empty when there is none).
-fn agent(host: &dyn Host) -> Result<String, HostError> {
-    Ok(host.property(&[attributes::AGENT])?.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default())
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -52,6 +48,8 @@ pub struct ToolAclFlow {
     hold: bool,
     /// The request came with a `content-length`, which a rewritten body must keep right.
     has_length: bool,
+    /// What this filter decided and learned, for the access log.
+    record: Record,
 }
 
 impl ToolAclFlow {
@@ -69,7 +67,13 @@ impl ToolAclFlow {
             mcp_session: None,
             hold,
             has_length: false,
+            record: Record::new(),
         }
+    }
+
+    /// Records a decision taken before any message was judged.
+    fn decide(&mut self, decision: Decision) -> Result<(), HostError> {
+        record::decision(&*self.host, &mut self.record, decision)
     }
 
     fn reply(&mut self, status: u32, body: &str) -> Action {
@@ -97,7 +101,7 @@ impl ToolAclFlow {
                 McpAction::Forward => String::new(),
             },
         };
-        let _ = self.host.set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=protocol;reason=body_too_large");
+        let _ = self.decide(Decision::deny(mcp::PROTOCOL_RULE, "body_too_large"));
         self.reply(413, &body)
     }
 
@@ -107,13 +111,12 @@ impl ToolAclFlow {
     /// such a stream). The stream itself is read: the server's requests and notifications pass,
     /// and a response passes only when it answers a request Warden forwarded in this session
     /// and the stream resumes a POST's (`Last-Event-ID`); a `tools/list` answer is filtered.
-    fn server_stream(&mut self, acl: &CompiledToolAcl, server: usize, resumed: bool) -> Result<Action, HostError> {
+    fn server_stream(&mut self, server: usize, resumed: bool) -> Result<Action, HostError> {
         let Some(session) = self.mcp_session.clone() else {
             let message = "this MCP server is governed by Warden over Streamable HTTP: a server-to-client stream \
                            needs an Mcp-Session-Id, and the legacy HTTP+SSE transport is not accepted";
             let body = super::jsonrpc::error_response(None, -32600, message, None);
-            self.host
-                .set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=protocol;reason=legacy_sse_transport")?;
+            self.decide(Decision::deny(mcp::PROTOCOL_RULE, "legacy_sse_transport"))?;
             self.host.increment(metrics::PROTOCOL_ERRORS, 1)?;
             self.target = Target::Pass;
             let headers = [JSON, ("allow", "POST, DELETE")];
@@ -124,9 +127,9 @@ impl ToolAclFlow {
         };
         self.host.set_request_header(encoding::ACCEPT_ENCODING, Some(encoding::IDENTITY))?;
         // A replayed listing is filtered for whoever opened the stream.
-        self.caller = Caller::read(&*self.host, acl.needs)?;
+        self.caller = Caller::read(&*self.host)?;
         let (lists, others) = if resumed {
-            let agent = agent(&*self.host)?;
+            let agent = self.caller.agent.clone().unwrap_or_default();
             inflight::recall(&*self.host, &agent, &session)?
         } else {
             (Vec::new(), Vec::new())
@@ -149,8 +152,7 @@ impl ToolAclFlow {
             ),
             _ => super::jsonrpc::error_response(None, -32600, &message, None),
         };
-        let _ =
-            self.host.set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=protocol;reason=unsupported_encoding");
+        let _ = self.decide(Decision::deny(mcp::PROTOCOL_RULE, "unsupported_encoding"));
         let _ = self.host.increment(metrics::PROTOCOL_ERRORS, 1);
         self.reply(415, &body)
     }
@@ -176,15 +178,11 @@ impl ToolAclFlow {
         let _ = self.host.increment(metrics::FAILURE_MODE, 1);
         match acl.failure_mode {
             FailureMode::Allow => {
-                let _ = self
-                    .host
-                    .set_property(&[attributes::DECISION_TOOL_ACL], b"allow;rule=failure-mode;reason=host_error");
+                let _ = self.decide(Decision::allow("failure-mode", "host_error"));
                 Action::Continue
             }
             FailureMode::Deny => {
-                let _ = self
-                    .host
-                    .set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=failure-mode;reason=host_error");
+                let _ = self.decide(Decision::deny("failure-mode", "host_error"));
                 let body = openai_error(
                     "tool policy could not be checked",
                     "permission_error",
@@ -211,7 +209,7 @@ impl ToolAclFlow {
             None if acl.is_llm_path(&path) => Target::Llm,
             None if acl.unmatched == Unmatched::Allow => Target::Pass,
             None => {
-                self.host.set_property(&[attributes::DECISION_TOOL_ACL], b"deny;rule=routes;reason=unmatched_route")?;
+                self.decide(Decision::deny("routes", "unmatched_route"))?;
                 self.host.increment(&metrics::denied_by("unmatched_route"), 1)?;
                 let body = openai_error(
                     "no tool policy covers this route",
@@ -232,9 +230,10 @@ impl ToolAclFlow {
         if method != "POST" {
             let mut action = Action::Continue;
             if let Target::Mcp(i) = self.target {
-                self.host.set_property(&[attributes::TOOL_SERVER], acl.servers[i].name.as_bytes())?;
+                self.record.set("server", acl.servers[i].name.as_str());
+                self.record.write(&*self.host, attributes::AUDIT_TOOL_ACL)?;
                 if method == "GET" {
-                    action = self.server_stream(acl, i, header("last-event-id").is_some())?;
+                    action = self.server_stream(i, header("last-event-id").is_some())?;
                 }
             }
             self.target = Target::Pass;
@@ -278,7 +277,7 @@ impl ToolAclFlow {
             return Ok(self.no_body());
         }
         let body = self.host.request_body(size)?;
-        self.caller = Caller::read(&*self.host, acl.needs)?;
+        self.caller = Caller::read(&*self.host)?;
         let host = Rc::clone(&self.host);
         match self.target {
             Target::Mcp(index) => {
@@ -292,13 +291,13 @@ impl ToolAclFlow {
                     now: host.now(),
                 };
                 let decided = mcp::decide(&cx, &body)?;
-                record::write(&*self.host, &server.name, &decided.records, &self.request_id)?;
+                record::write(&*host, &mut self.record, "calls", &server.name, &decided.records, &self.request_id)?;
                 match decided.action {
                     McpAction::Forward => {
                         if let Some(session) = &self.mcp_session {
                             // Remembered for a resumed stream that replays these answers.
                             let now = host.now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                            let agent = agent(&*host)?;
+                            let agent = self.caller.agent.clone().unwrap_or_default();
                             inflight::remember(&*host, &agent, session, &decided.list_ids, &decided.other_ids, now)?;
                         }
                         // Every answer is read: a response on this stream could otherwise
@@ -323,7 +322,7 @@ impl ToolAclFlow {
             }
             Target::Llm => {
                 let decided = llm::decide_request(acl, &self.caller, &self.path, &body, &self.request_id);
-                record::write(&*self.host, &decided.server, &decided.records, &self.request_id)?;
+                record::write(&*host, &mut self.record, "calls", &decided.server, &decided.records, &self.request_id)?;
                 if decided.removed > 0 {
                     self.host.increment(metrics::LLM_TOOLS_REMOVED, decided.removed as i64)?;
                 }
@@ -336,7 +335,9 @@ impl ToolAclFlow {
                             }
                         }
                         // An API this filter cannot read (embeddings, say) has no tool calls.
-                        self.response = decided.api.map(|api| AnswerFilter::model(api, &self.request_id));
+                        let record = &self.record;
+                        self.response =
+                            decided.api.map(|api| AnswerFilter::model(api, &self.request_id, record.clone()));
                         Ok(Action::Continue)
                     }
                     llm::RequestAction::Reply { status, body } => {
@@ -345,10 +346,7 @@ impl ToolAclFlow {
                             // decision in the audit record.
                             // Recorded at best: a host fault here must not turn the refusal into
                             // the failure mode's pass.
-                            let _ = self.host.set_property(
-                                &[attributes::DECISION_TOOL_ACL],
-                                b"deny;rule=protocol;reason=invalid_request",
-                            );
+                            let _ = self.decide(Decision::deny(mcp::PROTOCOL_RULE, "invalid_request"));
                             let _ = self.host.increment(metrics::PROTOCOL_ERRORS, 1);
                         }
                         Ok(self.reply(status, &body))

@@ -2,9 +2,9 @@
 //! listed tool pinned (see `pins`).
 
 use crate::host::{Host, HostError};
+use crate::principal::Caller;
 use crate::sse;
 use crate::strict_json::StrictObject;
-use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::{CompiledToolAcl, Server};
 use crate::tool_acl::config::Pinning;
 use crate::tool_acl::evaluate::{evaluate, Call};

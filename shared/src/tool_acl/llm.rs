@@ -7,9 +7,9 @@
 //! never reaches the agent.
 
 use crate::decision::{Decision, Mode, Verdict};
+use crate::principal::Caller;
 use crate::strict_json::StrictObject;
 use crate::tool_acl::arguments::Arguments;
-use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::DeclaredTools;
 use crate::tool_acl::denial::openai_error;

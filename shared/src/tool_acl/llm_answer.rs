@@ -2,7 +2,7 @@
 //! the whole answer failed, as `llm.toolCalls` says.
 
 use crate::decision::{Mode, Verdict};
-use crate::tool_acl::caller::Caller;
+use crate::principal::Caller;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::ToolCalls;
 use crate::tool_acl::denial::openai_error;

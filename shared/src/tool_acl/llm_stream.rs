@@ -7,9 +7,9 @@
 //! per event and by the size of one call's arguments.
 
 use crate::decision::Mode;
+use crate::principal::Caller;
 use crate::sse;
 use crate::strict_json;
-use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::ToolCalls;
 use crate::tool_acl::denial::openai_error;

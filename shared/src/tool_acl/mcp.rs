@@ -3,9 +3,9 @@
 
 use crate::decision::{Decision, Mode, Verdict};
 use crate::host::{Host, HostError};
+use crate::principal::Caller;
 use crate::tool_acl::approval::{self, ApprovedCall};
 use crate::tool_acl::arguments::Arguments;
-use crate::tool_acl::caller::Caller;
 use crate::tool_acl::compile::{CompiledToolAcl, Server};
 use crate::tool_acl::config::{DenyAs, Pinning};
 use crate::tool_acl::denial::Refusal;

@@ -4,7 +4,6 @@
 pub mod answer;
 pub mod approval;
 pub mod arguments;
-pub mod caller;
 pub mod compile;
 pub mod config;
 pub mod denial;

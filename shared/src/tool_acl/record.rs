@@ -1,39 +1,67 @@
-//! What was decided, written for the filters after this one and the access log, and counted.
+//! What was decided, written into the filter's audit record for the access log, and counted.
 
-use super::mcp::Record;
+use super::mcp::Record as Judged;
 use super::metrics;
 use crate::attributes;
-use crate::decision::Verdict;
+use crate::audit::Record;
+use crate::decision::{Decision, Verdict};
 use crate::host::{Host, HostError};
 use log::info;
+use serde_json::{Map, Value};
 
-fn joined(records: &[Record], part: impl Fn(&Record) -> Option<String>) -> Option<String> {
-    let parts: Vec<String> = records.iter().filter_map(part).collect();
-    (!parts.is_empty()).then(|| parts.join(","))
+/// One judged message or tool call, as the record lists it (the arguments only as a hash).
+fn entry(judged: &Judged) -> Value {
+    let mut call = Map::new();
+    let mut put = |key: &str, value: Value| {
+        call.insert(key.to_string(), value);
+    };
+    if !judged.method.is_empty() {
+        put("method", judged.method.as_str().into());
+    }
+    if let Some(tool) = &judged.tool {
+        put("tool", tool.as_str().into());
+    }
+    if let Some(risk) = judged.risk {
+        put("class", risk.as_str().into());
+    }
+    if let Some(hash) = &judged.args_sha256 {
+        put("args_sha256", hash.as_str().into());
+    }
+    if judged.pin_changed {
+        put("pin_changed", true.into());
+    }
+    put("verdict", judged.decision.verdict_str().into());
+    put("rule", judged.decision.rule.as_str().into());
+    put("reason", judged.decision.reason.into());
+    Value::Object(call)
 }
 
-/// Writes the attributes of one request's decisions and counts them. For a batch the
-/// decision written is the first refusal, or else the last message's.
-pub fn write(host: &dyn Host, server: &str, records: &[Record], request_id: &str) -> Result<(), HostError> {
-    let Some(decisive) = records.iter().find(|r| r.decision.verdict == Verdict::Deny).or(records.last()) else {
+/// Adds one request's judged messages to `record` under `calls` (or a model answer's tool
+/// calls under `answer_calls`, chunk after chunk), writes it, and counts them. A request's decision is the first
+/// refusal, or else the last message's; an answer's calls keep their own.
+pub fn write(
+    host: &dyn Host,
+    record: &mut Record,
+    group: &str,
+    server: &str,
+    judged: &[Judged],
+    request_id: &str,
+) -> Result<(), HostError> {
+    let Some(decisive) = judged.iter().find(|r| r.decision.verdict == Verdict::Deny).or(judged.last()) else {
         return Ok(());
     };
-    host.set_property(&[attributes::DECISION_TOOL_ACL], decisive.decision.to_string().as_bytes())?;
-    host.set_property(&[attributes::TOOL_SERVER], server.as_bytes())?;
-    let parts: [(&str, Option<String>); 5] = [
-        (attributes::MCP_METHOD, joined(records, |r| (!r.method.is_empty()).then(|| r.method.clone()))),
-        (attributes::TOOL_NAME, joined(records, |r| r.tool.clone())),
-        (attributes::TOOL_CLASS, joined(records, |r| r.risk.map(|k| k.as_str().to_string()))),
-        (attributes::TOOL_ARGS_SHA256, joined(records, |r| r.args_sha256.clone())),
-        (attributes::TOOL_PIN, records.iter().any(|r| r.pin_changed).then(|| "changed".to_string())),
-    ];
-    for (key, value) in parts {
-        if let Some(value) = value {
-            host.set_property(&[key], value.as_bytes())?;
-        }
+    if group == "calls" {
+        record.decision(&decisive.decision);
     }
-    for record in records {
-        let decision = &record.decision;
+    let mut entries = match record.get(group) {
+        Some(Value::Array(earlier)) => earlier.clone(),
+        _ => Vec::new(),
+    };
+    entries.extend(judged.iter().map(entry));
+    record.set("server", server).set(group, entries);
+    record.write(host, attributes::AUDIT_TOOL_ACL)?;
+    for one in judged {
+        let decision = &one.decision;
         match (decision.verdict, decision.shadowed) {
             (Verdict::Allow, _) => host.increment(metrics::ALLOWED, 1)?,
             (Verdict::Deny, shadowed) => {
@@ -42,14 +70,19 @@ pub fn write(host: &dyn Host, server: &str, records: &[Record], request_id: &str
                 info!(
                     "warden tool-acl: {} {} {} on {server} (request {request_id})",
                     decision,
-                    record.method,
-                    record.tool.as_deref().unwrap_or("")
+                    one.method,
+                    one.tool.as_deref().unwrap_or("")
                 );
             }
         }
-        if record.pin_changed {
+        if one.pin_changed {
             host.increment(metrics::PIN_CHANGED, 1)?;
         }
     }
     Ok(())
+}
+
+/// Records a decision taken before any message was judged (a protocol refusal, a fault).
+pub fn decision(host: &dyn Host, record: &mut Record, decision: Decision) -> Result<(), HostError> {
+    record.decision(&decision).write(host, attributes::AUDIT_TOOL_ACL)
 }

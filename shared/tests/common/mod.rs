@@ -104,7 +104,7 @@ pub fn assert_denied(outcome: Outcome, status: u16, reason: &str) {
 }
 
 #[track_caller]
-pub fn assert_allowed(outcome: Outcome) -> warden_policy::identity::principal::Principal {
+pub fn assert_allowed(outcome: Outcome) -> warden_policy::principal::Principal {
     match outcome {
         Outcome::Allow { principal, .. } => principal,
         other => panic!("expected allow, got {other:?}"),

@@ -1,0 +1,95 @@
+//! Host calls per request, counted at the VM boundary for each filter on the request the chain
+//! benchmark sends it. Each call crosses from the module into Envoy; with the body copies they
+//! are most of a filter's cost, so a change that adds calls shows up here (the README's
+//! "host calls per request" table comes from `--nocapture`). The ceilings are the counts as
+//! shipped: raising one is a decision, taken in review, not an accident.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+use warden_integration_tests::proxy_wasm_host::{HostEnv, Plugin, Vm};
+use warden_integration_tests::repo;
+use warden_integration_tests::tool_fixtures::{call_request, example_policy};
+use warden_policy::testing::principal;
+use warden_policy::testing::tokens;
+
+const ISSUER: &str = "https://idp.warden.test";
+
+/// One request through `vm`: headers, body, a JSON answer, the log. Returns its host calls.
+fn one_request(vm: &mut Vm, path: &str, headers: &[(&str, &str)], body: &str, answer: &str) -> u64 {
+    let before = vm.host_calls();
+    let s = vm.new_stream().unwrap();
+    if !headers.iter().any(|(name, _)| *name == "authorization") {
+        // Written by the identity filter before this one.
+        vm.set_principal(s, &principal::example());
+    }
+    let length = body.len().to_string();
+    let mut all = vec![
+        (":method", "POST"),
+        (":path", path),
+        (":authority", "gw"),
+        ("x-request-id", "req-1"),
+        ("content-type", "application/json"),
+        ("content-length", length.as_str()),
+    ];
+    all.extend_from_slice(headers);
+    vm.request_headers(s, &all, false).unwrap();
+    vm.request_body(s, body.as_bytes(), true).unwrap();
+    assert!(vm.local_reply(s).is_none(), "the request is allowed: {:?}", vm.local_reply(s));
+    vm.response_headers(s, &[(":status", "200"), ("content-type", "application/json")], false).unwrap();
+    vm.response_body(s, answer.as_bytes(), true).unwrap();
+    vm.finish(s).unwrap();
+    vm.host_calls() - before
+}
+
+fn chat() -> String {
+    json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(2000)}]}).to_string()
+}
+
+const CHAT_ANSWER: &str = r#"{"choices":[{"message":{"role":"assistant","content":"ok"}}],"usage":{"prompt_tokens":600,"completion_tokens":2}}"#;
+
+/// The second request of one agent: its token's verification is cached.
+fn identity() -> u64 {
+    let env = HostEnv::default();
+    let rsa = tokens::rsa(Algorithm::RS256);
+    let jwks = tokens::jwks(&[&rsa]).replace('\'', "''");
+    let policy = format!(
+        "identity:\n  issuers:\n    - {{ name: corp, issuer: {ISSUER}, algorithms: [RS256], tenantClaim: tenant, jwks: {{ inline: '{jwks}' }} }}\n  session: {{ header: x-agent-session }}\n  routes: [{{ name: api, agent: [jwt] }}]\n"
+    );
+    let mut vm = Plugin::load(&repo::filter_wasm("warden_identity")).unwrap().start(&env, policy.as_bytes()).unwrap();
+    let now = env.now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let token = tokens::token(&rsa, &json!({"iss": ISSUER, "sub": "planner", "exp": now + 600, "tenant": "acme"}));
+    let auth = format!("Bearer {token}");
+    let headers = [("authorization", auth.as_str()), ("x-agent-session", "sess-1")];
+    one_request(&mut vm, "/v1/chat/completions", &headers, &chat(), CHAT_ANSWER);
+    one_request(&mut vm, "/v1/chat/completions", &headers, &chat(), CHAT_ANSWER)
+}
+
+fn tool_acl() -> u64 {
+    let env = HostEnv::default();
+    let mut vm =
+        Plugin::load(&repo::filter_wasm("warden_tool_acl")).unwrap().start(&env, example_policy().as_bytes()).unwrap();
+    let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "notes"}]}});
+    let call = call_request(1, "read_file", "/srv/notes/plan.txt", 1000);
+    one_request(&mut vm, "/mcp/files", &[("mcp-session-id", "sess-1")], &call, &answer.to_string())
+}
+
+fn token_budget() -> u64 {
+    let env = HostEnv::default();
+    let policy = "tokenBudget:\n  defaultMaxOutputTokens: 100\n  budgets:\n    - { id: tenant-day, scope: [tenant], unit: totalTokens, limit: 1000000, window: day }\n";
+    let mut vm =
+        Plugin::load(&repo::filter_wasm("warden_token_budget")).unwrap().start(&env, policy.as_bytes()).unwrap();
+    one_request(&mut vm, "/v1/chat/completions", &[], &chat(), CHAT_ANSWER)
+}
+
+#[test]
+fn each_filter_stays_within_its_host_calls_per_request() {
+    let counts = [("identity", identity(), 7), ("tool-acl", tool_acl(), 23), ("token-budget", token_budget(), 25)];
+    println!("| filter | host calls per request |\n|---|---:|");
+    for (filter, calls, _) in counts {
+        println!("| {filter} | {calls} |");
+    }
+    for (filter, calls, ceiling) in counts {
+        assert!(calls <= ceiling, "{filter} makes {calls} host calls per request (ceiling {ceiling})");
+    }
+}
