@@ -14,7 +14,7 @@ PY := .venv/py/bin/python
 PIP := .venv/py/bin/pip
 PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4
 ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
-WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm)
+WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm) target/wasm32-wasip1/release/warden.wasm
 TEST := cargo test --locked
 
 .PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-identity run-tools run-budget demo validate bench fuzz fmt lint clean
@@ -64,7 +64,7 @@ setup-bench: setup
 	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
 
 build: setup
-	cargo build --locked --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f)) $(foreach f,$(TEST_FILTERS),-p $(f))
+	cargo build --locked --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f)) -p warden $(foreach f,$(TEST_FILTERS),-p $(f))
 	cargo build --locked -p warden-fixtures -p warden-ratelimit --bins
 	@for w in $(WASM); do printf '%-58s %8d bytes\n' "$$w" "$$(stat -c %s $$w)"; done
 
@@ -77,7 +77,7 @@ test-unit:
 	$(TEST) -p warden-integration-tests --lib --bins
 
 test-harness:
-	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test token_budget_harness --test host_calls_harness --test examples
+	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test token_budget_harness --test host_calls_harness --test warden_module_harness --test examples
 
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \

@@ -17,6 +17,7 @@ usage: validate-headers.py [--envoy ENVOY]... FILE...
 """
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,17 @@ BODY_READING = ("warden.tool_acl", "warden.token_budget", "warden.redaction", "w
 
 def module_name(root_id):
     return root_id.replace(".", "_")  # warden.tool_acl -> warden_tool_acl(.wasm)
+
+
+def module_file(config, root_id):
+    """The local module a config's code stands for: the whole chain's (`warden` image, or
+    warden.wasm) or the filter's own."""
+    code = (config.get("vm_config") or {}).get("code") or {}
+    source = str(((code.get("local") or {}).get("filename")) or "")
+    source += str((((code.get("remote") or {}).get("http_uri")) or {}).get("uri") or "")
+    if re.search(r"/warden[:@]|(^|/)warden\.wasm$", source):
+        return "warden"
+    return module_name(root_id)
 
 
 def body_reading(config):
@@ -118,7 +130,8 @@ def envoy_filter_bootstrap(doc, wasm_dir):
         ext = yaml.safe_load(yaml.safe_dump(extensions[name]))
         config = ext["typed_config"]["config"]
         root_id = config.get("root_id") or name
-        config["vm_config"]["code"] = {"local": {"filename": os.path.join(wasm_dir, module_name(root_id) + ".wasm")}}
+        module = module_file(config, root_id)
+        config["vm_config"]["code"] = {"local": {"filename": os.path.join(wasm_dir, module + ".wasm")}}
         filters.append(ext)
     router = {
         "name": "envoy.filters.http.router",

@@ -203,6 +203,10 @@ async fn an_agent_session_runs_through_the_whole_chain() {
     assert!(absent(&tool_record, "token_budget"), "token-budget does not govern MCP: {tool_record}");
     // Every line of the session, as Envoy wrote it, matches the published schema.
     audit::check_schema(&chain.envoy.access_log()).unwrap();
+    // The chain ships as one module (warden.wasm): its three filters share one VM per thread
+    // (two workers and the main thread) and the base VM Envoy clones those from, where one
+    // module per filter would need four each.
+    assert_eq!(chain.envoy.stat("wasm.envoy.wasm.runtime.v8.active").await, 4);
 }
 
 /// Each filter refuses in the caller's protocol, and a request refused by one filter is seen

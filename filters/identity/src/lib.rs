@@ -4,9 +4,7 @@
 //! context captures its request and lets the shared flow decide. Requests that arrive before
 //! an issuer's keys are fetched are paused (bounded by `keyWait`) and resumed by the root.
 
-mod host;
-mod http;
-mod root;
+mod filter;
 
 use proxy_wasm::types::LogLevel;
 
@@ -16,6 +14,6 @@ use proxy_wasm::types::LogLevel;
 mod entry {
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(super::LogLevel::Info);
-        proxy_wasm::set_root_context(|_| Box::new(super::root::IdentityRoot::default()));
+        proxy_wasm::set_root_context(|_| Box::new(super::filter::root::IdentityRoot::default()));
     }}
 }

@@ -6,8 +6,7 @@
 //! reserved in every budget that applies (local counters in shared data, global ones through
 //! the rate-limit service), then meters the answer and settles the real usage.
 
-mod http;
-mod root;
+mod filter;
 
 use proxy_wasm::types::LogLevel;
 
@@ -17,6 +16,6 @@ use proxy_wasm::types::LogLevel;
 mod entry {
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(super::LogLevel::Info);
-        proxy_wasm::set_root_context(|_| Box::new(super::root::BudgetRoot::default()));
+        proxy_wasm::set_root_context(|_| Box::new(super::filter::root::BudgetRoot::default()));
     }}
 }

@@ -6,8 +6,7 @@
 //! answers that must be filtered (`tools/list`, model tool calls) are rewritten as they pass,
 //! event by event when streamed.
 
-mod http;
-mod root;
+mod filter;
 
 use proxy_wasm::types::LogLevel;
 
@@ -17,6 +16,6 @@ use proxy_wasm::types::LogLevel;
 mod entry {
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(super::LogLevel::Info);
-        proxy_wasm::set_root_context(|_| Box::new(super::root::ToolAclRoot::default()));
+        proxy_wasm::set_root_context(|_| Box::new(super::filter::root::ToolAclRoot::default()));
     }}
 }

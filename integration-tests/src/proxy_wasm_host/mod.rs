@@ -53,7 +53,7 @@ impl Plugin {
     /// Starts a VM and configures its root context with `plugin_config`.
     /// Fails, with the filter's log, when `proxy_on_configure` refuses the configuration.
     pub fn start(&self, env: &HostEnv, plugin_config: &[u8]) -> Result<Vm> {
-        let mut vm = self.instantiate(env, plugin_config)?;
+        let mut vm = self.instantiate(env, "", plugin_config)?;
         if !vm.configure()? {
             bail!("the filter refused its configuration: {}", vm.log_text());
         }
@@ -62,13 +62,21 @@ impl Plugin {
 
     /// Starts a VM and returns it together with `proxy_on_configure`'s answer.
     pub fn start_unchecked(&self, env: &HostEnv, plugin_config: &[u8]) -> Result<(Vm, bool)> {
-        let mut vm = self.instantiate(env, plugin_config)?;
+        self.start_as(env, "", plugin_config)
+    }
+
+    /// Starts a VM for a plugin with this `root_id` (Envoy's `plugin_root_id` property, which a
+    /// module running several filters chooses by) and returns it with `proxy_on_configure`'s answer.
+    pub fn start_as(&self, env: &HostEnv, root_id: &str, plugin_config: &[u8]) -> Result<(Vm, bool)> {
+        let mut vm = self.instantiate(env, root_id, plugin_config)?;
         let accepted = vm.configure()?;
         Ok((vm, accepted))
     }
 
-    fn instantiate(&self, env: &HostEnv, plugin_config: &[u8]) -> Result<Vm> {
-        let mut store = Store::new(&self.engine, VmState::new(env.clone(), Vec::new(), plugin_config.to_vec()));
+    fn instantiate(&self, env: &HostEnv, root_id: &str, plugin_config: &[u8]) -> Result<Vm> {
+        let mut state = VmState::new(env.clone(), Vec::new(), plugin_config.to_vec());
+        state.root_properties.insert("plugin_root_id".to_string(), root_id.as_bytes().to_vec());
+        let mut store = Store::new(&self.engine, state);
         store.call_hook(|mut store, hook| {
             if matches!(hook, CallHook::CallingHost) {
                 store.data_mut().host_calls += 1;

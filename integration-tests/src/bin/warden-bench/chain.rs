@@ -5,7 +5,8 @@
 //! alternated. Cases: a 2 KB chat completion and a 1 KB MCP `tools/call` (latency at one
 //! connection, CPU per request and throughput at 16), the chat at 16 and 128 KB of prompt (the
 //! cost per KB), a streamed chat's first byte, and each configuration's idle RSS with two
-//! workers. Writes `target/bench/chain.json`.
+//! workers (and of the chain built as one module per filter, with the Wasm VMs each runs).
+//! Writes `target/bench/chain.json`.
 
 use anyhow::{Context, Result};
 use jsonwebtoken::Algorithm;
@@ -23,6 +24,8 @@ use crate::{env_u64, run_all};
 const ROUNDS: usize = 3;
 const CONFIG: &str = "envoy/warden.yaml";
 const FILTERS: [&str; 3] = ["warden.identity", "warden.tool_acl", "warden.token_budget"];
+/// The per-filter modules, in `FILTERS` order; the shipped chain runs all three from warden.wasm.
+const PER_FILTER_MODULES: [&str; 3] = ["warden_identity", "warden_tool_acl", "warden_token_budget"];
 const SIDES: [&str; 3] = ["Envoy alone", "Envoy + 3 do-nothing body-holding Wasm filters", "Envoy + Warden's chain"];
 
 /// The shipped chain's policy, with what a benchmark needs instead of the demo's: agents
@@ -172,12 +175,22 @@ pub async fn chain(version: &str) -> Result<Value> {
         [bare, noop, chain]
     };
 
-    // Idle memory, two workers, one configuration at a time.
+    // Idle memory, two workers, one configuration at a time; and the chain built as one module
+    // per filter (each its own VM), against the shipped one module (one VM per thread for all).
+    let per_filter_modules = FILTERS
+        .iter()
+        .zip(PER_FILTER_MODULES)
+        .fold(builder(2), |b, (f, module)| b.wasm_code(f, &repo::filter_wasm(module)).policy(f, &policy));
+    let labels = SIDES.iter().copied().chain(["Envoy + Warden's chain, one module per filter"]);
     let mut rss = Vec::new();
-    for (label, side) in SIDES.iter().zip(sides(2)) {
+    for (label, side) in labels.zip(sides(2).into_iter().chain([per_filter_modules])) {
         let envoy = side.start().await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        rss.push(json!({"side": label, "rss_mib": (rss_kib(envoy.pid()) as f64 / 1024.0).round()}));
+        rss.push(json!({
+            "side": label,
+            "rss_mib": (rss_kib(envoy.pid()) as f64 / 1024.0).round(),
+            "wasm_vms": envoy.stat("wasm.envoy.wasm.runtime.v8.active").await,
+        }));
     }
 
     let workers = env_u64("WARDEN_BENCH_WORKERS", 1) as u32;

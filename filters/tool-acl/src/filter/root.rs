@@ -1,6 +1,6 @@
 //! Root context: the policy is parsed, validated and compiled once; a bad one is refused.
 
-use crate::http::ToolAclHttp;
+use super::http::ToolAclHttp;
 use log::info;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;

@@ -2,7 +2,7 @@
 //! first request pays for neither); a bad policy is refused. On its tick it sends the settle
 //! calls that requests queued for the rate-limit service.
 
-use crate::http::BudgetHttp;
+use super::http::BudgetHttp;
 use log::{error, info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;

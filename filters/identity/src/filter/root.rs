@@ -1,7 +1,7 @@
 //! Root context: configure once, fetch remote key sets, resume requests that waited for them.
 
-use crate::host::{refuse_after_host_fault, ProxyHost};
-use crate::http::IdentityHttp;
+use super::host::{refuse_after_host_fault, ProxyHost};
+use super::http::IdentityHttp;
 use log::{info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};

@@ -1,8 +1,8 @@
 //! HTTP context: capture the request, strip what clients must not set, decide, and pause when
 //! the keys needed are still being fetched.
 
-use crate::host::{refuse_after_host_fault, ProxyHost};
-use crate::root::{State, Waiting};
+use super::host::{refuse_after_host_fault, ProxyHost};
+use super::root::{State, Waiting};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
