@@ -45,8 +45,8 @@ start_envoy() {
 # each record, an argument hash shortened to its first 12 characters.
 print_audit() {
   sleep 0.3 # the access log is flushed every 100 ms
-  # Fields are paths into the record (docs/audit.md): `status`, `principal.agent`,
-  # `identity.decision` (verdict;rule;reason), `tool_acl.calls.tool`, `token_budget.tokens.input`.
+  # Fields are paths into the line (docs/audit.md): `status`, `warden.principal.agent`,
+  # `warden.identity.decision` (verdict;rule;reason), `warden.tool_acl.calls.tool`.
   python3 - "$LOGS/audit.log" "$@" <<'PY'
 import json, sys
 
@@ -71,7 +71,7 @@ for line in open(sys.argv[1]):
         v = walk(r, f.split("."))
         if f.endswith("args_sha256") and v:
             v = v[:12] + "…"
-        out[f] = v
+        out[f.removeprefix("warden.")] = v  # keys as in the record
     print(json.dumps(out, ensure_ascii=False))
 PY
 }

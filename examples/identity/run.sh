@@ -98,7 +98,7 @@ show "The same agent without the user it acts for: 401" \
 
 echo
 echo "### The audit log (Envoy's access log, one JSON record per request)"
-print_audit status path principal.agent principal.user principal.tenant principal.session principal.auth_methods identity.decision
+print_audit status path warden.principal.agent warden.principal.user warden.principal.tenant warden.principal.session warden.principal.auth_methods warden.identity.decision
 echo
 echo "### Metrics"
 curl -s http://127.0.0.1:9901/stats | grep '^wasmcustom.warden' || true

@@ -101,7 +101,7 @@ chat "Still served, counted locally" s2 '{"model":"gpt-4o-mini","messages":[{"ro
 
 echo
 echo "### The audit log (one JSON record per request)"
-print_audit status principal.session token_budget.decision token_budget.model_requested token_budget.model_served token_budget.tokens.estimated token_budget.tokens.reserved token_budget.tokens.input token_budget.tokens.output token_budget.cost_usd | grep -v '"status": 200, "principal.session": "looping"' | tail -n 8
+print_audit status warden.principal.session warden.token_budget.decision warden.token_budget.model_requested warden.token_budget.model_served warden.token_budget.tokens.estimated warden.token_budget.tokens.reserved warden.token_budget.tokens.input warden.token_budget.tokens.output warden.token_budget.cost_usd | grep -v '"status": 200, "principal.session": "looping"' | tail -n 8
 echo
 echo "### Metrics"
 curl -s http://127.0.0.1:9903/stats | grep '^wasmcustom.warden.token_budget' || true

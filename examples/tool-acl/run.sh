@@ -89,7 +89,7 @@ curl -sS http://127.0.0.1:10001/v1/chat/completions -H "x-api-key: $PLANNER" -H 
 
 echo
 echo "### The audit log (one JSON record per request; argument values never appear, only their hash)"
-print_audit status principal.agent tool_acl.calls.method tool_acl.calls.tool tool_acl.calls.class tool_acl.decision tool_acl.calls.args_sha256
+print_audit status warden.principal.agent warden.tool_acl.calls.method warden.tool_acl.calls.tool warden.tool_acl.calls.class warden.tool_acl.decision warden.tool_acl.calls.args_sha256
 echo
 echo "### Metrics"
 curl -s http://127.0.0.1:9902/stats | grep '^wasmcustom.warden.tool_acl' || true

@@ -104,7 +104,7 @@ send "token-budget: more than any one request may reserve: refused before any up
 
 echo
 echo "### The audit log: one JSON line per request, what every filter of the chain decided and learned"
-print_audit status path principal.agent principal.session identity.decision tool_acl.decision tool_acl.calls.tool token_budget.decision token_budget.model_served upstream token_budget.tokens.input token_budget.tokens.output token_budget.cost_usd
+print_audit status path warden.principal.agent warden.principal.session warden.identity.decision warden.tool_acl.decision warden.tool_acl.calls.tool warden.token_budget.decision warden.token_budget.model_served upstream warden.token_budget.tokens.input warden.token_budget.tokens.output warden.token_budget.cost_usd
 echo
 echo "### Upstream requests per cluster (refused requests opened none)"
 curl -s http://127.0.0.1:9900/stats | grep -E '^cluster\.(llm|llm_mini|mcp_files)\.upstream_rq_total' || true

@@ -6,16 +6,25 @@ use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// The record filter part `name` (`principal`, `identity`, `tool_acl`, `token_budget`) holds,
-/// unwrapped from the `Any` Envoy prints it in; `None` where that filter wrote nothing.
-pub fn part<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
-    line.get(name)?.get("value")
+/// The line's Warden record as an object, in either `auditFormat`: JSON text (a string) or a
+/// `Struct` (the `Any` Envoy prints with `TYPED`).
+pub fn record(line: &Value) -> Option<Value> {
+    match line.get("warden")? {
+        Value::String(text) => serde_json::from_str(text).ok(),
+        typed => typed.get("value").cloned(),
+    }
+}
+
+/// One section of the line's Warden record (`principal`, `identity`, `tool_acl`,
+/// `token_budget`); `None` where that filter wrote nothing.
+pub fn part(line: &Value, name: &str) -> Option<Value> {
+    record(line)?.get(name).cloned()
 }
 
 /// One field of a part, as text (see `warden_policy::testing::field`): `decision`,
 /// `tokens.input`, `calls.tool`.
 pub fn field(line: &Value, name: &str, path: &str) -> Option<String> {
-    warden_policy::testing::field(part(line, name)?, path)
+    warden_policy::testing::field(&part(line, name)?, path)
 }
 
 /// Checks access-log lines against `docs/audit.schema.json`, with the schema checker the

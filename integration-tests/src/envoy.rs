@@ -240,10 +240,22 @@ impl EnvoyBuilder {
         if !binary.exists() {
             bail!("Envoy {} is not installed at {}: run `make setup`", self.version, binary.display());
         }
+        // The ports are free when chosen, but another process may take one before Envoy binds
+        // it (tests run in parallel): then Envoy starts again on ports chosen anew.
+        let mut attempt = 1;
+        loop {
+            match self.start_once(&binary).await {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
+    async fn start_once(&self, binary: &Path) -> Result<Envoy> {
         let dir = tempfile::tempdir()?;
         let (config_path, admin_port, listeners) = self.render(dir.path())?;
         let log = std::fs::File::create(dir.path().join("envoy.log"))?;
-        let child = Command::new(&binary)
+        let child = Command::new(binary)
             .current_dir(repo::root())
             .arg("-c")
             .arg(&config_path)
@@ -257,7 +269,7 @@ impl EnvoyBuilder {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let mut envoy = Envoy { child, dir, version: self.version, admin_port, listeners };
+        let mut envoy = Envoy { child, dir, version: self.version.clone(), admin_port, listeners };
         envoy.wait_ready().await?;
         Ok(envoy)
     }

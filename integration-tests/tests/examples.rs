@@ -109,3 +109,29 @@ fn held_headers_without_envoys_flag_are_refused_at_validate_time() {
     assert!(!ok, "{out}");
     assert!(out.contains("WasmPlugin warden-tool-acl") && out.contains("EnvoyFilter"), "{out}");
 }
+
+/// The audit schema check is a real check: it passes a record in either `auditFormat` and
+/// refuses one whose field breaks the schema, naming it.
+#[test]
+fn the_audit_schema_check_refuses_a_record_that_breaks_it() {
+    use serde_json::json;
+    use warden_integration_tests::audit::check_schema;
+    let record = json!({"v": 1, "principal": {"agent": "planner", "auth_methods": ["jwt"]},
+                        "identity": {"verdict": "allow", "rule": "api", "reason": "authenticated"}});
+    let line = |warden: serde_json::Value| {
+        json!({"time": "2026-11-30T00:00:00Z", "request_id": "r", "method": "POST", "path": "/v1/chat/completions",
+               "status": 200, "warden": warden})
+    };
+    let typed = json!({"@type": "type.googleapis.com/google.protobuf.Struct", "value": record});
+    check_schema(&[line(record.to_string().into()), line(typed), line(serde_json::Value::Null)]).unwrap();
+
+    let mut bad = record.clone();
+    bad["identity"]["verdict"] = "maybe".into();
+    let error = check_schema(&[line(bad.to_string().into())]).unwrap_err().to_string();
+    assert!(error.contains("warden/identity/verdict"), "{error}");
+    bad["identity"]["verdict"] = "allow".into();
+    bad["token_budget"] = json!({"tokens": {"input": -1}});
+    let typed = json!({"@type": "type.googleapis.com/google.protobuf.Struct", "value": bad});
+    let error = check_schema(&[line(typed)]).unwrap_err().to_string();
+    assert!(error.contains("warden/value/token_budget/tokens/input"), "{error}");
+}

@@ -137,7 +137,7 @@ fn allows_a_valid_token_records_the_principal_and_strips_what_clients_sent() {
     assert_eq!(vm.field(stream, "warden.principal", "session").as_deref(), Some("s-1"));
     assert_eq!(vm.field(stream, "warden.principal", "auth_methods").as_deref(), Some("jwt"));
     assert_eq!(
-        vm.field(stream, "warden.audit.identity", "decision").as_deref(),
+        vm.field(stream, "warden.audit", "identity.decision").as_deref(),
         Some("allow;rule=api;reason=authenticated")
     );
     // Forged identity headers are gone; the verified ones are set; the token stays at the gateway.
@@ -157,7 +157,7 @@ fn a_principal_already_written_is_never_replaced() {
     let rsa = tokens::rsa(Algorithm::RS256);
     let mut vm = vm_with_keys(&env, &remote_policy(""), &[&rsa]);
     assert_eq!(vm.declared().get("warden.principal"), Some(&true), "declared read-only");
-    assert_eq!(vm.declared().get("warden.audit.identity"), Some(&false));
+    assert_eq!(vm.declared().get("warden.audit"), Some(&false));
     let token = token_for(&rsa, &env, "agent-planner");
     let (first, _) = request(&mut vm, &token, &[]);
     assert_eq!(vm.field(first, "warden.principal", "agent").as_deref(), Some("agent-planner"));
@@ -198,7 +198,7 @@ fn denies_with_401_and_a_bearer_challenge_and_never_calls_upstream() {
     assert_eq!(reply.json()["error"]["request_id"], "req-7");
     assert_eq!(vm.field(stream, "warden.principal", "agent"), None);
     assert_eq!(
-        vm.field(stream, "warden.audit.identity", "decision").as_deref(),
+        vm.field(stream, "warden.audit", "identity.decision").as_deref(),
         Some("deny;rule=api;reason=token_expired")
     );
     assert_eq!(env.metric("warden.identity.denied.token_expired"), 1, "{:?}", env.metrics());
@@ -379,7 +379,7 @@ fn shadow_mode_records_and_counts_but_lets_the_request_through() {
     assert_eq!(action, Action::Continue);
     assert_eq!(vm.local_reply(stream), None);
     assert_eq!(
-        vm.field(stream, "warden.audit.identity", "decision").as_deref(),
+        vm.field(stream, "warden.audit", "identity.decision").as_deref(),
         Some("shadow_deny;rule=api;reason=token_malformed")
     );
     assert_eq!(vm.field(stream, "warden.principal", "agent"), None);

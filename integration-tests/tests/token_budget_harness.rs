@@ -128,7 +128,7 @@ fn several_vms_never_overspend_one_budget() {
         post(&mut vms[0], s, &body);
         if status(&vms[0], s).is_none() {
             more += 1;
-            held += vms[0].field(s, "warden.audit.token_budget", "tokens.reserved").unwrap().parse::<u64>().unwrap();
+            held += vms[0].field(s, "warden.audit", "token_budget.tokens.reserved").unwrap().parse::<u64>().unwrap();
         }
     }
     assert!(more >= 1 && held <= left, "{more} requests hold {held} of {left}");
@@ -155,7 +155,7 @@ fn a_spent_budget_answers_429_with_retry_after_and_ratelimit_headers() {
     assert_eq!(body["error"]["type"], "insufficient_quota", "a day budget is a quota: SDKs must not retry");
     assert_eq!(body["error"]["rule"], "tenant-day");
     assert_eq!(
-        vm.field(s2, "warden.audit.token_budget", "decision").unwrap(),
+        vm.field(s2, "warden.audit", "token_budget.decision").unwrap(),
         "deny;rule=tenant-day;reason=budget_exhausted"
     );
 }
@@ -170,7 +170,7 @@ fn streams_get_usage_asked_for_and_removed_and_a_cap_written_in() {
     assert_eq!(sent["stream_options"]["include_usage"], true);
     assert_eq!(sent["max_completion_tokens"], 100, "the policy's default cap is written in");
     assert_eq!(
-        vm.field(s, "warden.audit.token_budget", "tokens.reserved").unwrap(),
+        vm.field(s, "warden.audit", "token_budget.tokens.reserved").unwrap(),
         (sent_estimate(&vm, s) + 100).to_string()
     );
     // The headers were held while the body was edited: its length is the new one, and the route
@@ -188,12 +188,12 @@ fn streams_get_usage_asked_for_and_removed_and_a_cap_written_in() {
     vm.response_body(s, events.as_bytes(), true).unwrap();
     let passed = String::from_utf8(vm.stream(s).unwrap().sent_response_body.clone()).unwrap();
     assert!(!passed.contains("usage") && passed.contains(" tok") && passed.ends_with("data: [DONE]\n\n"), "{passed}");
-    assert_eq!(vm.field(s, "warden.audit.token_budget", "tokens.input").unwrap(), "8");
-    assert_eq!(vm.field(s, "warden.audit.token_budget", "tokens.output").unwrap(), "1");
+    assert_eq!(vm.field(s, "warden.audit", "token_budget.tokens.input").unwrap(), "8");
+    assert_eq!(vm.field(s, "warden.audit", "token_budget.tokens.output").unwrap(), "1");
 }
 
 fn sent_estimate(vm: &Vm, s: u32) -> u64 {
-    vm.field(s, "warden.audit.token_budget", "tokens.estimated").unwrap().parse().unwrap()
+    vm.field(s, "warden.audit", "token_budget.tokens.estimated").unwrap().parse().unwrap()
 }
 
 #[test]
@@ -358,7 +358,7 @@ fn shadow_mode_records_a_refusal_and_lets_the_request_through() {
     assert_eq!(post(&mut vm, s2, &chat("hi", json!({"max_tokens": 50}))), Action::Continue);
     assert_eq!(status(&vm, s2), None, "shadow mode never refuses");
     assert_eq!(
-        vm.field(s2, "warden.audit.token_budget", "decision").unwrap(),
+        vm.field(s2, "warden.audit", "token_budget.decision").unwrap(),
         "shadow_deny;rule=tenant-day;reason=budget_exhausted"
     );
     assert_eq!(env.metric("warden.token_budget.shadow_refused"), 1);
@@ -389,15 +389,15 @@ fn requests_and_answers_that_end_in_trailers_are_counted_and_settled() {
     assert_eq!(vm.request_trailers(s, &[("x-t", "1")]).unwrap(), Action::Continue);
     let sent: Value = serde_json::from_slice(&vm.stream(s).unwrap().sent_request_body).unwrap();
     assert_eq!(sent["max_completion_tokens"], 100, "the default cap was written in");
-    let estimated: u64 = vm.field(s, "warden.audit.token_budget", "tokens.estimated").unwrap().parse().unwrap();
+    let estimated: u64 = vm.field(s, "warden.audit", "token_budget.tokens.estimated").unwrap().parse().unwrap();
     assert!(estimated > 0);
     // The JSON answer ends in trailers: its usage is settled all the same.
     vm.response_headers(s, &[(":status", "200"), ("content-type", "application/json")], false).unwrap();
     let answer = json!({"choices": [], "usage": {"prompt_tokens": 2000, "completion_tokens": 900}}).to_string();
     vm.response_body(s, answer.as_bytes(), false).unwrap();
     vm.response_trailers(s, &[("x-t", "1")]).unwrap();
-    assert_eq!(vm.field(s, "warden.audit.token_budget", "tokens.input").as_deref(), Some("2000"));
-    assert_eq!(vm.field(s, "warden.audit.token_budget", "tokens.output").as_deref(), Some("900"));
+    assert_eq!(vm.field(s, "warden.audit", "token_budget.tokens.input").as_deref(), Some("2000"));
+    assert_eq!(vm.field(s, "warden.audit", "token_budget.tokens.output").as_deref(), Some("900"));
     vm.finish(s).unwrap();
 
     // 2,900 of 3,000 are spent: the next request, ending in trailers, is refused.
@@ -476,10 +476,10 @@ fn every_answer_and_the_larger_cap_are_reserved_and_a_per_request_maximum_caps_t
     let (s, refused) = ask(&mut vm, json!({"n": 2}));
     assert_eq!(refused, None);
     let sent: Value = serde_json::from_slice(&vm.stream(s).unwrap().sent_request_body).unwrap();
-    let estimated: u64 = vm.field(s, "warden.audit.token_budget", "tokens.estimated").unwrap().parse().unwrap();
+    let estimated: u64 = vm.field(s, "warden.audit", "token_budget.tokens.estimated").unwrap().parse().unwrap();
     let cap = sent["max_completion_tokens"].as_u64().expect("a cap was written in");
     assert_eq!(cap, (100 - estimated) / 2, "{sent}");
-    assert!(vm.field(s, "warden.audit.token_budget", "tokens.reserved").unwrap().parse::<u64>().unwrap() <= 100);
+    assert!(vm.field(s, "warden.audit", "token_budget.tokens.reserved").unwrap().parse::<u64>().unwrap() <= 100);
 }
 
 /// Found in review: a request Envoy could not get to the provider at all (no healthy host, a

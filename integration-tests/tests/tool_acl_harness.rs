@@ -83,13 +83,13 @@ fn an_allowed_call_goes_on_unchanged_and_is_recorded_without_its_arguments() {
     assert_eq!(vm.stream(s).unwrap().sent_request_body, body.as_bytes(), "forwarded byte for byte");
     assert!(vm.local_reply(s).is_none());
     assert_eq!(
-        vm.field(s, "warden.audit.tool_acl", "decision").unwrap(),
+        vm.field(s, "warden.audit", "tool_acl.decision").unwrap(),
         "allow;rule=acme-agents-use-files;reason=allowed"
     );
-    assert_eq!(vm.field(s, "warden.audit.tool_acl", "calls.tool").unwrap(), "read_file");
-    assert_eq!(vm.field(s, "warden.audit.tool_acl", "calls.class").unwrap(), "read");
-    assert_eq!(vm.field(s, "warden.audit.tool_acl", "server").unwrap(), "files");
-    assert_eq!(vm.field(s, "warden.audit.tool_acl", "calls.args_sha256").unwrap().len(), 64);
+    assert_eq!(vm.field(s, "warden.audit", "tool_acl.calls.tool").unwrap(), "read_file");
+    assert_eq!(vm.field(s, "warden.audit", "tool_acl.calls.class").unwrap(), "read");
+    assert_eq!(vm.field(s, "warden.audit", "tool_acl.server").unwrap(), "files");
+    assert_eq!(vm.field(s, "warden.audit", "tool_acl.calls.args_sha256").unwrap().len(), 64);
     let everything: String =
         vm.stream(s).unwrap().properties.values().map(|v| String::from_utf8_lossy(v).into_owned()).collect();
     assert!(!everything.contains("secret-plan"), "argument values never reach the audit attributes");
@@ -418,7 +418,7 @@ fn a_request_that_ends_in_trailers_is_decided_like_any_other() {
     assert_eq!(vm.request_trailers(s, &[("x-checksum", "1")]).unwrap(), Action::Continue);
     assert_eq!(vm.stream(s).unwrap().sent_request_body, allowed.as_bytes());
     assert_eq!(
-        vm.field(s, "warden.audit.tool_acl", "decision").unwrap(),
+        vm.field(s, "warden.audit", "tool_acl.decision").unwrap(),
         "allow;rule=acme-agents-use-files;reason=allowed"
     );
 

@@ -40,18 +40,18 @@ fn post(vm: &mut Vm, path: &str, body: &str) -> (u32, Value) {
 #[test]
 fn each_root_id_runs_its_own_filter() {
     let mut identity = start("warden.identity");
-    assert_eq!(identity.declared().keys().collect::<Vec<_>>(), ["warden.audit.identity", "warden.principal"]);
+    assert_eq!(identity.declared().keys().collect::<Vec<_>>(), ["warden.audit", "warden.principal"]);
     let (status, body) = post(&mut identity, "/v1/chat/completions", "{}");
     assert_eq!((status, body["error"]["code"].as_str()), (401, Some("missing_credentials")), "{body}");
 
     let mut tool_acl = start("warden.tool_acl");
-    assert_eq!(tool_acl.declared().keys().collect::<Vec<_>>(), ["warden.audit.tool_acl"]);
+    assert_eq!(tool_acl.declared().keys().collect::<Vec<_>>(), ["warden.audit"]);
     let (status, body) = post(&mut tool_acl, "/mcp/files", "{\"jsonrpc\": ");
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], -32700, "a JSON-RPC parse error: {body}");
 
     let mut token_budget = start("warden.token_budget");
-    assert_eq!(token_budget.declared().keys().collect::<Vec<_>>(), ["warden.audit.token_budget"]);
+    assert_eq!(token_budget.declared().keys().collect::<Vec<_>>(), ["warden.audit"]);
     let (status, body) = post(&mut token_budget, "/v1/chat/completions", "{\"model\": ");
     assert_eq!((status, body["error"]["type"].as_str()), (400, Some("invalid_request_error")), "{body}");
 }

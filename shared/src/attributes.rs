@@ -1,24 +1,20 @@
 //! The contract between filters and with the access log: one set of keys, defined here only.
 //!
-//! Each key holds one structured record (see [`crate::audit`] and `docs/audit.md`), written
-//! with `proxy_set_property`. Envoy stores it as filter state under `wasm.<key>`, where later
-//! Wasm filters read it with `proxy_get_property` and the access log prints it as JSON with
-//! `%FILTER_STATE(wasm.<key>:TYPED)%`. A client cannot set filter state,
+//! Each key holds one structured value (a `google.protobuf.Struct`, see [`crate::audit`] and
+//! `docs/audit.md`), written with `proxy_set_property`. Envoy stores it as filter state under
+//! `wasm.<key>`, where later Wasm filters read it with `proxy_get_property` and the access log
+//! prints it as JSON with `%FILTER_STATE(wasm.<key>:TYPED)%`. A client cannot set filter state,
 //! so these values can be trusted; the headers Warden forwards upstream are a copy, and the
 //! identity filter strips any client-sent header of those names on entry.
 
 /// The verified principal (agent, user, tenant, session, how it authenticated, scopes, actor
-/// chain, `acr`): one record, written once by the identity filter and read-only after.
+/// chain, `acr`): written once by the identity filter, read-only after, read by every later
+/// filter in one host call.
 pub const PRINCIPAL: &str = "warden.principal";
 
-/// The identity filter's record: its decision.
-pub const AUDIT_IDENTITY: &str = "warden.audit.identity";
-/// The tool-acl filter's record: its decision, the MCP method(s), the tool server, and each
-/// call's tool, risk class and argument hash (never the arguments).
-pub const AUDIT_TOOL_ACL: &str = "warden.audit.tool_acl";
-/// The token-budget filter's record: its decision, the model asked for and served, the tokens
-/// estimated, reserved and used, and the cost.
-pub const AUDIT_TOKEN_BUDGET: &str = "warden.audit.token_budget";
+/// The request's audit record: the principal and one section per filter (its decision and what
+/// it learned), which the access log prints whole. See [`crate::audit`] and `docs/audit.md`.
+pub const AUDIT: &str = "warden.audit";
 
 /// Client-sent request headers with this prefix are removed by the identity filter on entry,
 /// whatever the outcome, so no later hop can mistake them for something Warden verified.

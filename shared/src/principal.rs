@@ -46,7 +46,7 @@ impl Principal {
         self.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join("+")
     }
 
-    /// The principal's record (`docs/audit.md`); absent parts are left out.
+    /// The principal as a record (`docs/audit.md`); absent parts are left out.
     pub fn record(&self) -> Map<String, Value> {
         let mut record = audit::Record::new();
         record.set("agent", self.agent.as_str());
@@ -66,9 +66,9 @@ impl Principal {
         record.into_fields()
     }
 
-    /// Writes the principal for the filters after identity and the access log.
+    /// Writes the principal for the filters after identity (JSON; read-only once written).
     pub fn write(&self, host: &dyn Host) -> Result<(), HostError> {
-        host.set_property(&[attributes::PRINCIPAL], &audit::wire::encode(&self.record()))
+        host.set_property(&[attributes::PRINCIPAL], &audit::encode(&self.record(), audit::AuditFormat::Json))
     }
 }
 
@@ -91,7 +91,7 @@ impl Caller {
         let Some(bytes) = host.property(&[attributes::PRINCIPAL])? else {
             return Ok(Caller::default());
         };
-        let record = audit::wire::decode(&bytes).ok_or(HostError::Failed {
+        let record = audit::decode(&bytes).ok_or(HostError::Failed {
             call: "get_property(warden.principal)",
             status: "not a principal record".to_string(),
         })?;

@@ -59,7 +59,7 @@ impl MemoryHost {
     /// A structured record written under `key`.
     pub fn record(&self, key: &str) -> Option<serde_json::Value> {
         let bytes = self.properties.borrow().get(key).cloned()?;
-        crate::audit::wire::decode(&bytes).map(serde_json::Value::Object)
+        crate::audit::decode(&bytes).map(serde_json::Value::Object)
     }
 
     /// One field of the record under `key` (see [`field`]).
@@ -69,7 +69,7 @@ impl MemoryHost {
 
     /// Writes the principal as the identity filter before this one would.
     pub fn set_principal(&self, principal: &crate::principal::Principal) {
-        let record = crate::audit::wire::encode(&principal.record());
+        let record = crate::audit::encode(&principal.record(), crate::audit::AuditFormat::Json);
         self.properties.borrow_mut().insert(crate::attributes::PRINCIPAL.to_string(), record);
     }
 
@@ -389,7 +389,7 @@ pub mod tokens {
 
 /// One field of a structured record, as text, for terse assertions. `path` walks objects by
 /// key (`tokens.input`); over an array it takes the rest of the path from every element and
-/// joins what it finds with `,` (`calls.tool`). `decision` is the record's
+/// joins what it finds with `,` (`calls.tool`). `decision` (at any depth: `tool_acl.decision`) is that object's
 /// `verdict;rule=…;reason=…`. Leaf arrays are joined with `,`.
 pub fn field(record: &serde_json::Value, path: &str) -> Option<String> {
     use serde_json::Value;

@@ -107,16 +107,16 @@ fn a_request_is_held_reserved_rewritten_with_its_length_routed_and_settled() {
     assert_eq!(host.header("x-warden-model").as_deref(), Some("gpt-4o"));
     assert_eq!(host.route_cache_cleared.get(), 1);
     assert_eq!(host.header("accept-encoding").as_deref(), Some("identity"));
-    let estimated: u64 = field(&host, "warden.audit.token_budget", "tokens.estimated").unwrap().parse().unwrap();
-    assert_eq!(field(&host, "warden.audit.token_budget", "tokens.reserved"), Some((estimated + 100).to_string()));
+    let estimated: u64 = field(&host, "warden.audit", "token_budget.tokens.estimated").unwrap().parse().unwrap();
+    assert_eq!(field(&host, "warden.audit", "token_budget.tokens.reserved"), Some((estimated + 100).to_string()));
     assert_eq!(
-        field(&host, "warden.audit.token_budget", "decision").as_deref(),
+        field(&host, "warden.audit", "token_budget.decision").as_deref(),
         Some("allow;rule=tenant-day;reason=within_budget")
     );
     answer(&mut flow, &host, 9, 5);
-    assert_eq!(field(&host, "warden.audit.token_budget", "tokens.input").as_deref(), Some("9"));
-    assert_eq!(field(&host, "warden.audit.token_budget", "tokens.output").as_deref(), Some("5"));
-    assert_eq!(field(&host, "warden.audit.token_budget", "cost_usd").as_deref(), Some("0.000073"));
+    assert_eq!(field(&host, "warden.audit", "token_budget.tokens.input").as_deref(), Some("9"));
+    assert_eq!(field(&host, "warden.audit", "token_budget.tokens.output").as_deref(), Some("5"));
+    assert_eq!(field(&host, "warden.audit", "token_budget.cost_usd").as_deref(), Some("0.000073"));
     assert_eq!(host.metric("warden.token_budget.allowed"), 1);
 }
 
@@ -133,8 +133,8 @@ fn a_spent_budget_falls_back_once_then_refuses_in_the_apis_shape() {
     assert_eq!(post(&mut flow, &host, &chat("gpt-4o", json!({}))).1, Action::Continue);
     assert_eq!(sent(&host)["model"], "gpt-4o-mini");
     assert_eq!(host.header("x-warden-model").as_deref(), Some("gpt-4o-mini"), "the route is chosen for it");
-    assert_eq!(field(&host, "warden.audit.token_budget", "model_requested").as_deref(), Some("gpt-4o"));
-    assert_eq!(field(&host, "warden.audit.token_budget", "model_served").as_deref(), Some("gpt-4o-mini"));
+    assert_eq!(field(&host, "warden.audit", "token_budget.model_requested").as_deref(), Some("gpt-4o"));
+    assert_eq!(field(&host, "warden.audit", "token_budget.model_served").as_deref(), Some("gpt-4o-mini"));
     assert_eq!(host.metric("warden.token_budget.fallback"), 1);
     answer(&mut flow, &host, 10, 10);
 
@@ -149,7 +149,7 @@ fn a_spent_budget_falls_back_once_then_refuses_in_the_apis_shape() {
     assert_eq!(body["error"]["rule"], "tenant-day");
     assert_eq!(body["error"]["request_id"], "req-1");
     assert_eq!(
-        field(&host, "warden.audit.token_budget", "decision").as_deref(),
+        field(&host, "warden.audit", "token_budget.decision").as_deref(),
         Some("deny;rule=tenant-day;reason=budget_exhausted")
     );
 }
@@ -164,7 +164,7 @@ fn shadow_mode_records_a_refusal_and_forwards_the_request_unedited() {
     assert!(host.reply.borrow().is_none());
     assert_eq!(*host.request_body.borrow(), body, "forwarded as sent");
     assert_eq!(
-        field(&host, "warden.audit.token_budget", "decision").as_deref(),
+        field(&host, "warden.audit", "token_budget.decision").as_deref(),
         Some("shadow_deny;rule=tenant-day;reason=budget_exhausted")
     );
     assert_eq!(host.metric("warden.token_budget.shadow_refused"), 1);
@@ -245,7 +245,7 @@ fn a_request_ending_in_trailers_is_decided_there() {
     *host.request_body.borrow_mut() = body.clone();
     assert_eq!(flow.on_request_body(body.len(), false), Action::Pause, "held until the end");
     assert_eq!(flow.on_request_trailers(), Action::Continue);
-    assert!(field(&host, "warden.audit.token_budget", "tokens.reserved").is_some());
+    assert!(field(&host, "warden.audit", "token_budget.tokens.reserved").is_some());
     // Trailers with no body before them: a POST without a body.
     let host = self::host("acme");
     let mut flow = BudgetFlow::new(host.clone(), Some(vm(LOCAL)));
@@ -276,7 +276,7 @@ fn the_bound_is_not_used_where_it_would_cost_more_than_a_refusal() {
         let host = host("acme");
         let mut flow = BudgetFlow::new(host.clone(), Some(vm(policy)));
         post(&mut flow, &host, body);
-        field(&host, "warden.audit.token_budget", "tokens.estimated").unwrap().parse::<u64>().unwrap()
+        field(&host, "warden.audit", "token_budget.tokens.estimated").unwrap().parse::<u64>().unwrap()
     };
     let capped = chat("gpt-4o", json!({"max_tokens": 10}));
     let bound = estimated(LOCAL, &capped);

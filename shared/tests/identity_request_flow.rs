@@ -43,7 +43,7 @@ fn an_allowed_request_is_recorded_forwarded_and_stripped() {
     assert!(matches!(step, Step::Continue(_)), "{step:?}");
     assert_eq!(host.field("warden.principal", "agent").as_deref(), Some("agent-planner"));
     assert_eq!(host.field("warden.principal", "tenant").as_deref(), Some("acme"));
-    assert_eq!(host.field("warden.audit.identity", "decision").as_deref(), Some("allow;rule=api;reason=authenticated"));
+    assert_eq!(host.field("warden.audit", "identity.decision").as_deref(), Some("allow;rule=api;reason=authenticated"));
     assert_eq!(
         host.header("x-agent-id").as_deref(),
         Some("agent-planner"),

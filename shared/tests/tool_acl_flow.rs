@@ -72,11 +72,11 @@ fn an_allowed_call_is_held_then_forwarded_and_recorded() {
     assert_eq!(*host.request_body.borrow(), body.as_bytes(), "forwarded unchanged");
     assert_eq!(host.header("accept-encoding").as_deref(), Some("identity"));
     assert_eq!(
-        field(&host, "warden.audit.tool_acl", "decision").as_deref(),
+        field(&host, "warden.audit", "tool_acl.decision").as_deref(),
         Some("allow;rule=acme-agents-use-files;reason=allowed")
     );
-    assert_eq!(field(&host, "warden.audit.tool_acl", "calls.tool").as_deref(), Some("read_file"));
-    assert_eq!(field(&host, "warden.audit.tool_acl", "calls.class").as_deref(), Some("read"));
+    assert_eq!(field(&host, "warden.audit", "tool_acl.calls.tool").as_deref(), Some("read_file"));
+    assert_eq!(field(&host, "warden.audit", "tool_acl.calls.class").as_deref(), Some("read"));
     assert_eq!(host.metric("warden.tool_acl.allowed"), 1);
 }
 
@@ -92,10 +92,10 @@ fn a_denied_call_is_answered_as_a_tool_error_and_never_forwarded() {
     assert_eq!(body["result"]["isError"], true);
     assert_eq!(body["result"]["_meta"]["warden/denial"]["rule"], "no-system-paths");
     assert_eq!(
-        field(&host, "warden.audit.tool_acl", "decision").as_deref(),
+        field(&host, "warden.audit", "tool_acl.decision").as_deref(),
         Some("deny;rule=no-system-paths;reason=denied_by_rule")
     );
-    assert!(field(&host, "warden.audit.tool_acl", "calls.args_sha256").is_some_and(|h| h.len() == 64));
+    assert!(field(&host, "warden.audit", "tool_acl.calls.args_sha256").is_some_and(|h| h.len() == 64));
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn a_model_body_that_cannot_be_read_is_refused_and_recorded() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["request_id"], "req-1");
     assert_eq!(
-        field(&host, "warden.audit.tool_acl", "decision").as_deref(),
+        field(&host, "warden.audit", "tool_acl.decision").as_deref(),
         Some("deny;rule=protocol;reason=invalid_request")
     );
 }

@@ -5,6 +5,8 @@ use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
+use warden_policy::attributes;
+use warden_policy::audit::{self, AuditFormat};
 use warden_policy::host::{Host, HostError};
 
 thread_local! {
@@ -61,14 +63,15 @@ pub fn plugin_configuration(size: usize) -> Result<Vec<u8>, String> {
     }
 }
 
-/// Every filter's `on_configure`: reads the policy, declares the audit records the filter
-/// writes (`(key, read-only)`), and hands the policy to `configure`. A refusal is logged with
-/// why, and Envoy refuses the configuration.
+/// Every filter's `on_configure`: reads the policy, hands it to `configure`, and declares the
+/// records the filter writes (`(key, read-only)`): the principal as JSON text, the audit record
+/// in the policy's `auditFormat`, which `configure` returns. A refusal is logged with why, and
+/// Envoy refuses the configuration.
 pub fn on_configure(
     filter: &str,
     size: usize,
     records: &[(&str, bool)],
-    configure: impl FnOnce(&[u8]) -> Result<(), String>,
+    configure: impl FnOnce(&[u8]) -> Result<AuditFormat, String>,
 ) -> bool {
     let config = match plugin_configuration(size) {
         Ok(bytes) => bytes,
@@ -77,20 +80,22 @@ pub fn on_configure(
             return false;
         }
     };
+    let format = match configure(&config) {
+        Ok(format) => format,
+        Err(message) => {
+            log::error!("warden {filter}: invalid policy: {message}");
+            return false;
+        }
+    };
     for (key, readonly) in records {
-        // Undeclared, a record still reaches later filters, but the access log prints it as
-        // bytes rather than JSON: worth a line, not a refusal.
-        if let Err(e) = warden_policy::audit::declare(&ProxyHost, key, *readonly) {
+        let format = if *key == attributes::PRINCIPAL { AuditFormat::Json } else { format };
+        // Undeclared, a record still reaches later filters, but a typed access log cannot
+        // print it: worth a line, not a refusal.
+        if let Err(e) = audit::declare(&ProxyHost, key, *readonly, format) {
             log::warn!("warden {filter}: cannot declare {key}: {e}");
         }
     }
-    match configure(&config) {
-        Ok(()) => true,
-        Err(message) => {
-            log::error!("warden {filter}: invalid policy: {message}");
-            false
-        }
-    }
+    true
 }
 
 /// Defines a counter now (at configure time), so that no request pays for defining it.

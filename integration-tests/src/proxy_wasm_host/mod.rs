@@ -136,7 +136,7 @@ impl Vm {
     /// A structured record (the principal, a filter's audit record) written on this stream.
     pub fn audit(&self, stream: u32, key: &str) -> Option<serde_json::Value> {
         let bytes = self.store.data().streams.get(&stream)?.properties.get(key)?;
-        warden_policy::audit::wire::decode(bytes).map(serde_json::Value::Object)
+        warden_policy::audit::decode(bytes).map(serde_json::Value::Object)
     }
 
     /// One field of the record under `key` on this stream (see `warden_policy::testing::field`).
@@ -146,7 +146,7 @@ impl Vm {
 
     /// Writes the principal on this stream as the identity filter before this one would.
     pub fn set_principal(&mut self, stream: u32, principal: &warden_policy::principal::Principal) {
-        let record = warden_policy::audit::wire::encode(&principal.record());
+        let record = warden_policy::audit::encode(&principal.record(), warden_policy::audit::AuditFormat::Json);
         self.set_property(stream, warden_policy::attributes::PRINCIPAL, &record);
     }
 

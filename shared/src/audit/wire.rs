@@ -63,6 +63,7 @@ pub struct DeclarePropertyArguments {
     pub span: i32,
 }
 
+const WASM_TYPE_STRING: i32 = 1;
 const WASM_TYPE_PROTOBUF: i32 = 3;
 
 /// The arguments declaring `name` as a `Struct` for the rest of this plugin's life.
@@ -72,6 +73,17 @@ pub fn declare_struct(name: &str, readonly: bool) -> Vec<u8> {
         readonly,
         r#type: WASM_TYPE_PROTOBUF,
         schema: STRUCT_TYPE_URL.as_bytes().to_vec(),
+        span: 0,
+    })
+}
+
+/// The arguments declaring `name` as text (here: JSON).
+pub fn declare_text(name: &str, readonly: bool) -> Vec<u8> {
+    prost::Message::encode_to_vec(&DeclarePropertyArguments {
+        name: name.to_string(),
+        readonly,
+        r#type: WASM_TYPE_STRING,
+        schema: Vec::new(),
         span: 0,
     })
 }

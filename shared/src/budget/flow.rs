@@ -13,7 +13,7 @@ use super::request::{Edits, ModelRequest, RequestError};
 use super::vm::BudgetVm;
 use super::{ledger, metrics, rls};
 use crate::attributes;
-use crate::audit::Record;
+use crate::audit::{Record, Section};
 use crate::decision::{Decision, Mode};
 use crate::encoding::{ACCEPT_ENCODING, IDENTITY};
 use crate::host::{Action, Host, HostError};
@@ -110,9 +110,14 @@ impl BudgetFlow {
         self.send(&reply)
     }
 
+    fn audit_format(&self) -> crate::audit::AuditFormat {
+        self.vm.as_ref().map_or_else(Default::default, |vm| vm.audit_format)
+    }
+
     /// Records the decision with what was learned so far, in one write.
     fn decide(&mut self, decision: Decision) -> Result<(), HostError> {
-        self.record.decision(&decision).write(&*self.host, attributes::AUDIT_TOKEN_BUDGET)
+        let format = self.audit_format();
+        self.record.decision(&decision).write(&*self.host, format, Section::TokenBudget)
     }
 
     /// A runtime fault (shared data): requests are not let through uncounted.
@@ -278,7 +283,7 @@ impl BudgetFlow {
                                 self.stage = Stage::Reserving { token };
                                 // Recorded before the wait: a request the client gives up on
                                 // while the service answers still shows what it asked for.
-                                self.record.write(&*self.host, attributes::AUDIT_TOKEN_BUDGET)?;
+                                self.record.write(&*self.host, vm.audit_format, Section::TokenBudget)?;
                                 Ok(Action::Pause)
                             }
                             Err(e) => {
@@ -515,7 +520,7 @@ impl BudgetFlow {
             let _ = self.host.increment(metrics::COST_MICRO_USD, micro as i64);
             self.record.set("cost_usd", micro as f64 / 1e6);
         }
-        let _ = self.record.write(&*self.host, attributes::AUDIT_TOKEN_BUDGET);
+        let _ = self.record.write(&*self.host, vm.audit_format, Section::TokenBudget);
     }
 }
 

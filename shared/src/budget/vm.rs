@@ -25,6 +25,8 @@ pub struct BudgetVm {
     pub tokenizers: Tokenizers,
     /// Request headers are held until the request is reserved (`requestHeaders: hold`).
     pub hold: bool,
+    /// How the audit record is stored (`auditFormat`).
+    pub audit_format: crate::policy::AuditFormat,
     settles: RefCell<VecDeque<Vec<u8>>>,
     /// Random per VM, so reservation ids never meet across VMs and gateways; `reservations`
     /// counts within it.
@@ -42,6 +44,7 @@ impl BudgetVm {
             // Built on first exact count (see `tokenizer`), not here.
             tokenizers: Tokenizers::default(),
             hold: document.request_headers.held(),
+            audit_format: document.audit_format,
             settles: RefCell::new(VecDeque::new()),
             seed,
             reservations: Cell::new(0),

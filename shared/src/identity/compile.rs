@@ -4,6 +4,7 @@
 use super::config::*;
 use super::keys::{KeySet, Strictness};
 use crate::decision::{FailureMode, Mode};
+use crate::policy::AuditFormat;
 use crate::policy::PolicyError;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -15,6 +16,8 @@ const MAX_SESSION_SLOTS: u32 = 65_536;
 
 #[derive(Debug)]
 pub struct CompiledIdentity {
+    /// How the audit record is stored (the document's `auditFormat`, set by the filter's root).
+    pub audit_format: AuditFormat,
     pub mode: Mode,
     pub failure_mode: FailureMode,
     pub issuers: Vec<Issuer>,
@@ -401,6 +404,7 @@ impl CompiledIdentity {
         }
 
         Ok(CompiledIdentity {
+            audit_format: AuditFormat::default(),
             mode: config.mode,
             failure_mode: config.failure_mode,
             issuers,
@@ -433,6 +437,7 @@ impl CompiledIdentity {
             return Err(PolicyError::at(format!("{path}.jwks.remote"), "an approver's keys must be inline"));
         }
         Ok(CompiledIdentity {
+            audit_format: AuditFormat::default(),
             mode: Mode::Enforce,
             failure_mode: FailureMode::Deny,
             issuers: vec![issuer],

@@ -10,7 +10,7 @@ use super::query;
 use super::session::{self, Binding};
 use super::token_cache::Verifier;
 use crate::attributes;
-use crate::audit::Record;
+use crate::audit::{self, Record, Section};
 use crate::decision::{Decision, FailureMode, Mode, Verdict};
 use crate::host::{Host, HostError};
 use crate::principal::Principal;
@@ -164,7 +164,7 @@ pub fn decide(
             forward_principal(host, policy, &principal)?;
             strip_credentials(host, policy, request)?;
             let decision = Decision { verdict: Verdict::Allow, rule, reason: "authenticated", shadowed: false };
-            record(host, &decision)?;
+            record(host, policy, &decision, Some(&principal))?;
             Ok(Step::Continue(decision))
         }
         Err(denial) => deny(host, policy, request, denial),
@@ -240,7 +240,7 @@ fn fault(
                 reason: "failure_mode_allow",
                 shadowed: false,
             };
-            record(host, &decision)?;
+            record(host, policy, &decision, None)?;
             Ok(Step::Continue(decision))
         }
     }
@@ -262,7 +262,7 @@ fn deny(
     if let Some(verified) = &denial.verified {
         verified.write(host)?;
     }
-    record(host, &decision)?;
+    record(host, policy, &decision, denial.verified.as_deref())?;
     if decision.shadowed {
         strip_credentials(host, policy, request)?;
         return Ok(Step::Continue(decision));
@@ -273,10 +273,22 @@ fn deny(
     Ok(Step::Replied(decision))
 }
 
-/// Writes the decision for the access log and later filters, and counts it.
-fn record(host: &dyn Host, decision: &Decision) -> Result<(), HostError> {
+/// Writes the decision, and the principal verified, into the audit record, and counts it.
+fn record(
+    host: &dyn Host,
+    policy: &CompiledIdentity,
+    decision: &Decision,
+    principal: Option<&Principal>,
+) -> Result<(), HostError> {
+    let format = policy.audit_format;
     host.increment(&metrics::for_decision(decision), 1)?;
-    Record::new().decision(decision).write(host, attributes::AUDIT_IDENTITY)
+    let identity = Record::new().decision(decision).clone().into_fields();
+    match principal {
+        Some(principal) => {
+            audit::write(host, format, &[(Section::Principal, &principal.record()), (Section::Identity, &identity)])
+        }
+        None => audit::write(host, format, &[(Section::Identity, &identity)]),
+    }
 }
 
 fn forward_principal(

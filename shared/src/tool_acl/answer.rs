@@ -322,5 +322,5 @@ fn record_model(
     if blocked > 0 {
         host.increment(metrics::LLM_CALLS_BLOCKED, blocked as i64)?;
     }
-    record::write(host, record, "answer_calls", llm::server_name(acl), records, "-")
+    record::write(host, acl.audit_format, record, "answer_calls", llm::server_name(acl), records, "-")
 }

@@ -3,6 +3,7 @@
 use crate::decision::{FailureMode, Mode};
 use crate::identity::compile::CompiledIdentity;
 use crate::model_api::{ModelPaths, Route};
+use crate::policy::AuditFormat;
 use crate::policy::PolicyError;
 use crate::tool_acl::arguments::Constraint;
 use crate::tool_acl::config::*;
@@ -12,6 +13,8 @@ use std::time::Duration;
 
 #[derive(Debug)]
 pub struct CompiledToolAcl {
+    /// How the audit record is stored (the document's `auditFormat`, set by the filter's root).
+    pub audit_format: AuditFormat,
     pub mode: Mode,
     pub failure_mode: FailureMode,
     pub max_body_bytes: usize,
@@ -186,6 +189,7 @@ impl CompiledToolAcl {
             session_slots: limits.session_slots.max(1),
         };
         Ok(CompiledToolAcl {
+            audit_format: AuditFormat::default(),
             mode: config.mode,
             failure_mode: config.failure_mode,
             max_body_bytes: config.max_body_bytes,

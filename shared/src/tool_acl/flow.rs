@@ -73,7 +73,8 @@ impl ToolAclFlow {
 
     /// Records a decision taken before any message was judged.
     fn decide(&mut self, decision: Decision) -> Result<(), HostError> {
-        record::decision(&*self.host, &mut self.record, decision)
+        let format = self.acl.as_ref().map_or_else(Default::default, |acl| acl.audit_format);
+        record::decision(&*self.host, format, &mut self.record, decision)
     }
 
     fn reply(&mut self, status: u32, body: &str) -> Action {
@@ -231,7 +232,7 @@ impl ToolAclFlow {
             let mut action = Action::Continue;
             if let Target::Mcp(i) = self.target {
                 self.record.set("server", acl.servers[i].name.as_str());
-                self.record.write(&*self.host, attributes::AUDIT_TOOL_ACL)?;
+                self.record.write(&*self.host, acl.audit_format, crate::audit::Section::ToolAcl)?;
                 if method == "GET" {
                     action = self.server_stream(i, header("last-event-id").is_some())?;
                 }
@@ -291,7 +292,15 @@ impl ToolAclFlow {
                     now: host.now(),
                 };
                 let decided = mcp::decide(&cx, &body)?;
-                record::write(&*host, &mut self.record, "calls", &server.name, &decided.records, &self.request_id)?;
+                record::write(
+                    &*host,
+                    acl.audit_format,
+                    &mut self.record,
+                    "calls",
+                    &server.name,
+                    &decided.records,
+                    &self.request_id,
+                )?;
                 match decided.action {
                     McpAction::Forward => {
                         if let Some(session) = &self.mcp_session {
@@ -322,7 +331,15 @@ impl ToolAclFlow {
             }
             Target::Llm => {
                 let decided = llm::decide_request(acl, &self.caller, &self.path, &body, &self.request_id);
-                record::write(&*host, &mut self.record, "calls", &decided.server, &decided.records, &self.request_id)?;
+                record::write(
+                    &*host,
+                    acl.audit_format,
+                    &mut self.record,
+                    "calls",
+                    &decided.server,
+                    &decided.records,
+                    &self.request_id,
+                )?;
                 if decided.removed > 0 {
                     self.host.increment(metrics::LLM_TOOLS_REMOVED, decided.removed as i64)?;
                 }

@@ -2,8 +2,7 @@
 
 use super::mcp::Record as Judged;
 use super::metrics;
-use crate::attributes;
-use crate::audit::Record;
+use crate::audit::{AuditFormat, Record, Section};
 use crate::decision::{Decision, Verdict};
 use crate::host::{Host, HostError};
 use log::info;
@@ -41,6 +40,7 @@ fn entry(judged: &Judged) -> Value {
 /// refusal, or else the last message's; an answer's calls keep their own.
 pub fn write(
     host: &dyn Host,
+    format: AuditFormat,
     record: &mut Record,
     group: &str,
     server: &str,
@@ -59,7 +59,7 @@ pub fn write(
     };
     entries.extend(judged.iter().map(entry));
     record.set("server", server).set(group, entries);
-    record.write(host, attributes::AUDIT_TOOL_ACL)?;
+    record.write(host, format, Section::ToolAcl)?;
     for one in judged {
         let decision = &one.decision;
         match (decision.verdict, decision.shadowed) {
@@ -83,6 +83,11 @@ pub fn write(
 }
 
 /// Records a decision taken before any message was judged (a protocol refusal, a fault).
-pub fn decision(host: &dyn Host, record: &mut Record, decision: Decision) -> Result<(), HostError> {
-    record.decision(&decision).write(host, attributes::AUDIT_TOOL_ACL)
+pub fn decision(
+    host: &dyn Host,
+    format: AuditFormat,
+    record: &mut Record,
+    decision: Decision,
+) -> Result<(), HostError> {
+    record.decision(&decision).write(host, format, Section::ToolAcl)
 }

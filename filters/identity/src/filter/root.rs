@@ -17,7 +17,7 @@ use warden_policy::identity::metrics;
 use warden_policy::identity::remote_keys::{FetchRequest, RemoteKeys};
 use warden_policy::identity::request::{decide, CapturedRequest, Step};
 use warden_policy::identity::token_cache::{TokenCache, Verifier};
-use warden_policy::policy::parse_document;
+use warden_policy::policy::{parse_document, AuditFormat};
 use warden_proxy_host::on_configure;
 
 /// How often the root wakes to start due fetches and release requests that waited too long.
@@ -69,10 +69,11 @@ pub struct IdentityRoot {
 }
 
 impl IdentityRoot {
-    fn configure(&mut self, config: &[u8]) -> Result<(), String> {
+    fn configure(&mut self, config: &[u8]) -> Result<AuditFormat, String> {
         let document = parse_document(config).map_err(|e| e.to_string())?;
         let identity = document.identity.ok_or("identity: the policy has no identity section")?;
-        let policy = CompiledIdentity::compile(&identity).map_err(|e| e.to_string())?;
+        let mut policy = CompiledIdentity::compile(&identity).map_err(|e| e.to_string())?;
+        policy.audit_format = document.audit_format;
         let keys = RemoteKeys::new(&policy);
         if !keys.is_empty() {
             hostcalls::set_tick_period(TICK).map_err(|s| format!("cannot start the key refresh timer: {s:?}"))?;
@@ -90,7 +91,7 @@ impl IdentityRoot {
             callouts: HashMap::new(),
             waiting: Vec::new(),
         })));
-        Ok(())
+        Ok(document.audit_format)
     }
 
     /// Decides the waiting requests that `release` selects, now that they can wait no longer.
@@ -169,7 +170,7 @@ impl RootContext for IdentityRoot {
         on_configure(
             "identity",
             plugin_configuration_size,
-            &[(attributes::PRINCIPAL, true), (attributes::AUDIT_IDENTITY, false)],
+            &[(attributes::PRINCIPAL, true), (attributes::AUDIT, false)],
             |config| self.configure(config),
         )
     }

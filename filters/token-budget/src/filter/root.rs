@@ -12,7 +12,7 @@ use std::time::Duration;
 use warden_policy::attributes;
 use warden_policy::budget::metrics;
 use warden_policy::budget::vm::BudgetVm;
-use warden_policy::policy::parse_document;
+use warden_policy::policy::{parse_document, AuditFormat};
 use warden_proxy_host::{define_counter, on_configure, ProxyHost};
 
 /// How often queued settle calls are sent.
@@ -24,7 +24,7 @@ pub struct BudgetRoot {
 }
 
 impl BudgetRoot {
-    fn configure(&mut self, config: &[u8]) -> Result<(), String> {
+    fn configure(&mut self, config: &[u8]) -> Result<AuditFormat, String> {
         let document = parse_document(config).map_err(|e| e.to_string())?;
         // Random per VM (the host's `random_get`): reservation ids never meet across VMs.
         let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
@@ -43,8 +43,9 @@ impl BudgetRoot {
             proxy_wasm::hostcalls::set_tick_period(SETTLE_TICK)
                 .map_err(|s| format!("cannot start the settle timer: {s:?}"))?;
         }
+        let format = vm.audit_format;
         self.vm = Some(Rc::new(vm));
-        Ok(())
+        Ok(format)
     }
 }
 
@@ -61,7 +62,7 @@ impl Context for BudgetRoot {
 
 impl RootContext for BudgetRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        on_configure("token-budget", plugin_configuration_size, &[(attributes::AUDIT_TOKEN_BUDGET, false)], |config| {
+        on_configure("token-budget", plugin_configuration_size, &[(attributes::AUDIT, false)], |config| {
             self.configure(config)
         })
     }

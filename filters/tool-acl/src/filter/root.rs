@@ -6,7 +6,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
 use warden_policy::attributes;
-use warden_policy::policy::{parse_document, RequestHeaders};
+use warden_policy::policy::{parse_document, AuditFormat, RequestHeaders};
 use warden_policy::tool_acl::compile::CompiledToolAcl;
 use warden_proxy_host::on_configure;
 
@@ -17,10 +17,11 @@ pub struct ToolAclRoot {
 }
 
 impl ToolAclRoot {
-    fn configure(&mut self, config: &[u8]) -> Result<(), String> {
+    fn configure(&mut self, config: &[u8]) -> Result<AuditFormat, String> {
         let document = parse_document(config).map_err(|e| e.to_string())?;
         let section = document.tool_acl.ok_or("toolAcl: the policy has no toolAcl section")?;
-        let acl = CompiledToolAcl::compile(&section).map_err(|e| e.to_string())?;
+        let mut acl = CompiledToolAcl::compile(&section).map_err(|e| e.to_string())?;
+        acl.audit_format = document.audit_format;
         info!(
             "warden tool-acl: policy loaded with {} servers, {} rules{}",
             acl.servers.len(),
@@ -29,7 +30,7 @@ impl ToolAclRoot {
         );
         self.acl = Some(Rc::new(acl));
         self.request_headers = document.request_headers;
-        Ok(())
+        Ok(document.audit_format)
     }
 }
 
@@ -37,7 +38,7 @@ impl Context for ToolAclRoot {}
 
 impl RootContext for ToolAclRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
-        on_configure("tool-acl", plugin_configuration_size, &[(attributes::AUDIT_TOOL_ACL, false)], |config| {
+        on_configure("tool-acl", plugin_configuration_size, &[(attributes::AUDIT, false)], |config| {
             self.configure(config)
         })
     }
