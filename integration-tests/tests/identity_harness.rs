@@ -252,6 +252,9 @@ fn a_waiting_request_passes_unauthenticated_with_failure_mode_allow() {
     assert_eq!(vm.field(stream, "warden.principal", "agent"), None, "no principal without verification");
     assert_eq!(vm.forwarded_header(stream, "authorization"), None);
     assert_eq!(env.metric("warden.identity.failure_mode_allowed"), 1);
+    assert_eq!(env.metric("warden.identity.failure_mode_applied"), 1);
+    let decision = vm.field(stream, "warden.audit", "identity.decision");
+    assert_eq!(decision.as_deref(), Some("allow;rule=failure-mode;reason=keys_unavailable"));
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Decisions, their precedence, enforcement mode and failure mode: written once, used by all.
 
+use crate::host::Host;
 use serde::Deserialize;
 use std::fmt;
 
@@ -75,6 +76,23 @@ pub enum FailureMode {
     #[default]
     Deny,
     Allow,
+}
+
+/// The rule every failure-mode decision is recorded under.
+pub const FAILURE_MODE_RULE: &str = "failure-mode";
+
+impl FailureMode {
+    /// The decision for a request that could not be decided because of a runtime fault: the
+    /// failure mode's verdict, under rule `failure-mode`, with the fault as its reason, counted
+    /// in `counter` (each filter's `failure_mode_applied`). Every filter takes its fault
+    /// decisions from here, so they read and count alike.
+    pub fn apply(self, host: &dyn Host, counter: &str, fault: &'static str) -> Decision {
+        let _ = host.increment(counter, 1);
+        match self {
+            FailureMode::Allow => Decision::allow(FAILURE_MODE_RULE, fault),
+            FailureMode::Deny => Decision::deny(FAILURE_MODE_RULE, fault),
+        }
+    }
 }
 
 /// One filter's recorded decision, as written to the access log.

@@ -12,6 +12,8 @@ pub mod canonical;
 pub mod decision;
 pub mod duration;
 pub mod encoding;
+pub mod error_body;
+pub mod glob;
 pub mod host;
 pub mod identity;
 pub mod model_api;
@@ -21,6 +23,7 @@ pub mod shared_slot;
 pub mod sse;
 pub mod strict_json;
 pub mod tool_acl;
+pub mod when;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -6,10 +6,11 @@ use super::config::{
     Window,
 };
 use crate::decision::Mode;
+use crate::glob::{Glob, GlobSet};
 use crate::model_api::ModelPaths;
 use crate::policy::PolicyError;
 use crate::principal::Caller;
-use crate::tool_acl::glob::{Glob, GlobSet};
+use crate::when::PrincipalMatch;
 use std::time::Duration;
 
 /// Prices in micro-USD per token (the policy's USD per million tokens, unchanged in value).
@@ -51,21 +52,15 @@ pub struct Budget {
     pub store: Store,
     pub failure_mode: BudgetFailureMode,
     pub fallback_model: Option<String>,
-    agents: GlobSet,
-    users: GlobSet,
-    tenants: GlobSet,
+    /// Whose requests it counts (`when`).
+    who: PrincipalMatch,
     models: GlobSet,
 }
 
 impl Budget {
     /// Whether this budget counts a request by `caller` for `model`.
     pub fn applies(&self, caller: &Caller, model: &str) -> bool {
-        let matches =
-            |set: &GlobSet, value: &Option<String>| set.is_any() || value.as_deref().is_some_and(|v| set.matches(v));
-        matches(&self.agents, &caller.agent)
-            && matches(&self.users, &caller.user)
-            && matches(&self.tenants, &caller.tenant)
-            && (self.models.is_any() || self.models.matches(model))
+        self.who.matches(caller) && (self.models.is_any() || self.models.matches(model))
     }
 
     /// The values this budget is counted per, in scope order; the missing part's name when
@@ -319,9 +314,7 @@ fn compile_budget(
         store: b.store,
         failure_mode: b.failure_mode,
         fallback_model: b.fallback_model.clone(),
-        agents: GlobSet::new(&b.when.agents),
-        users: GlobSet::new(&b.when.users),
-        tenants: GlobSet::new(&b.when.tenants),
+        who: PrincipalMatch::new(&b.when.agents, &b.when.users, &b.when.tenants),
         models: GlobSet::new(&b.when.models),
     })
 }

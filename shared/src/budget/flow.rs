@@ -14,7 +14,7 @@ use super::vm::BudgetVm;
 use super::{ledger, metrics, rls};
 use crate::attributes;
 use crate::audit::{Record, Section};
-use crate::decision::{Decision, Mode};
+use crate::decision::{Decision, Mode, FAILURE_MODE_RULE};
 use crate::encoding::{ACCEPT_ENCODING, IDENTITY};
 use crate::host::{Action, Host, HostError};
 use crate::model_api::Api;
@@ -125,7 +125,13 @@ impl BudgetFlow {
         error!("warden token-budget: host call failed: {e}");
         let _ = self.host.increment(metrics::FAILURE_MODE, 1);
         self.release(vm);
-        self.error(503, "the token budget could not be checked", "server_error", "budget_unavailable", "failure-mode")
+        self.error(
+            503,
+            "the token budget could not be checked",
+            "server_error",
+            "budget_unavailable",
+            FAILURE_MODE_RULE,
+        )
     }
 
     fn release(&mut self, vm: &BudgetVm) {
@@ -572,7 +578,7 @@ impl BudgetFlow {
     pub fn on_request_headers(&mut self, end_of_stream: bool) -> Action {
         let Some(vm) = self.vm.clone() else {
             warn!("warden token-budget: no policy loaded; refusing the request");
-            return self.error(503, "no budget policy is loaded", "server_error", "no_policy", "failure-mode");
+            return self.error(503, "no budget policy is loaded", "server_error", "no_policy", FAILURE_MODE_RULE);
         };
         match self.on_headers(&vm, end_of_stream) {
             Ok(action) => action,

@@ -4,8 +4,8 @@
 use super::compile::CompiledTokenBudget;
 use super::config::{Unit, Window};
 use super::plan::Refusal;
+use crate::error_body;
 use crate::model_api::Api;
-use serde_json::json;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -24,20 +24,8 @@ pub fn error(
     rule: &str,
     request_id: &str,
 ) -> Reply {
-    let body = match api {
-        Some(Api::AnthropicMessages) => {
-            let anthropic_kind = match status {
-                429 => "rate_limit_error",
-                413 => "request_too_large",
-                400 => "invalid_request_error",
-                503 => "overloaded_error",
-                _ => "permission_error",
-            };
-            json!({"type": "error", "error": {"type": anthropic_kind, "message": message, "code": code, "rule": rule}, "request_id": request_id})
-        }
-        _ => json!({"error": {"message": message, "type": kind, "code": code, "rule": rule, "request_id": request_id}}),
-    };
-    Reply { status, headers: vec![("content-type".into(), "application/json".into())], body: body.to_string() }
+    let body = error_body::model_api(api, status, message, kind, code, Some(rule), request_id);
+    Reply { status, headers: vec![("content-type".into(), "application/json".into())], body }
 }
 
 /// `1m30s` style, as OpenAI writes its `x-ratelimit-reset-*` headers.

@@ -2,22 +2,7 @@
 //! that names the rule and carries the request id. Nothing in it echoes a credential.
 
 use super::authenticate::Denial;
-use serde::Serialize;
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    message: &'a str,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    code: &'a str,
-    rule: &'a str,
-    request_id: &'a str,
-}
+use crate::error_body;
 
 pub struct Reply {
     pub status: u32,
@@ -52,12 +37,10 @@ pub fn reply(denial: &Denial, request_id: &str) -> Reply {
         429 => ("rate_limit_error", None),
         _ => ("service_unavailable", None),
     };
-    let body = ErrorBody {
-        error: ErrorDetail { message: &denial.description, kind, code: denial.reason, rule: &denial.rule, request_id },
-    };
+    let body = error_body::openai(&denial.description, kind, denial.reason, Some(&denial.rule), request_id);
     let mut headers = vec![("content-type", "application/json".to_string())];
     if let Some(challenge) = challenge {
         headers.push(("www-authenticate", challenge));
     }
-    Reply { status: u32::from(denial.status), headers, body: serde_json::to_vec(&body).unwrap_or_default() }
+    Reply { status: u32::from(denial.status), headers, body: body.into_bytes() }
 }

@@ -11,7 +11,7 @@ use super::session::{self, Binding};
 use super::token_cache::Verifier;
 use crate::attributes;
 use crate::audit::{self, Record, Section};
-use crate::decision::{Decision, FailureMode, Mode, Verdict};
+use crate::decision::{Decision, Mode, Verdict};
 use crate::host::{Host, HostError};
 use crate::principal::Principal;
 
@@ -230,20 +230,14 @@ fn fault(
     rule: &str,
     denial: Denial,
 ) -> Result<Step, HostError> {
-    match policy.failure_mode {
-        FailureMode::Deny => deny(host, policy, request, denial),
-        FailureMode::Allow => {
-            strip_credentials(host, policy, request)?;
-            let decision = Decision {
-                verdict: Verdict::Allow,
-                rule: rule.to_string(),
-                reason: "failure_mode_allow",
-                shadowed: false,
-            };
-            record(host, policy, &decision, None)?;
-            Ok(Step::Continue(decision))
-        }
+    let decision = policy.failure_mode.apply(host, metrics::FAILURE_MODE, denial.reason);
+    if decision.verdict == Verdict::Deny {
+        // Refused as the fault itself would be (503 with its reason), on the route it met.
+        return deny(host, policy, request, denial.on_route(rule));
     }
+    strip_credentials(host, policy, request)?;
+    record(host, policy, &decision, None)?;
+    Ok(Step::Continue(decision))
 }
 
 fn deny(

@@ -3,7 +3,6 @@
 //! event by event.
 
 use super::compile::CompiledToolAcl;
-use super::denial::openai_error;
 use super::jsonrpc;
 use super::listing::{self, Exchange, Filtered, ListContext, ListError};
 use super::llm::{self, Api, StreamGuard};
@@ -141,9 +140,11 @@ impl AnswerFilter {
         let text = match &self.kind {
             Kind::Listing { list_ids, other_ids, .. } => {
                 let id = list_ids.first().or(other_ids.first()).map(String::as_str);
-                jsonrpc::error_response(id, jsonrpc::POLICY_DENIED, message, None)
+                crate::error_body::jsonrpc(id, jsonrpc::POLICY_DENIED, message, None)
             }
-            Kind::Model { .. } => openai_error(message, "permission_error", "answer_unchecked", None, &self.request_id),
+            Kind::Model { .. } => {
+                crate::error_body::openai(message, "permission_error", "answer_unchecked", None, &self.request_id)
+            }
         };
         if streamed {
             String::from_utf8_lossy(&sse::event(None, &text)).into_owned()

@@ -1,14 +1,15 @@
 //! `toolAcl` compiled once at configure time: globs, regexes, the approver's keys.
 
 use crate::decision::{FailureMode, Mode};
+use crate::glob::{Glob, GlobSet};
 use crate::identity::compile::CompiledIdentity;
 use crate::model_api::{ModelPaths, Route};
 use crate::policy::AuditFormat;
 use crate::policy::PolicyError;
 use crate::tool_acl::arguments::Constraint;
 use crate::tool_acl::config::*;
-use crate::tool_acl::glob::{Glob, GlobSet};
 use crate::tool_acl::risk::Risk;
+use crate::when::PrincipalMatch;
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -53,9 +54,8 @@ pub struct Rule {
     pub effect: RuleEffectConfig,
     pub servers: GlobSet,
     pub tools: GlobSet,
-    pub agents: GlobSet,
-    pub users: GlobSet,
-    pub tenants: GlobSet,
+    /// Whose calls it is about (`when`), with the scopes they must hold.
+    pub who: PrincipalMatch,
     pub scopes: Vec<String>,
     pub require: Requirement,
     pub arguments: Vec<Constraint>,
@@ -287,9 +287,7 @@ fn compile_rule(config: &RuleConfig, path: &str, servers: &[Server], llm: Option
         effect: config.effect,
         servers: GlobSet::new(&config.servers),
         tools: GlobSet::new(&config.tools),
-        agents: GlobSet::new(&config.when.agents),
-        users: GlobSet::new(&config.when.users),
-        tenants: GlobSet::new(&config.when.tenants),
+        who: PrincipalMatch::new(&config.when.agents, &config.when.users, &config.when.tenants),
         scopes: config.when.scopes.clone(),
         require,
         arguments,

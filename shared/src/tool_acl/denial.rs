@@ -89,21 +89,11 @@ impl Refusal {
 
     /// A JSON-RPC error for the request `id`.
     pub fn rpc_error(&self, id: Option<&RawValue>, request_id: &str) -> String {
-        jsonrpc::error_response(
+        crate::error_body::jsonrpc(
             id.map(RawValue::get),
             self.code,
             &self.message(request_id),
             Some(&self.data(request_id)),
         )
     }
-}
-
-/// OpenAI-style error JSON, what model routes' clients parse (and every reply that is not
-/// JSON-RPC): `kind` is the error `type`; the rule is named when one decided.
-pub fn openai_error(message: &str, kind: &str, code: &str, rule: Option<&str>, request_id: &str) -> String {
-    let mut error = json!({"message": message, "type": kind, "code": code, "request_id": request_id});
-    if let Some(rule) = rule {
-        error["rule"] = rule.into();
-    }
-    json!({ "error": error }).to_string()
 }

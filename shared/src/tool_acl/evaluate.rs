@@ -6,7 +6,6 @@ use crate::principal::Caller;
 use crate::tool_acl::arguments::Check;
 use crate::tool_acl::compile::{CompiledToolAcl, Rule};
 use crate::tool_acl::config::{Escalation, Requirement, RuleEffectConfig};
-use crate::tool_acl::glob::GlobSet;
 use crate::tool_acl::risk::Risk;
 use serde_json::Value;
 
@@ -71,12 +70,7 @@ fn applies(rule: &Rule, caller: &Caller, call: &Call) -> bool {
 /// Whether the rule's `when` conditions hold for the caller. A condition on a part of the
 /// principal that is absent never holds.
 fn about(rule: &Rule, caller: &Caller) -> bool {
-    let holds =
-        |globs: &GlobSet, value: &Option<String>| globs.is_any() || value.as_deref().is_some_and(|v| globs.matches(v));
-    holds(&rule.agents, &caller.agent)
-        && holds(&rule.users, &caller.user)
-        && holds(&rule.tenants, &caller.tenant)
-        && caller.has_scopes(&rule.scopes)
+    rule.who.matches(caller) && caller.has_scopes(&rule.scopes)
 }
 
 /// Whether the caller may reach `server` at all (start a session, list, read): some `allow`

@@ -6,12 +6,11 @@
 use super::answer::AnswerFilter;
 use super::compile::CompiledToolAcl;
 use super::config::Unmatched;
-use super::denial::openai_error;
 use super::mcp::{self, Action as McpAction, Context as McpContext};
 use super::{inflight, llm, metrics, record};
 use crate::attributes;
 use crate::audit::Record;
-use crate::decision::{Decision, FailureMode};
+use crate::decision::{Decision, Verdict, FAILURE_MODE_RULE};
 use crate::encoding;
 use crate::host::{Action, Host, HostError};
 use crate::principal::Caller;
@@ -90,7 +89,7 @@ impl ToolAclFlow {
     fn too_large(&mut self, acl: &CompiledToolAcl) -> Action {
         let _ = self.host.increment(metrics::BODY_TOO_LARGE, 1);
         let body = match self.target {
-            Target::Llm => openai_error(
+            Target::Llm => crate::error_body::openai(
                 &format!("the request body is over {} bytes", acl.max_body_bytes),
                 "permission_error",
                 "body_too_large",
@@ -116,7 +115,7 @@ impl ToolAclFlow {
         let Some(session) = self.mcp_session.clone() else {
             let message = "this MCP server is governed by Warden over Streamable HTTP: a server-to-client stream \
                            needs an Mcp-Session-Id, and the legacy HTTP+SSE transport is not accepted";
-            let body = super::jsonrpc::error_response(None, -32600, message, None);
+            let body = crate::error_body::jsonrpc(None, -32600, message, None);
             self.decide(Decision::deny(mcp::PROTOCOL_RULE, "legacy_sse_transport"))?;
             self.host.increment(metrics::PROTOCOL_ERRORS, 1)?;
             self.target = Target::Pass;
@@ -144,14 +143,14 @@ impl ToolAclFlow {
     fn encoded(&mut self, encoding: &str) -> Action {
         let message = encoding::refusal_message(encoding);
         let body = match self.target {
-            Target::Llm => openai_error(
+            Target::Llm => crate::error_body::openai(
                 &message,
                 "invalid_request_error",
                 "unsupported_encoding",
                 Some(mcp::PROTOCOL_RULE),
                 &self.request_id,
             ),
-            _ => super::jsonrpc::error_response(None, -32600, &message, None),
+            _ => crate::error_body::jsonrpc(None, -32600, &message, None),
         };
         let _ = self.decide(Decision::deny(mcp::PROTOCOL_RULE, "unsupported_encoding"));
         let _ = self.host.increment(metrics::PROTOCOL_ERRORS, 1);
@@ -161,14 +160,14 @@ impl ToolAclFlow {
     /// A POST without a body (headers that end the stream, or trailers with no data before).
     fn no_body(&mut self) -> Action {
         let body = match self.target {
-            Target::Llm => openai_error(
+            Target::Llm => crate::error_body::openai(
                 "the request has no body",
                 "permission_error",
                 "invalid_request",
                 Some(mcp::PROTOCOL_RULE),
                 &self.request_id,
             ),
-            _ => super::jsonrpc::error_response(None, -32600, "the request has no body", None),
+            _ => crate::error_body::jsonrpc(None, -32600, "the request has no body", None),
         };
         self.reply(400, &body)
     }
@@ -176,24 +175,20 @@ impl ToolAclFlow {
     /// A host call failed mid-decision: the failure mode decides, and it is counted.
     fn fault(&mut self, acl: &CompiledToolAcl, e: &HostError) -> Action {
         error!("warden tool-acl: host call failed: {e}");
-        let _ = self.host.increment(metrics::FAILURE_MODE, 1);
-        match acl.failure_mode {
-            FailureMode::Allow => {
-                let _ = self.decide(Decision::allow("failure-mode", "host_error"));
-                Action::Continue
-            }
-            FailureMode::Deny => {
-                let _ = self.decide(Decision::deny("failure-mode", "host_error"));
-                let body = openai_error(
-                    "tool policy could not be checked",
-                    "permission_error",
-                    "host_error",
-                    Some("failure-mode"),
-                    &self.request_id,
-                );
-                self.reply(503, &body)
-            }
+        let decision = acl.failure_mode.apply(&*self.host, metrics::FAILURE_MODE, "host_error");
+        let verdict = decision.verdict;
+        let _ = self.decide(decision);
+        if verdict == Verdict::Allow {
+            return Action::Continue;
         }
+        let body = crate::error_body::openai(
+            "tool policy could not be checked",
+            "permission_error",
+            "host_error",
+            Some(FAILURE_MODE_RULE),
+            &self.request_id,
+        );
+        self.reply(503, &body)
     }
 
     fn on_headers(&mut self, acl: &CompiledToolAcl, end_of_stream: bool) -> Result<Action, HostError> {
@@ -212,7 +207,7 @@ impl ToolAclFlow {
             None => {
                 self.decide(Decision::deny("routes", "unmatched_route"))?;
                 self.host.increment(&metrics::denied_by("unmatched_route"), 1)?;
-                let body = openai_error(
+                let body = crate::error_body::openai(
                     "no tool policy covers this route",
                     "permission_error",
                     "unmatched_route",
@@ -382,7 +377,13 @@ impl ToolAclFlow {
             warn!("warden tool-acl: no policy loaded; refusing the request");
             return self.reply(
                 503,
-                &openai_error("no tool policy is loaded", "permission_error", "no_policy", Some("failure-mode"), "-"),
+                &crate::error_body::openai(
+                    "no tool policy is loaded",
+                    "permission_error",
+                    "no_policy",
+                    Some(FAILURE_MODE_RULE),
+                    "-",
+                ),
             );
         };
         match self.on_headers(&acl, end_of_stream) {

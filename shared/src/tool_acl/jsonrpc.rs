@@ -162,19 +162,6 @@ fn check_id(id: &RawValue) -> Result<(), JsonRpcError> {
     }
 }
 
-/// A JSON-RPC error response; `id` (its raw JSON text) is `null` when the request's id could
-/// not be read.
-pub fn error_response(id: Option<&str>, code: i64, message: &str, data: Option<&serde_json::Value>) -> String {
-    let id = id.unwrap_or("null");
-    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
-    match data {
-        Some(data) => {
-            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message},"data":{data}}}}}"#)
-        }
-        None => format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#),
-    }
-}
-
 /// A successful JSON-RPC response carrying `result` (already JSON).
 pub fn result_response(id: &RawValue, result: &str) -> String {
     format!(r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#, id.get())
@@ -237,9 +224,9 @@ mod tests {
     fn error_responses_echo_the_id() {
         let id = RawValue::from_string("\"a\"".into()).unwrap();
         assert_eq!(
-            error_response(Some(id.get()), -32601, "no", None),
+            crate::error_body::jsonrpc(Some(id.get()), -32601, "no", None),
             r#"{"jsonrpc":"2.0","id":"a","error":{"code":-32601,"message":"no"}}"#
         );
-        assert!(error_response(None, -32700, "bad", None).contains(r#""id":null"#));
+        assert!(crate::error_body::jsonrpc(None, -32700, "bad", None).contains(r#""id":null"#));
     }
 }

@@ -12,7 +12,6 @@ use crate::strict_json::StrictObject;
 use crate::tool_acl::arguments::Arguments;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::DeclaredTools;
-use crate::tool_acl::denial::openai_error;
 use crate::tool_acl::evaluate::{evaluate, Call, Outcome};
 use crate::tool_acl::mcp::Record;
 use crate::tool_acl::risk::Risk;
@@ -175,7 +174,7 @@ pub(crate) fn blocked_message(record: &Record, request_id: &str) -> String {
 }
 
 fn bad_request(message: &str, request_id: &str) -> RequestAction {
-    let body = openai_error(message, "invalid_request_error", "invalid_request", None, request_id);
+    let body = crate::error_body::openai(message, "invalid_request_error", "invalid_request", None, request_id);
     RequestAction::Reply { status: 400, body }
 }
 
@@ -258,7 +257,7 @@ pub fn decide_request(
         let code = first.decision.reason;
         decided.action = RequestAction::Reply {
             status: 403,
-            body: openai_error(&message, "permission_error", code, None, request_id),
+            body: crate::error_body::openai(&message, "permission_error", code, None, request_id),
         };
         return decided;
     }

@@ -5,7 +5,6 @@ use crate::decision::{Mode, Verdict};
 use crate::principal::Caller;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::ToolCalls;
-use crate::tool_acl::denial::openai_error;
 use crate::tool_acl::llm::{blocked_message, settle, Api};
 use crate::tool_acl::mcp::Record;
 use serde_json::{json, Value};
@@ -45,7 +44,8 @@ pub fn check_response(
         // It may hold a tool call that cannot be checked: withheld, never passed unread.
         if acl.mode != Mode::Shadow {
             let message = "Warden could not read this answer, which may call a tool, so it was withheld";
-            checked.replacement = Some(openai_error(message, "permission_error", "answer_unchecked", None, request_id));
+            checked.replacement =
+                Some(crate::error_body::openai(message, "permission_error", "answer_unchecked", None, request_id));
         }
         return checked;
     };
@@ -61,7 +61,7 @@ pub fn check_response(
     checked.replacement = Some(if tool_calls_fail(acl) {
         let first = checked.records.iter().find(|r| r.decision.verdict == Verdict::Deny);
         let message = first.map_or_else(|| "a tool call was blocked".to_string(), |r| blocked_message(r, request_id));
-        openai_error(&message, "permission_error", "tool_call_blocked", None, request_id)
+        crate::error_body::openai(&message, "permission_error", "tool_call_blocked", None, request_id)
     } else {
         answer.to_string()
     });

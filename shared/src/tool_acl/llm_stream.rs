@@ -12,7 +12,6 @@ use crate::sse;
 use crate::strict_json;
 use crate::tool_acl::compile::CompiledToolAcl;
 use crate::tool_acl::config::ToolCalls;
-use crate::tool_acl::denial::openai_error;
 use crate::tool_acl::llm::{settle, Api};
 use crate::tool_acl::llm_answer::{responses, responses_message};
 use crate::tool_acl::mcp::Record;
@@ -89,7 +88,7 @@ impl StreamGuard {
         if acl.mode != Mode::Shadow && unreadable_call(event) {
             self.ended = true;
             let message = "Warden could not read an event of this answer that may call a tool, so the answer was ended";
-            let body = openai_error(message, "permission_error", "answer_unchecked", None, request_id);
+            let body = crate::error_body::openai(message, "permission_error", "answer_unchecked", None, request_id);
             return (sse::event(None, &body), Vec::new());
         }
         let mut records = Vec::new();
@@ -168,7 +167,7 @@ impl StreamGuard {
             self.ended = true;
             return sse::event(
                 None,
-                &openai_error(&message, "permission_error", "tool_call_blocked", None, request_id),
+                &crate::error_body::openai(&message, "permission_error", "tool_call_blocked", None, request_id),
             );
         }
         let mut out = Vec::new();

@@ -90,7 +90,7 @@ enum Step {
 /// A protocol fault: always refused (shadow mode included), since a server could read a
 /// malformed message differently from us.
 fn protocol_reply(status: u32, code: i64, message: &str) -> Decided {
-    let body = jsonrpc::error_response(None, code, message, None);
+    let body = crate::error_body::jsonrpc(None, code, message, None);
     let decision =
         Decision { verdict: Verdict::Deny, rule: PROTOCOL_RULE.into(), reason: "invalid_jsonrpc", shadowed: false };
     let record =
@@ -172,7 +172,7 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
         _ => {
             let rule = first_refusal.map(|r| r.rule).unwrap_or_default();
             let reply =
-                jsonrpc::error_response(None, jsonrpc::POLICY_DENIED, &format!("denied by rule {rule:?}"), None);
+                crate::error_body::jsonrpc(None, jsonrpc::POLICY_DENIED, &format!("denied by rule {rule:?}"), None);
             let action = Action::Reply { status: 403, body: reply };
             return Ok(Decided { action, records, list_ids: vec![], other_ids: vec![] });
         }

@@ -10,7 +10,6 @@ pub mod denial;
 pub mod evaluate;
 pub mod file_path;
 pub mod flow;
-pub mod glob;
 pub mod inflight;
 pub mod jsonrpc;
 pub mod limits;
