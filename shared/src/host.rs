@@ -37,6 +37,9 @@ pub trait Host {
     fn set_request_body(&self, size: usize, body: &[u8]) -> Result<(), HostError>;
     /// Lets a paused request go on (after a callout answered).
     fn resume_request(&self) -> Result<(), HostError>;
+    /// Makes the stream `context_id` the one later calls act on (from a root callback); fails
+    /// when that stream is gone.
+    fn enter_context(&self, context_id: u32) -> Result<(), HostError>;
 
     /// Every value of a response header, in order (a header may come more than once).
     fn response_header_values(&self, name: &str) -> Result<Vec<String>, HostError>;
@@ -78,6 +81,9 @@ pub trait Host {
     ) -> Result<u32, HostError>;
     /// The message of a gRPC answer just received, its first `size` bytes.
     fn grpc_response(&self, size: usize) -> Result<Vec<u8>, HostError>;
+    /// The HTTP callout answer just received: its status (`None` when the callout failed or
+    /// timed out inside the proxy) and the first `size` bytes of its body.
+    fn http_call_answer(&self, size: usize) -> Result<(Option<u16>, Vec<u8>), HostError>;
 
     /// Makes Envoy choose the route again from the (changed) request headers. Only has an
     /// effect while the request headers are held.

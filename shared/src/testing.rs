@@ -53,6 +53,9 @@ pub struct MemoryHost {
     pub resumed: Cell<u32>,
     /// Declared properties: name → read-only (a read-only one takes one write, as in Envoy).
     pub declared: RefCell<BTreeMap<String, bool>>,
+    /// The HTTP callout answer being delivered (status, body); the streams a root entered.
+    pub http_answer: RefCell<(Option<u16>, Vec<u8>)>,
+    pub entered: RefCell<Vec<u32>>,
 }
 
 impl MemoryHost {
@@ -151,6 +154,11 @@ impl Host for MemoryHost {
         Ok(())
     }
 
+    fn enter_context(&self, context_id: u32) -> Result<(), HostError> {
+        self.entered.borrow_mut().push(context_id);
+        Ok(())
+    }
+
     fn response_header_values(&self, name: &str) -> Result<Vec<String>, HostError> {
         let headers = self.response_headers.borrow();
         Ok(headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).collect())
@@ -193,6 +201,11 @@ impl Host for MemoryHost {
 
     fn grpc_response(&self, size: usize) -> Result<Vec<u8>, HostError> {
         Ok(prefix(&self.grpc_answer, size))
+    }
+
+    fn http_call_answer(&self, size: usize) -> Result<(Option<u16>, Vec<u8>), HostError> {
+        let (status, body) = self.http_answer.borrow().clone();
+        Ok((status, body[..size.min(body.len())].to_vec()))
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {

@@ -131,6 +131,10 @@ impl Host for ProxyHost {
         hostcalls::resume_http_request().map_err(|s| failed("resume_http_request", s))
     }
 
+    fn enter_context(&self, context_id: u32) -> Result<(), HostError> {
+        hostcalls::set_effective_context(context_id).map_err(|s| failed("set_effective_context", s))
+    }
+
     fn response_header_values(&self, name: &str) -> Result<Vec<String>, HostError> {
         let pairs = hostcalls::get_map_bytes(MapType::HttpResponseHeaders).map_err(|s| failed("get_map", s))?;
         Ok(pairs
@@ -214,6 +218,13 @@ impl Host for ProxyHost {
 
     fn grpc_response(&self, size: usize) -> Result<Vec<u8>, HostError> {
         buffer(BufferType::GrpcReceiveBuffer, size)
+    }
+
+    fn http_call_answer(&self, size: usize) -> Result<(Option<u16>, Vec<u8>), HostError> {
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .map_err(|s| failed("get_map_value", s))?
+            .and_then(|v| v.parse::<u16>().ok());
+        Ok((status, buffer(BufferType::HttpCallResponseBody, size)?))
     }
 
     fn clear_route_cache(&self) -> Result<(), HostError> {

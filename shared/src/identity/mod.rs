@@ -16,3 +16,4 @@ pub mod request;
 pub mod session;
 pub mod spiffe;
 pub mod token_cache;
+pub mod vm;

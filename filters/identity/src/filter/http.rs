@@ -1,38 +1,38 @@
 //! HTTP context: capture the request, strip what clients must not set, decide, and pause when
 //! the keys needed are still being fetched.
 
-use super::host::{refuse_after_host_fault, ProxyHost};
-use super::root::{State, Waiting};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
 use warden_policy::host::{Host, HostError};
 use warden_policy::identity::request::{decide, strip_untrusted_headers, CapturedRequest, Step};
+use warden_policy::identity::vm::{refuse_after_host_fault, IdentityVm, Waiting};
+use warden_proxy_host::ProxyHost;
 
 pub struct IdentityHttp {
     context_id: u32,
-    state: Rc<RefCell<State>>,
+    vm: Rc<RefCell<IdentityVm>>,
 }
 
 impl IdentityHttp {
-    pub fn new(context_id: u32, state: Rc<RefCell<State>>) -> Self {
-        Self { context_id, state }
+    pub fn new(context_id: u32, vm: Rc<RefCell<IdentityVm>>) -> Self {
+        Self { context_id, vm }
     }
 
     fn on_request(&mut self) -> Result<Action, HostError> {
         let host = ProxyHost;
-        let policy = Rc::clone(&self.state.borrow().policy);
+        let policy = Rc::clone(&self.vm.borrow().policy);
         let mut request = CapturedRequest::capture(&host, &policy)?;
         strip_untrusted_headers(&host, &policy, &mut request)?;
-        let step = decide(&host, &policy, &self.state.borrow().verifier(), &request, true)?;
+        let step = decide(&host, &policy, &self.vm.borrow().verifier(), &request, true)?;
         // Both kinds of wait (keys not loaded, unknown kid) are handled alike: `decide` with
         // `may_wait = false` turns each into its own outcome.
         let Step::WaitForKeys { issuer, .. } = step else {
             return Ok(action_for(&step));
         };
         let now = host.now();
-        let mut state = self.state.borrow_mut();
+        let mut state = self.vm.borrow_mut();
         // Wait only where the root is fetching or will fetch on its next tick.
         if state.keys.want_fetch(issuer, now) {
             let deadline = now + policy.key_wait;
@@ -40,7 +40,7 @@ impl IdentityHttp {
             return Ok(Action::Pause);
         }
         drop(state);
-        let step = decide(&host, &policy, &self.state.borrow().verifier(), &request, false)?;
+        let step = decide(&host, &policy, &self.vm.borrow().verifier(), &request, false)?;
         Ok(action_for(&step))
     }
 
@@ -50,7 +50,7 @@ impl IdentityHttp {
     /// `Continue` would let the request go before it is decided.
     fn body_action(&self) -> Action {
         let id = self.context_id;
-        if self.state.borrow().waiting.iter().any(|w| w.context_id == id) {
+        if self.vm.borrow().waiting.iter().any(|w| w.context_id == id) {
             Action::Pause
         } else {
             Action::Continue
@@ -62,7 +62,7 @@ impl Context for IdentityHttp {
     fn on_done(&mut self) -> bool {
         // A stream reset while waiting must not be resumed later.
         let id = self.context_id;
-        self.state.borrow_mut().waiting.retain(|w| w.context_id != id);
+        self.vm.borrow_mut().waiting.retain(|w| w.context_id != id);
         true
     }
 }
@@ -72,7 +72,7 @@ impl HttpContext for IdentityHttp {
         match self.on_request() {
             Ok(action) => action,
             Err(e) => {
-                refuse_after_host_fault(&e);
+                refuse_after_host_fault(&ProxyHost, &e);
                 Action::Pause
             }
         }

@@ -1,6 +1,5 @@
 //! The identity filter's proxy-wasm glue: its own `.wasm` (this crate) and part of `warden.wasm`
 //! (`filters/warden`), which compiles this module as its own.
 
-mod host;
 mod http;
 pub mod root;
