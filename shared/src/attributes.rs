@@ -1,9 +1,10 @@
 //! The contract between filters and with the access log: one set of keys, defined here only.
 //!
-//! Each key holds one structured value (a `google.protobuf.Struct`, see [`crate::audit`] and
+//! Each key holds one structured value (JSON text, or for the audit record a
+//! `google.protobuf.Struct` under `auditFormat: struct`; see [`crate::audit`] and
 //! `docs/audit.md`), written with `proxy_set_property`. Envoy stores it as filter state under
 //! `wasm.<key>`, where later Wasm filters read it with `proxy_get_property` and the access log
-//! prints it as JSON with `%FILTER_STATE(wasm.<key>:TYPED)%`. A client cannot set filter state,
+//! prints it with `%FILTER_STATE(wasm.<key>:PLAIN)%` (`:TYPED` for a `Struct`). A client cannot set filter state,
 //! so these values can be trusted; the headers Warden forwards upstream are a copy, and the
 //! identity filter strips any client-sent header of those names on entry.
 

@@ -341,3 +341,10 @@ fn agent_and_user_tokens_cannot_stand_in_for_each_other() {
     );
     compile(&yaml);
 }
+
+#[test]
+fn the_failure_modes_rule_name_is_reserved_for_routes() {
+    let yaml = policy_yaml("[RS256]", "").replace("    - name: api\n", "    - name: failure-mode\n");
+    let message = refused(&yaml);
+    assert!(message.contains("identity.routes[0].name") && message.contains("reserved"), "{message}");
+}

@@ -24,7 +24,10 @@ fn vm() -> Rc<RefCell<IdentityVm>> {
 fn a_request_that_waited_for_keys_is_decided_and_resumed_when_they_arrive() {
     let rsa = tokens::rsa(Algorithm::RS256);
     let now_secs = 1_800_000_000;
-    let token = tokens::token(&rsa, &serde_json::json!({"iss": "https://idp.warden.test", "sub": "planner", "exp": now_secs + 600}));
+    let token = tokens::token(
+        &rsa,
+        &serde_json::json!({"iss": "https://idp.warden.test", "sub": "planner", "exp": now_secs + 600}),
+    );
     let auth = format!("Bearer {token}");
     let host = MemoryHost::with_headers(&[(":authority", "gw"), (":path", "/v1/chat"), ("authorization", &auth)]);
     host.now_secs.set(now_secs);
@@ -53,7 +56,8 @@ fn a_request_that_waited_for_keys_is_decided_and_resumed_when_they_arrive() {
 
 #[test]
 fn a_failed_fetch_keeps_waiting_requests_until_released_and_then_refuses_them() {
-    let host = MemoryHost::with_headers(&[(":authority", "gw"), (":path", "/v1/chat"), ("authorization", "Bearer x.y.z")]);
+    let host =
+        MemoryHost::with_headers(&[(":authority", "gw"), (":path", "/v1/chat"), ("authorization", "Bearer x.y.z")]);
     host.now_secs.set(1_800_000_000);
     let vm = vm();
     let policy = Rc::clone(&vm.borrow().policy);

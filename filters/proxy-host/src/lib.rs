@@ -1,4 +1,6 @@
-//! `Host` over proxy-wasm hostcalls: every status becomes a `HostError`, nothing unwraps.
+//! `Host` over proxy-wasm hostcalls: every status the SDK returns becomes a `HostError`. (Some
+//! SDK helpers still panic on a status Envoy is not expected to give, e.g. `set_map_value`;
+//! `set_property`, which Envoy does refuse, calls the ABI directly.)
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
@@ -89,10 +91,16 @@ pub fn on_configure(
     };
     for (key, readonly) in records {
         let format = if *key == attributes::PRINCIPAL { AuditFormat::Json } else { format };
-        // Undeclared, a record still reaches later filters, but a typed access log cannot
-        // print it: worth a line, not a refusal.
-        if let Err(e) = audit::declare(&ProxyHost, key, *readonly, format) {
-            log::warn!("warden {filter}: cannot declare {key}: {e}");
+        match audit::declare(&ProxyHost, key, *readonly, format) {
+            Ok(()) => {}
+            // Undeclared, the principal would not be read-only: no later filter may replace it.
+            Err(e) if *readonly => {
+                log::error!("warden {filter}: cannot declare {key} read-only: {e}");
+                return false;
+            }
+            // Undeclared, the record still reaches the log as written; a typed log cannot print
+            // it: worth a line, not a refusal.
+            Err(e) => log::warn!("warden {filter}: cannot declare {key}: {e}"),
         }
     }
     true

@@ -6,7 +6,7 @@
 //! in and writes it back, two host calls. The policy's `auditFormat` says how it is stored: JSON
 //! text (the default), which the access log prints as a JSON string at next to no cost, or a
 //! `google.protobuf.Struct`, which `%FILTER_STATE(wasm.warden.audit:TYPED)%` prints as nested
-//! JSON at 30-60 µs of Envoy's CPU per request. The schema is versioned (`v`) and documented
+//! JSON at 50-65 µs of Envoy's CPU per request (measured on the chain). The schema is versioned (`v`) and documented
 //! once, in `docs/audit.md`.
 
 pub mod wire;
@@ -86,13 +86,21 @@ impl Record {
 }
 
 /// Puts `sections` into the request's record (read, merged, written back: two host calls).
-/// A record that cannot be read is started again rather than lost with the new sections.
+/// The record keeps the format its first writer gave it (the type Envoy stores it as was fixed
+/// then), whatever `format` this filter's policy names. A record that cannot be read is started
+/// again rather than lost with the new sections.
 pub fn write(
     host: &dyn Host,
     format: AuditFormat,
     sections: &[(Section, &Map<String, Value>)],
 ) -> Result<(), HostError> {
-    let mut record = read(host)?.unwrap_or_default();
+    let stored = host.property(&[attributes::AUDIT])?;
+    let format = match stored.as_deref().and_then(<[u8]>::first) {
+        Some(b'{') => AuditFormat::Json,
+        Some(_) => AuditFormat::Struct,
+        None => format,
+    };
+    let mut record = stored.and_then(|bytes| decode(&bytes)).unwrap_or_default();
     record.insert("v".to_string(), SCHEMA_VERSION.into());
     for (section, fields) in sections {
         record.insert(section.as_str().to_string(), Value::Object((*fields).clone()));
@@ -157,5 +165,16 @@ mod tests {
             assert_eq!(record["identity"]["verdict"], "allow");
             assert_eq!(record["token_budget"]["tokens"], serde_json::json!({"input": 13, "output": 40}));
         }
+    }
+
+    #[test]
+    fn a_later_writer_keeps_the_format_the_first_one_chose() {
+        let host = MemoryHost::default();
+        Record::new().set("verdict", "allow").write(&host, AuditFormat::Json, Section::Identity).unwrap();
+        Record::new().set("verdict", "deny").write(&host, AuditFormat::Struct, Section::ToolAcl).unwrap();
+        assert_eq!(host.properties.borrow()[attributes::AUDIT].first(), Some(&b'{'));
+        let record = read(&host).unwrap().unwrap();
+        let verdicts = (record["identity"]["verdict"].as_str(), record["tool_acl"]["verdict"].as_str());
+        assert_eq!(verdicts, (Some("allow"), Some("deny")));
     }
 }

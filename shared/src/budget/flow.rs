@@ -289,7 +289,9 @@ impl BudgetFlow {
                                 self.stage = Stage::Reserving { token };
                                 // Recorded before the wait: a request the client gives up on
                                 // while the service answers still shows what it asked for.
-                                self.record.write(&*self.host, vm.audit_format, Section::TokenBudget)?;
+                                // At best: the reservation is out, so a fault here must not
+                                // turn into a refusal that leaves it waiting.
+                                let _ = self.record.write(&*self.host, vm.audit_format, Section::TokenBudget);
                                 Ok(Action::Pause)
                             }
                             Err(e) => {

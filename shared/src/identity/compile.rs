@@ -322,6 +322,10 @@ impl CompiledIdentity {
             if route.name.is_empty() {
                 return Err(PolicyError::at(format!("{path}.name"), "must not be empty"));
             }
+            if route.name == crate::decision::FAILURE_MODE_RULE {
+                // Decisions name their rule; this one names the failure mode's, and is counted so.
+                return Err(PolicyError::at(format!("{path}.name"), "\"failure-mode\" is reserved"));
+            }
             if config.routes[..i].iter().any(|r| r.name == route.name) {
                 return Err(PolicyError::at(
                     format!("{path}.name"),

@@ -144,7 +144,7 @@ pub fn decide(
         Outcome::WaitForKeys { issuer, why, .. } if may_wait => return Ok(Step::WaitForKeys { issuer, why }),
         Outcome::WaitForKeys { rule, why: KeyWait::NotLoaded, .. } => {
             // The keys could not be fetched: a runtime fault, decided by the failure mode.
-            return fault(host, policy, request, &rule, Outcome::keys_unavailable(&rule, KeyWait::NotLoaded));
+            return fault(host, policy, request, Outcome::keys_unavailable(&rule, KeyWait::NotLoaded));
         }
         Outcome::WaitForKeys { rule, why: KeyWait::UnknownKid, .. } => {
             let denial = Outcome::keys_unavailable(&rule, KeyWait::UnknownKid);
@@ -154,7 +154,7 @@ pub fn decide(
         Outcome::Allow { rule, principal } => match check_session(host, policy, &rule, &principal, now)? {
             SessionCheck::Bound => (rule, Ok(principal)),
             SessionCheck::Refused(denial) => (rule, Err(denial)),
-            SessionCheck::Fault(denial) => return fault(host, policy, request, &rule, denial),
+            SessionCheck::Fault(denial) => return fault(host, policy, request, denial),
         },
     };
 
@@ -227,13 +227,12 @@ fn fault(
     host: &dyn Host,
     policy: &CompiledIdentity,
     request: &CapturedRequest,
-    rule: &str,
     denial: Denial,
 ) -> Result<Step, HostError> {
     let decision = policy.failure_mode.apply(host, metrics::FAILURE_MODE, denial.reason);
     if decision.verdict == Verdict::Deny {
-        // Refused as the fault itself would be (503 with its reason), on the route it met.
-        return deny(host, policy, request, denial.on_route(rule));
+        // Refused with the fault's status and reason, under the failure mode's rule.
+        return deny(host, policy, request, denial.on_route(&decision.rule));
     }
     strip_credentials(host, policy, request)?;
     record(host, policy, &decision, None)?;

@@ -8,6 +8,9 @@ use crate::host::{Host, HostError};
 use log::info;
 use serde_json::{Map, Value};
 
+/// The calls one record lists per group; more are counted in `<group>_dropped`.
+pub const MAX_ENTRIES: usize = 64;
+
 /// One judged message or tool call, as the record lists it (the arguments only as a hash).
 fn entry(judged: &Judged) -> Value {
     let mut call = Map::new();
@@ -58,6 +61,14 @@ pub fn write(
         _ => Vec::new(),
     };
     entries.extend(judged.iter().map(entry));
+    // A model's answer may stream any number of tool calls, and each chunk rewrites the record:
+    // it lists the first ones and counts the rest, so neither grows without bound.
+    if entries.len() > MAX_ENTRIES {
+        let dropped_key = format!("{group}_dropped");
+        let earlier = record.get(&dropped_key).and_then(Value::as_u64).unwrap_or(0);
+        record.set(&dropped_key, earlier + (entries.len() - MAX_ENTRIES) as u64);
+        entries.truncate(MAX_ENTRIES);
+    }
     record.set("server", server).set(group, entries);
     record.write(host, format, Section::ToolAcl)?;
     for one in judged {
@@ -90,4 +101,31 @@ pub fn decision(
     decision: Decision,
 ) -> Result<(), HostError> {
     record.decision(&decision).write(host, format, Section::ToolAcl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MemoryHost;
+
+    #[test]
+    fn a_stream_of_tool_calls_lists_the_first_and_counts_the_rest() {
+        let host = MemoryHost::default();
+        let mut record = Record::new();
+        let call = Judged {
+            method: "tool_call".into(),
+            tool: Some("t".into()),
+            risk: None,
+            args_sha256: None,
+            pin_changed: false,
+            decision: Decision::allow("r", "allowed"),
+        };
+        for _ in 0..3 {
+            let chunk = vec![call.clone(); 30];
+            write(&host, AuditFormat::Json, &mut record, "answer_calls", "llm", &chunk, "-").unwrap();
+        }
+        let written = crate::audit::read(&host).unwrap().unwrap();
+        assert_eq!(written["tool_acl"]["answer_calls"].as_array().unwrap().len(), MAX_ENTRIES);
+        assert_eq!(written["tool_acl"]["answer_calls_dropped"], 90 - MAX_ENTRIES as u64);
+    }
 }
