@@ -5,6 +5,7 @@
 
 use crate::budget::config::TokenBudgetConfig;
 use crate::identity::config::IdentityConfig;
+use crate::router::config::RouterConfig;
 use crate::tool_acl::config::ToolAclConfig;
 use serde::Deserialize;
 
@@ -31,6 +32,8 @@ pub struct PolicyDocument {
     pub tool_acl: Option<ToolAclConfig>,
     #[serde(default)]
     pub token_budget: Option<TokenBudgetConfig>,
+    #[serde(default)]
+    pub router: Option<RouterConfig>,
     /// What the body-reading filters do with the request headers while they read the body.
     #[serde(default)]
     pub request_headers: RequestHeaders,
