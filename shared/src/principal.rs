@@ -66,9 +66,12 @@ impl Principal {
         record.into_fields()
     }
 
-    /// Writes the principal for the filters after identity (JSON; read-only once written).
-    pub fn write(&self, host: &dyn Host) -> Result<(), HostError> {
-        host.set_property(&[attributes::PRINCIPAL], &audit::encode(&self.record(), audit::AuditFormat::Json))
+    /// Writes the principal for the filters after identity (JSON; read-only once written), and
+    /// returns the record written, for the audit record's `principal` section.
+    pub fn write(&self, host: &dyn Host) -> Result<Map<String, Value>, HostError> {
+        let record = self.record();
+        host.set_property(&[attributes::PRINCIPAL], &audit::encode(&record, audit::AuditFormat::Json))?;
+        Ok(record)
     }
 }
 

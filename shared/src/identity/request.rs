@@ -14,6 +14,7 @@ use crate::audit::{self, Record, Section};
 use crate::decision::{Decision, Mode, Verdict};
 use crate::host::{Host, HostError};
 use crate::principal::Principal;
+use serde_json::{Map, Value};
 
 /// A request as it arrived, kept so a paused request can be decided again later.
 #[derive(Debug, Clone, Default)]
@@ -160,11 +161,11 @@ pub fn decide(
 
     match result {
         Ok(principal) => {
-            principal.write(host)?;
+            let written = principal.write(host)?;
             forward_principal(host, policy, &principal)?;
             strip_credentials(host, policy, request)?;
             let decision = Decision { verdict: Verdict::Allow, rule, reason: "authenticated", shadowed: false };
-            record(host, policy, &decision, Some(&principal))?;
+            record(host, policy, &decision, Some(&written))?;
             Ok(Step::Continue(decision))
         }
         Err(denial) => deny(host, policy, request, denial),
@@ -252,10 +253,8 @@ fn deny(
         shadowed: policy.mode == Mode::Shadow,
     };
     // Whatever was verified before the refusal goes to the audit log with the decision.
-    if let Some(verified) = &denial.verified {
-        verified.write(host)?;
-    }
-    record(host, policy, &decision, denial.verified.as_deref())?;
+    let verified = denial.verified.as_ref().map(|verified| verified.write(host)).transpose()?;
+    record(host, policy, &decision, verified.as_ref())?;
     if decision.shadowed {
         strip_credentials(host, policy, request)?;
         return Ok(Step::Continue(decision));
@@ -266,19 +265,22 @@ fn deny(
     Ok(Step::Replied(decision))
 }
 
-/// Writes the decision, and the principal verified, into the audit record, and counts it.
+/// Writes the decision, and the principal verified (the record `Principal::write` wrote), into
+/// the audit record, and counts it.
 fn record(
     host: &dyn Host,
     policy: &CompiledIdentity,
     decision: &Decision,
-    principal: Option<&Principal>,
+    principal: Option<&Map<String, Value>>,
 ) -> Result<(), HostError> {
     let format = policy.audit_format;
     host.increment(&metrics::for_decision(decision), 1)?;
-    let identity = Record::new().decision(decision).clone().into_fields();
+    let mut identity = Record::new();
+    identity.decision(decision);
+    let identity = identity.into_fields();
     match principal {
         Some(principal) => {
-            audit::write(host, format, &[(Section::Principal, &principal.record()), (Section::Identity, &identity)])
+            audit::write(host, format, &[(Section::Principal, principal), (Section::Identity, &identity)])
         }
         None => audit::write(host, format, &[(Section::Identity, &identity)]),
     }
