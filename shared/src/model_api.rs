@@ -74,6 +74,30 @@ impl ModelPaths {
         self.paths.is_empty()
     }
 
+    /// The endpoint a path names under one of these paths (`chat/completions` for
+    /// `/v1/chat/completions` under `/v1/`), without the query; `None` outside every path. An
+    /// exact path names the endpoint it ends with.
+    pub fn endpoint<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let path = path.split('?').next().unwrap_or(path);
+        for configured in &self.paths {
+            if let Some(prefix) = configured.strip_suffix('/') {
+                let Some(rest) = path.strip_prefix(prefix) else { continue };
+                if rest.is_empty() || rest.starts_with('/') {
+                    return Some(rest.trim_start_matches('/').trim_end_matches('/'));
+                }
+            } else if path.trim_end_matches('/') == configured.trim_end_matches('/') {
+                let endpoint = path.trim_end_matches('/');
+                return Some(
+                    ["chat/completions", "responses", "messages", "embeddings"]
+                        .into_iter()
+                        .find(|e| endpoint.ends_with(&format!("/{e}")))
+                        .map_or("", |e| &endpoint[endpoint.len() - e.len()..]),
+                );
+            }
+        }
+        None
+    }
+
     pub fn classify(&self, path: &str) -> Route {
         let path = path.split('?').next().unwrap_or(path);
         for configured in &self.paths {

@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LocalReply {
     pub status: u32,
     pub headers: Vec<(String, String)>,
@@ -33,7 +33,7 @@ pub struct MemoryHost {
     pub now_secs: Cell<u64>,
     pub headers: RefCell<Vec<(String, String)>>,
     pub properties: RefCell<BTreeMap<String, Vec<u8>>>,
-    shared: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
+    pub shared: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
     next_cas: Cell<u32>,
     failing_cas_writes: Cell<u32>,
     pub reply: RefCell<Option<LocalReply>>,

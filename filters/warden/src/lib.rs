@@ -8,6 +8,8 @@
 
 #[path = "../../identity/src/filter/mod.rs"]
 mod identity;
+#[path = "../../router/src/filter/mod.rs"]
+mod router;
 #[path = "../../token-budget/src/filter/mod.rs"]
 mod token_budget;
 #[path = "../../tool-acl/src/filter/mod.rs"]
@@ -20,7 +22,8 @@ use warden_policy::host::Host;
 use warden_proxy_host::ProxyHost;
 
 /// The `root_id`s this module answers to, as the shipped configs name them.
-pub const ROOT_IDS: [&str; 3] = ["warden.identity", "warden.tool_acl", "warden.token_budget"];
+pub const ROOT_IDS: [&str; 5] =
+    ["warden.identity", "warden.tool_acl", "warden.token_budget", "warden.router", "warden.router_attempt"];
 
 /// The root context for the plugin being created, chosen by its `root_id` (which Envoy reports
 /// for the context being created).
@@ -34,7 +37,10 @@ fn root_for(_context_id: u32) -> Box<dyn RootContext> {
         "warden.identity" => Box::new(identity::root::IdentityRoot::default()),
         "warden.tool_acl" => Box::new(tool_acl::root::ToolAclRoot::default()),
         "warden.token_budget" => Box::new(token_budget::root::BudgetRoot::default()),
-        _ => Box::new(UnknownRoot { root_id }),
+        id => match router::root::role_of(id) {
+            Some(role) => Box::new(router::root::RouterRoot::new(role)),
+            None => Box::new(UnknownRoot { root_id }),
+        },
     }
 }
 

@@ -28,6 +28,7 @@ pub enum Section {
     Identity,
     ToolAcl,
     TokenBudget,
+    Router,
 }
 
 impl Section {
@@ -37,6 +38,7 @@ impl Section {
             Section::Identity => "identity",
             Section::ToolAcl => "tool_acl",
             Section::TokenBudget => "token_budget",
+            Section::Router => "router",
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The `router` section compiled once, every cross-reference checked with the field's path.
 
 use super::config::{CredentialSource, ProviderKind, RouterConfig};
+use crate::model_api::ModelPaths;
 use crate::policy::PolicyError;
 use crate::when::PrincipalMatch;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct Provider {
@@ -48,6 +50,8 @@ pub struct CompiledRouter {
     pub models: Vec<Model>,
     pub rules: Vec<Rule>,
     pub max_attempts: u32,
+    pub paths: ModelPaths,
+    pub max_cooldown: Duration,
 }
 
 /// Where each kind's API lives when the policy does not say.
@@ -130,6 +134,15 @@ impl CompiledRouter {
                 if t.model.is_empty() {
                     return Err(PolicyError::at(format!("{target_path}.model"), "must not be empty"));
                 }
+                if config.providers[provider].kind == ProviderKind::AzureOpenai
+                    && !t.model.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                {
+                    // An Azure deployment is a path segment: nothing that could change the path.
+                    return Err(PolicyError::at(
+                        format!("{target_path}.model"),
+                        "an Azure deployment name has only letters, digits, `.`, `_` and `-`",
+                    ));
+                }
                 if t.weight == 0 {
                     return Err(PolicyError::at(format!("{target_path}.weight"), "a weight is at least 1"));
                 }
@@ -170,7 +183,24 @@ impl CompiledRouter {
         if config.max_attempts == 0 {
             return Err(PolicyError::at("router.maxAttempts", "at least one attempt"));
         }
-        Ok(CompiledRouter { providers, models, rules, max_attempts: config.max_attempts })
+        if config.paths.is_empty() {
+            return Err(PolicyError::at("router.paths", "name at least one path"));
+        }
+        if let Some(i) = config.paths.iter().position(|p| !p.starts_with('/')) {
+            return Err(PolicyError::at(format!("router.paths[{i}]"), "a path starts with `/`"));
+        }
+        Ok(CompiledRouter {
+            providers,
+            models,
+            rules,
+            max_attempts: config.max_attempts,
+            paths: ModelPaths::new(&config.paths),
+            max_cooldown: config.max_cooldown.as_duration(),
+        })
+    }
+
+    pub fn provider(&self, name: &str) -> Option<(usize, &Provider)> {
+        self.providers.iter().enumerate().find(|(_, p)| p.name == name)
     }
 
     pub fn model(&self, alias: &str) -> Option<&Model> {

@@ -1,5 +1,6 @@
 //! The `router` section of the policy document, as written.
 
+use crate::duration::PolicyDuration;
 use crate::tool_acl::config::PrincipalConditions;
 use serde::Deserialize;
 
@@ -14,10 +15,25 @@ pub struct RouterConfig {
     /// Attempts per request, the first included (a failover is an attempt at the next target).
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Request paths the router serves: exact, or a prefix ending in `/` under which the rest is
+    /// an endpoint (`chat/completions`, `responses`, `embeddings`, `messages`).
+    #[serde(default = "default_paths")]
+    pub paths: Vec<String>,
+    /// The longest a provider's `Retry-After` keeps it out of first place.
+    #[serde(default = "default_max_cooldown")]
+    pub max_cooldown: PolicyDuration,
 }
 
 fn default_max_attempts() -> u32 {
     3
+}
+
+fn default_paths() -> Vec<String> {
+    vec!["/v1/".to_string()]
+}
+
+fn default_max_cooldown() -> PolicyDuration {
+    PolicyDuration::from_secs(300)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
