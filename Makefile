@@ -17,13 +17,14 @@ ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
 WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm) target/wasm32-wasip1/release/warden.wasm
 TEST := cargo test --locked
 
-.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-identity run-tools run-budget demo validate bench fuzz fmt lint clean
+.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-router run-identity run-tools run-budget demo validate bench fuzz fmt lint clean
 
 help:
 	@echo "make demo      one agent session through Warden's chain on loopback (identity -> tool-acl -> token-budget,"
 	@echo "               with an MCP server, mock model providers, the rate-limit service and Redis), then each"
 	@echo "               filter's own demo: allowed, denied and budgeted requests and their audit lines"
 	@echo "make run       the chain, left running for your own requests (Ctrl-C stops it)"
+	@echo "make run-router Envoy + the router alone, with mock providers, left running likewise"
 	@echo "make run-identity Envoy + identity alone, left running likewise"
 	@echo "make run-tools Envoy + identity + tool-acl, left running likewise"
 	@echo "make run-budget Envoy + identity + token-budget + the rate-limit service, left running likewise"
@@ -77,7 +78,7 @@ test-unit:
 	$(TEST) -p warden-integration-tests --lib --bins
 
 test-harness:
-	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test token_budget_harness --test host_calls_harness --test warden_module_harness --test examples
+	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test token_budget_harness --test host_calls_harness --test warden_module_harness --test router_harness --test examples
 
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \
@@ -88,13 +89,16 @@ test-e2e:
 validate: build
 	@for v in $(ENVOY_VERSIONS); do for f in envoy/*.yaml; do \
 	  printf 'envoy %-7s --mode validate %-28s ' "$$v" "$$f"; \
-	  out=$$(OPENAI_API_KEY=validate-only .venv/envoy/$$v/envoy/_bin/envoy --mode validate --log-level error -c $$f 2>&1) && echo OK || { echo FAILED; echo "$$out"; exit 1; }; \
+	  out=$$(OPENAI_API_KEY=validate-only ANTHROPIC_API_KEY=validate-only .venv/envoy/$$v/envoy/_bin/envoy --mode validate --log-level error -c $$f 2>&1) && echo OK || { echo FAILED; echo "$$out"; exit 1; }; \
 	done; done
 	$(PY) scripts/validate-istio.py testdata/schemas/istio-wasmplugin-crd.yaml examples/istio/*.yaml
 	$(PY) scripts/validate-headers.py $(foreach b,$(ENVOY_BINS),--envoy $(b)) envoy/*.yaml examples/istio/*.yaml
 
 run: build
 	examples/warden/run.sh
+
+run-router: build
+	examples/router/run.sh
 
 run-identity: build
 	examples/identity/run.sh
@@ -107,6 +111,7 @@ run-budget: build
 
 demo: build
 	examples/warden/run.sh --demo
+	examples/router/run.sh --demo
 	examples/identity/run.sh --demo
 	examples/tool-acl/run.sh --demo
 	examples/token-budget/run.sh --demo

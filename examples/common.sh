@@ -30,6 +30,9 @@ require_free_ports() {
 # Envoy's stdout is the audit log (one JSON record per request); its own log goes to stderr.
 start_envoy() {
   local config=$1 admin=$2
+  # The router's attempt filter reads provider keys from the proxy's environment (host_env_keys);
+  # the demo's mock providers accept any, so demo values stand in unless you set real ones.
+  OPENAI_API_KEY=${OPENAI_API_KEY:-sk-openai-demo-0000} ANTHROPIC_API_KEY=${ANTHROPIC_API_KEY:-sk-ant-demo-0000} \
   "$ENVOY" -c "$config" --concurrency 2 --disable-hot-restart --log-level warn --file-flush-interval-msec 100 \
     >"$LOGS/audit.log" 2>"$LOGS/envoy.log" &
   for _ in $(seq 1 100); do
@@ -53,6 +56,8 @@ import json, sys
 def walk(value, path):
     if value is None or not path:
         return value
+    if isinstance(value, str) and value.startswith("{"):
+        value = json.loads(value)  # the record as JSON text (auditFormat: json, printed PLAIN)
     if isinstance(value, dict) and "@type" in value and "value" in value:
         value = value["value"]  # a filter's record, as Envoy prints a Struct
     if isinstance(value, list):

@@ -29,7 +29,7 @@ SESSION=demo-session-1
 
 if [ "$MODE" != "--demo" ]; then
   cat <<TXT
-Envoy $VERSION with Warden's chain (identity -> tool-acl -> token-budget) is listening on 127.0.0.1:10000.
+Envoy $VERSION with Warden's chain (identity -> tool-acl -> token-budget -> router) is listening on 127.0.0.1:10000.
 Demo agents (API keys): planner $PLANNER, admin-bot wk-admin-2b8e6d4a1c9f3057,
 globex-agent wk-globex-5d1c8a3f7e2b9046. Each SDK keeps its own way of sending the key.
 
@@ -84,7 +84,7 @@ PY
 MCP=(-H "x-api-key: $PLANNER" -H "x-agent-session: $SESSION" -H 'content-type: application/json' -H 'accept: application/json, text/event-stream')
 OPENAI=(-H "authorization: Bearer $PLANNER" -H "x-agent-session: $SESSION" -H 'content-type: application/json')
 
-echo "Envoy $VERSION + Warden's chain (identity -> tool-acl -> token-budget) on 127.0.0.1:10000"
+echo "Envoy $VERSION + Warden's chain (identity -> tool-acl -> token-budget -> router) on 127.0.0.1:10000"
 echo "One agent (planner, tenant acme) works through a task in session $SESSION."
 send "identity: an unknown key is refused before any other filter runs" \
   $BASE/v1/chat/completions -H 'authorization: Bearer wk-nobody' -H 'content-type: application/json' \
@@ -97,14 +97,14 @@ send "tool-acl: a read of /srv/../etc/shadow is a read of /etc/shadow: denied by
   $BASE/mcp/files "${MCP[@]}" -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/../etc/shadow"}}}'
 send "token-budget: a model call (OpenAI API, key as a Bearer token) is reserved (its prompt at an upper bound), forwarded and settled from its usage" \
   $BASE/v1/chat/completions "${OPENAI[@]}" -d '{"model":"gpt-4o","messages":[{"role":"user","content":"Summarise the notes."}]}'
-send "token-budget: up to 2,000 output tokens of gpt-4o would pass the agent's \$0.02 a day: moved to gpt-4o-mini, served by its own upstream" \
+send "token-budget: up to 2,000 output tokens of gpt-4o would pass the agent's \$0.02 a day: moved to gpt-4o-mini, which the router serves from its own (private) provider" \
   $BASE/v1/chat/completions "${OPENAI[@]}" -d '{"model":"gpt-4o","max_tokens":2000,"messages":[{"role":"user","content":"Write it all out."}]}'
 send "token-budget: more than any one request may reserve: refused before any upstream is contacted" \
   $BASE/v1/chat/completions "${OPENAI[@]}" -d '{"model":"gpt-4o-mini","max_tokens":50000,"messages":[{"role":"user","content":"Everything."}]}'
 
 echo
 echo "### The audit log: one JSON line per request, what every filter of the chain decided and learned"
-print_audit status path warden.principal.agent warden.principal.session warden.identity.decision warden.tool_acl.decision warden.tool_acl.calls.tool warden.token_budget.decision warden.token_budget.model_served upstream warden.token_budget.tokens.input warden.token_budget.tokens.output warden.token_budget.cost_usd
+print_audit status path warden.principal.agent warden.principal.session warden.identity.decision warden.tool_acl.decision warden.tool_acl.calls.tool warden.token_budget.decision warden.token_budget.model_served warden.router.provider warden.token_budget.tokens.input warden.token_budget.tokens.output warden.token_budget.cost_usd
 echo
 echo "### Upstream requests per cluster (refused requests opened none)"
 curl -s http://127.0.0.1:9900/stats | grep -E '^cluster\.(llm|llm_mini|mcp_files)\.upstream_rq_total' || true

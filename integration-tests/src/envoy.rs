@@ -28,6 +28,7 @@ pub struct EnvoyBuilder {
     added_filters: Vec<Value>,
     env: Vec<(String, String)>,
     replaced: Vec<(String, String)>,
+    rerouted: Vec<(String, String)>,
 }
 
 pub struct Envoy {
@@ -53,6 +54,7 @@ impl Envoy {
             added_filters: Vec::new(),
             env: Vec::new(),
             replaced: Vec::new(),
+            rerouted: Vec::new(),
         }
     }
 
@@ -160,8 +162,8 @@ impl EnvoyBuilder {
         self
     }
 
-    /// Sets `key` to `yaml` in every HTTP connection manager (e.g. an operator's
-    /// `internal_address_config`).
+    /// Sets `key` to `yaml` in every HTTP connection manager of a listener with an address
+    /// (e.g. an operator's `internal_address_config`).
     pub fn hcm(mut self, key: &str, yaml: &str) -> Self {
         let value = serde_norway::from_str(yaml).unwrap_or(Value::Null);
         self.hcm.push((key.to_string(), value));
@@ -185,6 +187,13 @@ impl EnvoyBuilder {
     /// a copy the test rotates.
     pub fn replace_value(mut self, from: &str, to: &str) -> Self {
         self.replaced.push((from.to_string(), to.to_string()));
+        self
+    }
+
+    /// Sends the route named `route` straight to `cluster`, without its retry policy: e.g. the
+    /// model route to one provider, for the chain without the router.
+    pub fn route_to(mut self, route: &str, cluster: &str) -> Self {
+        self.rerouted.push((route.to_string(), cluster.to_string()));
         self
     }
 
@@ -239,7 +248,19 @@ impl EnvoyBuilder {
         for filter in &self.removed_filters {
             remove_filter(&mut config, filter);
         }
-        for manager in http_connection_managers(&mut config) {
+        for (route, cluster) in &self.rerouted {
+            if !reroute(&mut config, route, cluster) {
+                bail!("no route named {route} in {}", self.config.display());
+            }
+        }
+        // The agents' side only: an internal listener (the router's providers hop) keeps its own.
+        let mut managers = Vec::new();
+        for listener in seq_mut(&mut config, &["static_resources", "listeners"]) {
+            if listener.get("internal_listener").is_none() {
+                managers.extend(http_connection_managers(listener));
+            }
+        }
+        for manager in managers {
             for (key, value) in &self.hcm {
                 manager[key.as_str()] = value.clone();
             }
@@ -441,6 +462,23 @@ pub fn http_connection_managers(value: &mut Value) -> Vec<&mut Value> {
         Value::Mapping(map) => map.iter_mut().flat_map(|(_, child)| http_connection_managers(child)).collect(),
         Value::Sequence(items) => items.iter_mut().flat_map(http_connection_managers).collect(),
         _ => Vec::new(),
+    }
+}
+
+/// Points the route named `route` at `cluster`, dropping its retry policy.
+fn reroute(value: &mut Value, route: &str, cluster: &str) -> bool {
+    match value {
+        Value::Mapping(map) => {
+            let named = map.get("name").and_then(Value::as_str) == Some(route);
+            if let (true, Some(Value::Mapping(action))) = (named, map.get_mut("route")) {
+                action.insert(Value::from("cluster"), Value::from(cluster));
+                action.remove("retry_policy");
+                return true;
+            }
+            map.iter_mut().fold(false, |found, (_, child)| reroute(child, route, cluster) | found)
+        }
+        Value::Sequence(items) => items.iter_mut().fold(false, |found, item| reroute(item, route, cluster) | found),
+        _ => false,
     }
 }
 

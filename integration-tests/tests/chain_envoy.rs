@@ -24,8 +24,12 @@ use warden_integration_tests::services::{RateLimitService, Redis};
 use warden_integration_tests::tool_fixtures::tool_definitions;
 use warden_integration_tests::{h2c, repo};
 
+/// The providers' keys, in the proxy's environment only.
+const OPENAI_KEY: &str = "sk-openai-chain-test";
+const ANTHROPIC_KEY: &str = "sk-ant-chain-test";
 const CONFIG: &str = "envoy/warden.yaml";
 const PLANNER_KEY: &str = "wk-planner-7f3a9c1e5b2d4068";
+const ADMIN_KEY: &str = "wk-admin-2b8e6d4a1c9f3057";
 const GLOBEX_KEY: &str = "wk-globex-5d1c8a3f7e2b9046";
 
 fn example_policy() -> String {
@@ -58,8 +62,12 @@ impl Chain {
             .cluster("mcp_files", mcp.port)
             .cluster("llm", llm.port())
             .cluster("llm_mini", llm_mini.port())
-            .cluster("ratelimit", rls.port);
-        for filter in ["warden.identity", "warden.tool_acl", "warden.token_budget"] {
+            .cluster("ratelimit", rls.port)
+            .env("OPENAI_API_KEY", OPENAI_KEY)
+            .env("ANTHROPIC_API_KEY", ANTHROPIC_KEY);
+        for filter in
+            ["warden.identity", "warden.tool_acl", "warden.token_budget", "warden.router", "warden.router_attempt"]
+        {
             builder = builder.policy(filter, policy);
         }
         let envoy = customize(builder).start().await.unwrap();
@@ -164,7 +172,8 @@ async fn an_agent_session_runs_through_the_whole_chain() {
     // Each model went to its own upstream; neither saw the agent's key.
     assert_eq!(chain.llm.seen().len(), 1);
     assert_eq!(chain.llm_mini.seen().len(), 1);
-    assert_eq!(chain.llm_mini.seen()[0].model_header.as_deref(), Some("gpt-4o-mini"));
+    // Warden's own headers stay inside the gateway: a provider sees none.
+    assert_eq!(chain.llm_mini.seen()[0].model_header, None);
 
     // Anthropic's API: the key bare in x-api-key.
     let anthropic = reqwest::Client::new()
@@ -189,7 +198,9 @@ async fn an_agent_session_runs_through_the_whole_chain() {
     assert_eq!(budget["verdict"], "allow", "{record:#}");
     assert_eq!(budget["model_served"], "gpt-4o");
     assert!(budget["tokens"]["input"].as_u64().unwrap() > 0, "{record:#}");
-    assert_eq!(record["upstream"], "llm");
+    assert_eq!(record["upstream"], "warden_providers");
+    assert_eq!(audit::field(&record, "router", "provider").as_deref(), Some("openai"), "{record:#}");
+    assert_eq!(audit::field(&record, "router", "model").as_deref(), Some("gpt-4o"));
     let tool_record = chain
         .envoy
         .access_log()
@@ -201,10 +212,11 @@ async fn an_agent_session_runs_through_the_whole_chain() {
     assert!(absent(&tool_record, "token_budget"), "token-budget does not govern MCP: {tool_record}");
     // Every line of the session, as Envoy wrote it, matches the published schema.
     audit::check_schema(&chain.envoy.access_log()).unwrap();
-    // The chain ships as one module (warden.wasm): its three filters share one VM per thread
+    // The chain ships as one module (warden.wasm): its four filters share one VM per thread
     // (two workers and the main thread) and the base VM Envoy clones those from, where one
-    // module per filter would need four each.
-    assert_eq!(chain.envoy.stat("wasm.envoy.wasm.runtime.v8.active").await, 4);
+    // module per filter would need four each. The router's attempt filter, an upstream filter,
+    // has VMs of its own (warden_router.wasm): four more.
+    assert_eq!(chain.envoy.stat("wasm.envoy.wasm.runtime.v8.active").await, 8);
 }
 
 /// Each filter refuses in the caller's protocol, and a request refused by one filter is seen
@@ -260,7 +272,9 @@ async fn a_request_refused_by_one_filter_reaches_no_later_filter_and_no_upstream
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn released_headers_let_the_upstream_see_a_request_that_is_then_refused() {
     let policy = example_policy().replace("requestHeaders: hold", "requestHeaders: release");
-    let chain = Chain::start(&policy).await;
+    // The router needs held headers (it must choose before the request leaves): without it, the
+    // model route goes straight to gpt-4o's provider.
+    let chain = Chain::start_with(&policy, |b| b.without_filter("warden.router").route_to("models", "llm")).await;
     let mut big = chat("gpt-4o", "hi");
     big.max_completion_tokens = Some(50_000);
     let e = chain.openai(PLANNER_KEY, "s-1").chat().create(big).await.unwrap_err();
@@ -270,9 +284,8 @@ async fn released_headers_let_the_upstream_see_a_request_that_is_then_refused() 
     assert!(chain.llm.seen().is_empty(), "but no body, and nothing was served");
 }
 
-/// A budget that moves a request to the cheaper model has the route chosen again: the cheaper
-/// model is served by its own upstream (`x-warden-model` matched by the route), and the one
-/// asked for sees nothing.
+/// A budget that moves a request to the cheaper model changes its alias: the router serves the
+/// cheaper model from its own provider, and the one asked for sees nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_budget_fallback_is_served_by_the_cheaper_models_own_upstream() {
     let policy = example_policy().replace("      limit: 0.02\n", "      limit: 0.000001\n");
@@ -285,13 +298,15 @@ async fn a_budget_fallback_is_served_by_the_cheaper_models_own_upstream() {
     let seen = chain.llm_mini.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].body["model"], "gpt-4o-mini");
-    assert_eq!(seen[0].model_header.as_deref(), Some("gpt-4o-mini"));
     let record = chain.record("/v1/chat/completions", 200).await;
     let budget = audit::part(&record, "token_budget").unwrap();
     assert_eq!(budget["model_requested"], "gpt-4o");
     assert_eq!(budget["model_served"], "gpt-4o-mini");
     assert_eq!(budget["reason"], "fallback_model", "{record}");
-    assert_eq!(record["upstream"], "llm_mini");
+    // The fallback is an alias like any other: the router sent it to the cheaper model's provider.
+    assert_eq!(audit::field(&record, "router", "alias").as_deref(), Some("gpt-4o-mini"));
+    assert_eq!(audit::field(&record, "router", "provider").as_deref(), Some("local"));
+    assert_eq!(audit::field(&record, "router", "private").as_deref(), Some("true"));
 }
 
 /// A 1 MB request body, sent in many HTTP/2 DATA frames, through every body-reading filter of
@@ -340,7 +355,9 @@ typed_config:
 
 #[test]
 fn the_config_inlines_the_example_policy() {
-    for filter in ["warden.identity", "warden.tool_acl", "warden.token_budget"] {
+    for filter in
+        ["warden.identity", "warden.tool_acl", "warden.token_budget", "warden.router", "warden.router_attempt"]
+    {
         assert_eq!(config_policy(CONFIG, filter).unwrap(), example_policy(), "{filter}");
     }
 }
@@ -354,7 +371,9 @@ fn the_config_inlines_the_example_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_forged_model_header_cannot_steer_the_route() {
     let policy = example_policy().replace("requestHeaders: hold", "requestHeaders: release");
-    let chain = Chain::start(&policy).await;
+    // The router needs held headers (it must choose before the request leaves): without it, the
+    // model route goes straight to gpt-4o's provider.
+    let chain = Chain::start_with(&policy, |b| b.without_filter("warden.router").route_to("models", "llm")).await;
     let answer = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", chain.envoy.url("agents")))
         .bearer_auth(PLANNER_KEY)
@@ -402,5 +421,34 @@ async fn the_record_as_a_struct_is_printed_as_nested_json() {
     assert!(record["token_budget"]["tokens"]["input"].as_u64().unwrap() > 0, "{line:#}");
     let refused = chain.record("/v1/chat/completions", 401).await;
     assert_eq!(refused["warden"]["value"]["identity"]["reason"], "unknown_api_key");
+    audit::check_schema(&chain.envoy.access_log()).unwrap();
+}
+
+/// The router's rules see the principal identity verified: an agent kept on private providers
+/// is refused a model only public providers serve (403 naming the rule, in the agent's API),
+/// and served a model its private provider has; the provider sees its own key, never the
+/// agent's, nor Warden's headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_kept_on_private_providers_reaches_only_those() {
+    let policy = example_policy().replace("when: { tenants: [bank] }", "when: { agents: [admin-bot] }");
+    assert_ne!(policy, example_policy());
+    let chain = Chain::start(&policy).await;
+    let e = chain.openai(ADMIN_KEY, "s-g").chat().create(chat("gpt-4o", "hi")).await.unwrap_err();
+    let (code, message) = api_error(&e);
+    assert_eq!(code, "provider_not_permitted", "{message}");
+    assert!(message.contains("bank-private"), "{message}");
+    assert!(chain.llm.seen().is_empty());
+    let answer = chain.openai(ADMIN_KEY, "s-g").chat().create(chat("gpt-4o-mini", "hi")).await.unwrap();
+    assert_eq!(answer.model, "gpt-4o-mini");
+    assert_eq!(chain.llm_mini.seen().len(), 1);
+    let refused = chain.record("/v1/chat/completions", 403).await;
+    assert_eq!(audit::field(&refused, "router", "rule").as_deref(), Some("bank-private"));
+    let served = chain.record("/v1/chat/completions", 200).await;
+    assert_eq!(audit::field(&served, "router", "private").as_deref(), Some("true"));
+    // The planner's request to gpt-4o carries OpenAI's key from the proxy's environment.
+    chain.openai(PLANNER_KEY, "s-p").chat().create(chat("gpt-4o", "hi")).await.unwrap();
+    assert_eq!(chain.llm.seen().len(), 1);
+    assert_eq!(chain.llm.seen()[0].authorization, Some(format!("Bearer {OPENAI_KEY}")));
+    assert_eq!(chain.llm_mini.seen()[0].authorization, None, "the private provider needs no key, and got none");
     audit::check_schema(&chain.envoy.access_log()).unwrap();
 }

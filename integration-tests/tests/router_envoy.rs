@@ -425,3 +425,40 @@ async fn each_api_is_served_by_a_provider_of_the_other_translated_both_ways() {
     assert_clean(&gw.everyone());
     audit::check_schema(&gw.envoy.wait_for_access_log(6).await).unwrap();
 }
+
+/// A failover across API families: each attempt is shaped from the agent's request as sent,
+/// not from what the previous attempt made of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_across_api_families_translates_each_attempt_from_the_agents_request() {
+    let gw = gateway().await;
+    gw.anthropic.fail_next(&[Fault::Status { status: 503, retry_after: None }]);
+    let body = json!({"model": "smart", "max_tokens": 30, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]});
+    let (status, answer) = gw.post("/v1/chat/completions", &[], &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["served_by"], "openai");
+    let tried = gw.anthropic.received();
+    assert_eq!(tried[0].body["system"], "Be brief.", "the first attempt was translated");
+    let served = gw.openai.received();
+    assert_eq!(served[0].path, "/v1/chat/completions");
+    assert_eq!(
+        served[0].body,
+        json!({"model": "gpt-4o", "max_tokens": 30, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]})
+    );
+    assert_eq!(served[0].header("anthropic-version"), None, "nothing of the Anthropic attempt is left");
+    assert_eq!(served[0].header("x-api-key"), None);
+
+    // And the reverse: an Anthropic agent, Anthropic fails natively, OpenAI serves translated.
+    gw.anthropic.fail_next(&[Fault::Reset]);
+    let answer = gw.anthropic_sdk("smart", &["--system", "Be brief."]);
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["text"], ANSWER_TEXT);
+    let served = gw.openai.received();
+    assert_eq!(served[1].body["messages"][0], json!({"role": "system", "content": "Be brief."}));
+    assert_eq!(served[1].header("x-api-key"), None);
+    let lines = gw.envoy.wait_for_access_log(2).await;
+    assert_eq!(audit::field(&lines[0], "router", "attempts.provider").as_deref(), Some("anthropic,openai"));
+    // Envoy shares the request's headers with its attempts, so `%REQ(:PATH)%` prints the last
+    // attempt's path; the record keeps the agent's endpoint.
+    assert_eq!(lines[1]["path"], "/v1/chat/completions");
+    assert_eq!(audit::field(&lines[1], "router", "endpoint").as_deref(), Some("messages"));
+}

@@ -294,3 +294,69 @@ fn without_a_policy_every_request_is_refused() {
     assert_eq!(flow.on_request_headers(false), Action::Pause);
     assert_eq!(reply_json(&host).0, 503);
 }
+
+const ROUTED: &str = "router:
+  providers:
+    - { name: openai, kind: openai, cluster: a }
+    - { name: backup, kind: openaiCompatible, cluster: b }
+  models:
+    - alias: fast
+      targets: [{ provider: openai, model: gpt-4o-mini }, { provider: backup, model: gpt-4o-mini, priority: 1 }]
+tokenBudget:
+  defaultMaxOutputTokens: 100
+  models:
+    - { name: gpt-4o-mini, provider: openai, price: { input: 1.0, output: 2.0 } }
+    - { name: gpt-4o-mini, provider: backup, price: { input: 3.0, output: 1.0 } }
+  budgets:
+    - { id: tenant-cost, scope: [tenant], unit: costUsd, limit: 1, window: day }
+";
+
+/// The router's plan, as the attempt filter leaves it when `provider` served.
+fn served_by(host: &MemoryHost, provider: &str) {
+    use warden_policy::router::plan::{Attempt, Outcome, PlannedTarget, RoutePlan};
+    let target = PlannedTarget { provider: provider.into(), model: "gpt-4o-mini".into() };
+    let attempt = Attempt {
+        provider: provider.into(),
+        model: "gpt-4o-mini".into(),
+        outcome: Outcome::Answered,
+        status: Some(200),
+        sent_ms: 0,
+        ttfb_ms: Some(1),
+        retry_after_ms: None,
+    };
+    let plan = RoutePlan {
+        endpoint: "chat/completions".into(),
+        alias: "fast".into(),
+        targets: vec![target],
+        attempts: vec![attempt],
+    };
+    plan.write(host).unwrap();
+}
+
+#[test]
+fn an_alias_is_reserved_at_its_dearest_target_and_charged_at_the_provider_that_served() {
+    for (provider, cost) in [("backup", "0.000032"), ("openai", "0.000019")] {
+        let vm = vm(ROUTED);
+        let host = host("acme");
+        let mut flow = BudgetFlow::new(host.clone(), Some(vm.clone()));
+        let (_, body) = post(&mut flow, &host, &chat("fast", json!({})));
+        assert_eq!(body, Action::Continue);
+        // Reserved at input 3.0 (backup's) and output 2.0 (openai's) per million.
+        let estimated: u64 = field(&host, "warden.audit", "token_budget.tokens.estimated").unwrap().parse().unwrap();
+        let price = vm.policy.model("fast").price.unwrap();
+        assert_eq!((price.input, price.output), (3.0, 2.0));
+        assert!(estimated > 0);
+        served_by(&host, provider);
+        answer(&mut flow, &host, 9, 5);
+        assert_eq!(field(&host, "warden.audit", "token_budget.cost_usd").as_deref(), Some(cost), "{provider}");
+        assert_eq!(field(&host, "warden.audit", "token_budget.provider").as_deref(), Some(provider));
+        assert_eq!(field(&host, "warden.audit", "token_budget.model_served").as_deref(), Some("gpt-4o-mini"));
+    }
+}
+
+#[test]
+fn a_price_for_a_provider_the_router_does_not_have_is_refused() {
+    let typo = ROUTED.replace("provider: backup, price", "provider: bakup, price");
+    let Err(err) = BudgetVm::configure(&parse_document(typo.as_bytes()).unwrap(), 7) else { panic!("accepted") };
+    assert!(err.contains("tokenBudget.models[1].provider") && err.contains("bakup"), "{err}");
+}

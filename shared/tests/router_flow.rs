@@ -54,7 +54,6 @@ fn vms() -> (Rc<RouterVm>, Rc<RouterVm>) {
 
 struct Request {
     host: Rc<MemoryHost>,
-    headers: Vec<(String, String)>,
     body: Vec<u8>,
     router: RouteFlow,
     attempt_vm: Rc<RouterVm>,
@@ -71,11 +70,11 @@ fn request(path: &str, body: &str, tenant: &str) -> Request {
         ("x-api-key".to_string(), "agent-key".to_string()),
     ];
     let host = Rc::new(MemoryHost::default());
-    *host.headers.borrow_mut() = headers.clone();
+    *host.headers.borrow_mut() = headers;
     *host.request_body.borrow_mut() = body.as_bytes().to_vec();
     host.set_principal(&principal::with(|p: &mut Principal| p.tenant = Some(tenant.to_string())));
     let router = RouteFlow::new(host.clone(), Some(router_vm));
-    Request { host, headers, body: body.as_bytes().to_vec(), router, attempt_vm }
+    Request { host, body: body.as_bytes().to_vec(), router, attempt_vm }
 }
 
 impl Request {
@@ -85,10 +84,10 @@ impl Request {
         self.router.on_request_body(size, true)
     }
 
-    /// One attempt as Envoy runs it: the request's headers and body replayed to a new upstream
-    /// filter, which shapes them; then the answer's status.
+    /// One attempt as Envoy runs it: a new upstream filter gets the request's header map (the
+    /// same map every attempt, with what earlier attempts changed in it) and the body as the
+    /// agent sent it; then the answer's status.
     fn attempt(&self, status: Option<u16>, extra: &[(&str, &str)]) -> (Vec<(String, String)>, Vec<u8>) {
-        *self.host.headers.borrow_mut() = self.headers.clone();
         *self.host.request_body.borrow_mut() = self.body.clone();
         *self.host.response_headers.borrow_mut() = Vec::new();
         let mut flow = AttemptFlow::new(self.host.clone(), Some(self.attempt_vm.clone()));

@@ -32,6 +32,8 @@ pub struct Model {
     pub name: Glob,
     pub encoding: Encoding,
     pub price: Option<Price>,
+    /// The router's provider it prices the model at; `None`: any.
+    pub provider: Option<String>,
 }
 
 /// What the policy knows about one requested model.
@@ -120,6 +122,9 @@ pub struct CompiledTokenBudget {
     pub rate_limit_service: Option<RateLimitService>,
     pub slots: usize,
     pub session_idle: Duration,
+    /// The router's aliases and their targets (provider, model), when the document routes:
+    /// a request for an alias is reserved at the dearest target it may reach.
+    pub routes: Vec<(String, Vec<(String, String)>)>,
 }
 
 impl CompiledTokenBudget {
@@ -178,13 +183,41 @@ impl CompiledTokenBudget {
             rate_limit_service,
             slots: config.slots,
             session_idle: config.session_idle.as_duration(),
+            routes: Vec::new(),
         })
     }
 
     /// The tokenizer and price of a model: the first configured entry that matches, else the
-    /// encoding of its family and no price.
+    /// encoding of its family and no price. A router alias is priced at the dearest of its
+    /// targets (each component at its highest), so its reservation covers whichever serves it.
     pub fn model(&self, name: &str) -> ModelInfo {
-        match self.models.iter().find(|m| m.name.matches(name)) {
+        if let Some((_, targets)) = self.routes.iter().find(|(alias, _)| alias == name) {
+            let mut price: Option<Price> = None;
+            for (provider, model) in targets {
+                let Some(p) = self.model_at(Some(provider), model).price else {
+                    // A target with no price: the alias cannot be priced.
+                    return ModelInfo { encoding: self.model_at(None, name).encoding, price: None };
+                };
+                price = Some(match price {
+                    None => p,
+                    Some(q) => Price {
+                        input: q.input.max(p.input),
+                        cached_input: q.cached_input.max(p.cached_input),
+                        output: q.output.max(p.output),
+                    },
+                });
+            }
+            return ModelInfo { encoding: self.model_at(None, name).encoding, price };
+        }
+        self.model_at(None, name)
+    }
+
+    /// The entry for `name` at `provider` (an entry for that provider first, then one for any
+    /// provider); without a provider, only entries for any provider.
+    pub fn model_at(&self, provider: Option<&str>, name: &str) -> ModelInfo {
+        let at_provider = provider
+            .and_then(|p| self.models.iter().find(|m| m.provider.as_deref() == Some(p) && m.name.matches(name)));
+        match at_provider.or_else(|| self.models.iter().find(|m| m.provider.is_none() && m.name.matches(name))) {
             Some(m) => ModelInfo { encoding: m.encoding, price: m.price },
             None => ModelInfo { encoding: family_encoding(name), price: None },
         }
@@ -224,6 +257,7 @@ fn compile_model(config: &ModelConfig, path: &str) -> Result<Model, PolicyError>
         name: Glob::new(&config.name),
         encoding: config.encoding.unwrap_or_else(|| family_encoding(&config.name)),
         price: config.price.map(Price::from),
+        provider: config.provider.clone(),
     })
 }
 

@@ -75,6 +75,10 @@ pub struct ModelConfig {
     /// USD per million tokens. Required when a cost budget applies to the model.
     #[serde(default)]
     pub price: Option<PriceConfig>,
+    /// The router's provider this entry prices the model at (one model can cost differently at
+    /// two providers); without it, the entry applies at any provider.
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]

@@ -504,13 +504,35 @@ impl BudgetFlow {
         Ok(Action::Continue)
     }
 
+    /// When the router served the request, the cost is the served target's: its model at its
+    /// provider (one model can be priced differently at two providers). The reservation was
+    /// made at the dearest target the alias could reach.
+    fn price_at_served_target(&mut self, vm: &BudgetVm, plan: &mut Plan) {
+        if vm.policy.routes.is_empty() {
+            return;
+        }
+        let served = match crate::router::plan::RoutePlan::read(&*self.host) {
+            Ok(route) => route.and_then(|r| r.served().map(|a| (a.provider.clone(), a.model.clone()))),
+            Err(e) => {
+                warn!("warden token-budget: cannot read the route served: {e}");
+                None
+            }
+        };
+        let Some((provider, model)) = served else { return };
+        if let Some(price) = vm.policy.model_at(Some(&provider), &model).price {
+            plan.price = Some(price);
+        }
+        self.record.set("model_served", model.as_str()).set("provider", provider.as_str());
+    }
+
     /// Replaces the reservation with `usage`: locally now, globally through the root's queue.
     fn settle(&mut self, vm: &BudgetVm, usage: Usage) {
         if self.settled {
             return;
         }
         self.settled = true;
-        let Some(plan) = self.plan.take() else { return };
+        let Some(mut plan) = self.plan.take() else { return };
+        self.price_at_served_target(vm, &mut plan);
         let now = unix_now(&*self.host);
         let planner = Planner { policy: &vm.policy, host: &*self.host, caller: &self.caller, now };
         if let Err(e) = planner.settle_local(&plan, usage) {

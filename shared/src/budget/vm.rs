@@ -38,7 +38,26 @@ impl BudgetVm {
     /// Compiles the document's `tokenBudget` section and builds the tokenizers it needs.
     pub fn configure(document: &PolicyDocument, seed: u64) -> Result<BudgetVm, String> {
         let section = document.token_budget.as_ref().ok_or("tokenBudget: the policy has no tokenBudget section")?;
-        let policy = CompiledTokenBudget::compile(section).map_err(|e| e.to_string())?;
+        let mut policy = CompiledTokenBudget::compile(section).map_err(|e| e.to_string())?;
+        if let Some(router) = &document.router {
+            // Prices per provider name the router's providers; aliases are priced by their targets.
+            let known = |name: &str| router.providers.iter().any(|p| p.name == name);
+            if let Some((i, m)) =
+                section.models.iter().enumerate().find(|(_, m)| m.provider.as_deref().is_some_and(|p| !known(p)))
+            {
+                return Err(format!(
+                    "tokenBudget.models[{i}].provider: the router has no provider named {:?}",
+                    m.provider.as_deref().unwrap_or_default()
+                ));
+            }
+            policy.routes = router
+                .models
+                .iter()
+                .map(|m| (m.alias.clone(), m.targets.iter().map(|t| (t.provider.clone(), t.model.clone())).collect()))
+                .collect();
+        } else if let Some(i) = section.models.iter().position(|m| m.provider.is_some()) {
+            return Err(format!("tokenBudget.models[{i}].provider: the policy has no router section"));
+        }
         Ok(BudgetVm {
             policy,
             // Built on first exact count (see `tokenizer`), not here.

@@ -30,7 +30,7 @@ fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Headers of one API family that mean nothing to the other's provider.
+/// Headers an attempt may set for an Anthropic provider (or the agent sent for one).
 const ANTHROPIC_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 
 /// What the attempt does to the answer.
@@ -140,14 +140,23 @@ impl AttemptFlow {
         for name in CREDENTIAL_HEADERS {
             host.set_request_header(name, None)?;
         }
+        // What Warden forwards for upstreams of its own (the principal's copy, the model
+        // served) is not a third-party provider's to see.
+        for (name, _) in host.request_headers()? {
+            if name.starts_with(attributes::RESERVED_HEADER_PREFIX) {
+                host.set_request_header(&name, None)?;
+            }
+        }
         if let Some(secret) = &vm.credentials[provider_index] {
             let (name, value) = credential_header(provider.kind, secret.expose());
             host.set_request_header(name, Some(&value))?;
         }
+        // Envoy hands every attempt the same request header map: whatever an earlier attempt
+        // set for its provider is removed before this one's are added.
+        for name in ANTHROPIC_HEADERS {
+            host.set_request_header(name, None)?;
+        }
         if let Carriage::Translated(direction) = how {
-            for name in ANTHROPIC_HEADERS {
-                host.set_request_header(name, None)?;
-            }
             // The answer is translated: it must arrive readable.
             host.set_request_header(ACCEPT_ENCODING, Some(IDENTITY))?;
             self.direction = Some(direction);
