@@ -327,6 +327,7 @@ fn served_by(host: &MemoryHost, provider: &str) {
     let plan = RoutePlan {
         endpoint: "chat/completions".into(),
         alias: "fast".into(),
+        body_model: "fast".into(),
         targets: vec![target],
         attempts: vec![attempt],
     };

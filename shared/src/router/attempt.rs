@@ -167,7 +167,7 @@ impl AttemptFlow {
         let path = upstream_path(provider, provider_endpoint(endpoint, how), &target.model);
         host.set_request_header(":path", Some(&path))?;
         host.set_request_header(attributes::CLUSTER_HEADER, Some(&provider.cluster))?;
-        if how != Carriage::Native || target.model != plan.alias {
+        if how != Carriage::Native || target.model != plan.body_model {
             // The body changes length; the codec frames it anew.
             host.set_request_header("content-length", None)?;
             self.edit = Some(BodyEdit { kind: provider.kind, carriage: how, model: target.model.clone() });

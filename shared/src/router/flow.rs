@@ -9,7 +9,7 @@ use super::cooldown;
 use super::metrics;
 use super::plan::{Outcome, PlannedTarget, RoutePlan};
 use super::provider::{attempt_body, carriage, Carriage, Endpoint};
-use super::request::RoutedRequest;
+use super::request::{with_model, RoutedRequest};
 use super::select::{select, Refusal};
 use super::vm::RouterVm;
 use crate::attributes;
@@ -197,9 +197,27 @@ impl RouteFlow {
         let now = self.host.now();
         servable.sort_by_key(|t| cooldown::cooling(&*self.host, &vm.router.providers[t.provider].name, now));
         servable.truncate(vm.router.max_attempts as usize);
+        // The first target's model is written here, while the headers are held (so the length
+        // stays right): an attempt then holds the body only to translate it, or to fail over to
+        // a target with another model. Envoy replays this body on every retry.
+        let first = servable[0];
+        let mut body_model = request.alias.clone();
+        if carriage(vm.router.providers[first.provider].kind, self.endpoint) == Some(Carriage::Native)
+            && first.model != request.alias
+        {
+            match with_model(&body, &first.model) {
+                Ok(rewritten) => {
+                    self.host.set_request_body(self.request_size, &rewritten)?;
+                    self.host.set_request_header("content-length", Some(&rewritten.len().to_string()))?;
+                    body_model = first.model.clone();
+                }
+                Err(e) => error!("warden router: cannot write the first target's model: {e}"),
+            }
+        }
         let plan = RoutePlan {
             endpoint: self.endpoint.name().to_string(),
             alias: request.alias,
+            body_model,
             targets: servable
                 .iter()
                 .map(|t| PlannedTarget {

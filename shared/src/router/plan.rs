@@ -75,6 +75,11 @@ pub struct RoutePlan {
     /// The endpoint's name (`chat/completions`, …).
     pub endpoint: String,
     pub alias: String,
+    /// The model the request's body names as it leaves the router: the first target's, when
+    /// the router could write it there (its headers are still held), so that the first attempt
+    /// need not hold the body again; else the alias.
+    #[serde(default)]
+    pub body_model: String,
     pub targets: Vec<PlannedTarget>,
     #[serde(default)]
     pub attempts: Vec<Attempt>,

@@ -1,5 +1,6 @@
 //! chain: Warden's chain as shipped (`envoy/warden.yaml`: identity with a cached RS256 JWT,
-//! tool-acl on the model and MCP routes, token-budget with a local budget) against the same
+//! tool-acl on the model and MCP routes, token-budget with a local budget, the router and its
+//! providers' hop, with an environment credential) against the same
 //! Envoy without Warden's filters, and with as many do-nothing Wasm filters that hold and read
 //! every body in their place (what any body-reading Wasm chain pays), in one run, rounds
 //! alternated. Cases: a 2 KB chat completion and a 1 KB MCP `tools/call` (latency at one
@@ -23,10 +24,10 @@ use crate::{env_u64, run_all};
 
 const ROUNDS: usize = 3;
 const CONFIG: &str = "envoy/warden.yaml";
-const FILTERS: [&str; 3] = ["warden.identity", "warden.tool_acl", "warden.token_budget"];
-/// The per-filter modules, in `FILTERS` order; the shipped chain runs all three from warden.wasm.
-const PER_FILTER_MODULES: [&str; 3] = ["warden_identity", "warden_tool_acl", "warden_token_budget"];
-const SIDES: [&str; 3] = ["Envoy alone", "Envoy + 3 do-nothing body-holding Wasm filters", "Envoy + Warden's chain"];
+const FILTERS: [&str; 4] = ["warden.identity", "warden.tool_acl", "warden.token_budget", "warden.router"];
+/// The per-filter modules, in `FILTERS` order; the shipped chain runs all four from warden.wasm.
+const PER_FILTER_MODULES: [&str; 4] = ["warden_identity", "warden_tool_acl", "warden_token_budget", "warden_router"];
+const SIDES: [&str; 3] = ["Envoy alone", "Envoy + 4 do-nothing body-holding Wasm filters", "Envoy + Warden's chain"];
 
 /// The shipped chain's policy, with what a benchmark needs instead of the demo's: agents
 /// authenticate with an RS256 JWT (keys inline, tokens cached), no per-session limits or
@@ -59,6 +60,11 @@ identity:
     - {{ name: 'gpt-4o*', price: {{ input: 2.5, output: 10 }} }}
   budgets:
     - {{ id: tenant-day, scope: [tenant], unit: totalTokens, limit: 4000000000, window: day }}
+router:
+  providers:
+    - {{ name: openai, kind: openai, cluster: llm, credential: {{ env: OPENAI_API_KEY }} }}
+  models:
+    - {{ alias: gpt-4o, targets: [{{ provider: openai, model: gpt-4o }}] }}
 "
     ))
 }
@@ -102,7 +108,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// Runs `load` against each URL in turn; with each side's figures, the Envoy's CPU time per
 /// request (all its threads: the worker, and the main thread's stats and timers).
-async fn run_with_cpu(load: &Load, urls: &[String], pids: &[u32]) -> Result<Vec<(Figures, f64)>> {
+pub async fn run_with_cpu(load: &Load, urls: &[String], pids: &[u32]) -> Result<Vec<(Figures, f64)>> {
     let mut out = Vec::new();
     for (url, pid) in urls.iter().zip(pids) {
         let before = cpu_seconds(*pid);
@@ -114,7 +120,7 @@ async fn run_with_cpu(load: &Load, urls: &[String], pids: &[u32]) -> Result<Vec<
     Ok(out)
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
@@ -160,17 +166,28 @@ pub async fn chain(version: &str) -> Result<Value> {
         &json!({"iss": "https://idp.warden.test", "aud": "warden-gateway", "sub": "agent-bench", "iat": now, "exp": now + 7200, "tenant": "acme"}),
     );
     let builder = |workers: u32| {
-        let mut b = Envoy::builder(CONFIG).version(version).concurrency(workers);
+        let mut b = Envoy::builder(CONFIG)
+            .version(version)
+            .concurrency(workers)
+            .env("OPENAI_API_KEY", "sk-bench")
+            .env("ANTHROPIC_API_KEY", "sk-bench")
+            // The providers' hop keeps the shipped policy (its attempt plugin runs only when the
+            // router sends a request there).
+            .policy("warden.router_attempt", &policy);
         for cluster in ["mcp_files", "llm", "llm_mini", "ratelimit"] {
             b = b.cluster(cluster, server.port);
         }
         b
     };
     let sides = |workers: u32| -> [EnvoyBuilder; 3] {
-        let bare = FILTERS.iter().fold(builder(workers), |b, f| b.without_filter(f));
-        let noop = FILTERS.iter().fold(builder(workers), |b, f| {
-            b.wasm_code(f, &repo::filter_wasm("warden_noop_filter")).policy(f, "buffer-bodies")
-        });
+        // Without the router, the model route goes straight to the provider's cluster.
+        let bare = FILTERS.iter().fold(builder(workers), |b, f| b.without_filter(f)).route_to("models", "llm");
+        let noop = FILTERS
+            .iter()
+            .fold(builder(workers), |b, f| {
+                b.wasm_code(f, &repo::filter_wasm("warden_noop_filter")).policy(f, "buffer-bodies")
+            })
+            .route_to("models", "llm");
         let chain = FILTERS.iter().fold(builder(workers), |b, f| b.policy(f, &policy));
         [bare, noop, chain]
     };
@@ -284,11 +301,17 @@ typed_config:
 "#,
         tokens::jwks(&[&rsa])
     );
-    let native = FILTERS.iter().fold(builder(workers), |b, f| b.without_filter(f)).filter_before_router(&jwt_authn);
+    let native = FILTERS
+        .iter()
+        .fold(builder(workers), |b, f| b.without_filter(f))
+        .filter_before_router(&jwt_authn)
+        .route_to("models", "llm");
     let identity_only = builder(workers)
         .policy("warden.identity", &policy)
         .without_filter("warden.tool_acl")
-        .without_filter("warden.token_budget");
+        .without_filter("warden.token_budget")
+        .without_filter("warden.router")
+        .route_to("models", "llm");
     let authn = [native.start().await?, identity_only.start().await?];
     let authn_urls: Vec<String> = std::iter::once(chat_urls[0].clone())
         .chain(authn.iter().map(|e| format!("{}/v1/chat/completions", e.url("agents"))))

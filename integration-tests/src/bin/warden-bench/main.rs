@@ -1,8 +1,9 @@
 //! `make bench`: each Warden filter against the same Envoy without it, in one run.
-//! `WARDEN_BENCH_ONLY=identity`, `=tool-acl`, `=token-budget` or `=chain` runs one of them.
+//! `WARDEN_BENCH_ONLY=identity`, `=tool-acl`, `=token-budget`, `=router` or `=chain` runs one.
 
 mod chain;
 mod identity;
+mod router;
 mod token_budget;
 mod tool_acl;
 
@@ -43,6 +44,12 @@ async fn main() -> Result<()> {
         std::fs::write(out.join("token-budget.json"), serde_json::to_string_pretty(&result)?)?;
         token_budget::print_table(&result);
         println!("\nwritten: target/bench/token-budget.json");
+    }
+    if only.is_empty() || only == "router" {
+        let result = router::router(&version).await.context("router benchmark")?;
+        std::fs::write(out.join("router.json"), serde_json::to_string_pretty(&result)?)?;
+        router::print_table(&result);
+        println!("\nwritten: target/bench/router.json");
     }
     if only.is_empty() || only == "chain" {
         let result = chain::chain(&version).await.context("chain benchmark")?;
