@@ -32,13 +32,15 @@ fn headers<'a>(path: &'a str, length: &'a str) -> Vec<(&'a str, &'a str)> {
     ]
 }
 
-/// Routes `body` through the router plugin; the plan it wrote.
-fn route(router: &mut Vm, path: &str, body: &str) -> (u32, Option<String>) {
+/// Routes `body` through the router plugin; the plan it wrote, and the body it let go (what
+/// Envoy replays to every attempt).
+fn route(router: &mut Vm, path: &str, body: &str) -> (u32, Option<String>, String) {
     let s = router.new_stream().unwrap();
     let length = body.len().to_string();
     assert_eq!(router.request_headers(s, &headers(path, &length), false).unwrap(), Action::Pause);
     router.request_body(s, body.as_bytes(), true).unwrap();
-    (s, router.property(s, "warden.route"))
+    let sent = String::from_utf8(router.stream(s).unwrap().sent_request_body.clone()).unwrap();
+    (s, router.property(s, "warden.route"), sent)
 }
 
 /// One attempt in the attempt plugin, given the plan; the forwarded headers, the body sent and
@@ -73,16 +75,18 @@ fn the_router_plans_and_each_attempt_takes_the_next_target() {
     let (mut attempts, ok) = start(&env, "warden.router_attempt", &policy());
     assert!(ok, "{}", attempts.log_text());
     let body = r#"{"model":"fast","messages":[{"role":"user","content":"hi"}]}"#;
-    let (s, plan) = route(&mut router, "/v1/chat/completions", body);
+    let (s, plan, body) = route(&mut router, "/v1/chat/completions", body);
     let plan = plan.expect("a plan");
     assert_eq!(router.forwarded_header(s, "x-envoy-max-retries").as_deref(), Some("2"));
+    assert!(body.contains(r#""model":"gpt-4o-mini""#), "the router wrote the first target's model: {body}");
 
-    let (_, forwarded, sent, plan) = attempt(&mut attempts, &plan, "/v1/chat/completions", body, "503");
+    let (_, forwarded, sent, plan) = attempt(&mut attempts, &plan, "/v1/chat/completions", &body, "503");
     assert_eq!(header(&forwarded, "x-warden-cluster"), Some("llm_openai"));
     assert_eq!(header(&forwarded, "authorization"), None, "the agent's key is removed; SDS adds openai's");
     assert_eq!(sent["model"], "gpt-4o-mini");
-    let (_, forwarded, _, plan) = attempt(&mut attempts, &plan, "/v1/chat/completions", body, "200");
+    let (_, forwarded, sent, plan) = attempt(&mut attempts, &plan, "/v1/chat/completions", &body, "200");
     assert_eq!(header(&forwarded, "x-warden-cluster"), Some("llm_backup"));
+    assert_eq!(sent["model"], "gpt-4o-mini");
     let plan: Value = serde_json::from_str(&plan).unwrap();
     assert_eq!(plan["attempts"][0]["outcome"], "server_error");
     assert_eq!(plan["attempts"][1]["outcome"], "answered");
@@ -94,8 +98,8 @@ fn a_translated_answer_is_rewritten_in_the_vm_json_and_streamed() {
     let (mut router, _) = start(&env, "warden.router", &policy());
     let (mut attempts, _) = start(&env, "warden.router_attempt", &policy());
     let body = r#"{"model":"claude","max_tokens":20,"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}]}"#;
-    let (_, plan) = route(&mut router, "/v1/chat/completions", body);
-    let (s, forwarded, sent, _) = attempt(&mut attempts, &plan.unwrap(), "/v1/chat/completions", body, "200");
+    let (_, plan, body) = route(&mut router, "/v1/chat/completions", body);
+    let (s, forwarded, sent, _) = attempt(&mut attempts, &plan.unwrap(), "/v1/chat/completions", &body, "200");
     assert_eq!(header(&forwarded, ":path"), Some("/v1/messages"));
     assert_eq!(sent["system"], "Be brief.");
     let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
@@ -107,7 +111,7 @@ fn a_translated_answer_is_rewritten_in_the_vm_json_and_streamed() {
 
     // Streamed: an Anthropic agent, an OpenAI provider; chunks cut mid-event.
     let body = r#"{"model":"fast","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-    let (_, plan) = route(&mut router, "/v1/messages", body);
+    let (_, plan, _) = route(&mut router, "/v1/messages", body);
     let s = attempts.new_stream().unwrap();
     attempts.set_property(s, "warden.route", plan.unwrap().as_bytes());
     let length = body.len().to_string();
