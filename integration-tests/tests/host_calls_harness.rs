@@ -82,9 +82,57 @@ fn token_budget() -> u64 {
     one_request(&mut vm, "/v1/chat/completions", &[], &chat(), CHAT_ANSWER)
 }
 
+/// The router's two plugins on one same-API request: the router (plan) and one attempt.
+fn router() -> (u64, u64) {
+    let env = HostEnv::default();
+    let policy = std::fs::read_to_string(repo::root().join("examples/router/policy.yaml"))
+        .unwrap()
+        .replace("credential: { env: OPENAI_API_KEY }", "credential: { sds: openai-key }");
+    let plugin = Plugin::load(&repo::filter_wasm("warden_router")).unwrap();
+    let (mut router, _) = plugin.start_as(&env, "warden.router", policy.as_bytes()).unwrap();
+    let (mut attempt, _) = plugin.start_as(&env, "warden.router_attempt", policy.as_bytes()).unwrap();
+    let body = chat().replace("gpt-4o", "fast");
+    let length = body.len().to_string();
+    let headers = [
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        (":authority", "gw"),
+        ("x-request-id", "req-1"),
+        ("content-type", "application/json"),
+        ("content-length", length.as_str()),
+    ];
+    let ok = [(":status", "200"), ("content-type", "application/json")];
+    let (r0, a0) = (router.host_calls(), attempt.host_calls());
+    let s = router.new_stream().unwrap();
+    router.set_principal(s, &principal::example());
+    router.request_headers(s, &headers, false).unwrap();
+    router.request_body(s, body.as_bytes(), true).unwrap();
+    let plan = router.property(s, "warden.route").unwrap();
+    let sent = router.stream(s).unwrap().sent_request_body.clone();
+    let a = attempt.new_stream().unwrap();
+    attempt.set_property(a, "warden.route", plan.as_bytes());
+    attempt.request_headers(a, &headers, false).unwrap();
+    attempt.request_body(a, &sent, true).unwrap();
+    attempt.response_headers(a, &ok, false).unwrap();
+    attempt.response_body(a, CHAT_ANSWER.as_bytes(), true).unwrap();
+    router.set_property(s, "warden.route", attempt.property(a, "warden.route").unwrap().as_bytes());
+    attempt.finish(a).unwrap();
+    router.response_headers(s, &ok, false).unwrap();
+    router.response_body(s, CHAT_ANSWER.as_bytes(), true).unwrap();
+    router.finish(s).unwrap();
+    (router.host_calls() - r0, attempt.host_calls() - a0)
+}
+
 #[test]
 fn each_filter_stays_within_its_host_calls_per_request() {
-    let counts = [("identity", identity(), 8), ("tool-acl", tool_acl(), 24), ("token-budget", token_budget(), 27)];
+    let (router, attempt) = router();
+    let counts = [
+        ("identity", identity(), 8),
+        ("tool-acl", tool_acl(), 24),
+        ("token-budget", token_budget(), 27),
+        ("router", router, 19),
+        ("router's attempt", attempt, 12),
+    ];
     println!("| filter | host calls per request |\n|---|---:|");
     for (filter, calls, _) in counts {
         println!("| {filter} | {calls} |");

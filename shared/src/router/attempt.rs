@@ -137,24 +137,22 @@ impl AttemptFlow {
             return Ok(self.refuse(500, "the plan names a provider that cannot carry this endpoint"));
         };
         let host = &*self.host;
-        for name in CREDENTIAL_HEADERS {
-            host.set_request_header(name, None)?;
-        }
-        // What Warden forwards for upstreams of its own (the principal's copy, the model
-        // served) is not a third-party provider's to see.
+        // Removed, each only where present (one read, then a call per header found): every
+        // credential the agent sent, whatever Warden forwards for upstreams of its own (the
+        // principal's copy, the model served: not a third-party provider's to see), and what
+        // an earlier attempt set for its provider (Envoy hands every attempt the same header
+        // map).
         for (name, _) in host.request_headers()? {
-            if name.starts_with(attributes::RESERVED_HEADER_PREFIX) {
+            let stale = CREDENTIAL_HEADERS.contains(&name.as_str())
+                || ANTHROPIC_HEADERS.contains(&name.as_str())
+                || name.starts_with(attributes::RESERVED_HEADER_PREFIX);
+            if stale {
                 host.set_request_header(&name, None)?;
             }
         }
         if let Some(secret) = &vm.credentials[provider_index] {
             let (name, value) = credential_header(provider.kind, secret.expose());
             host.set_request_header(name, Some(&value))?;
-        }
-        // Envoy hands every attempt the same request header map: whatever an earlier attempt
-        // set for its provider is removed before this one's are added.
-        for name in ANTHROPIC_HEADERS {
-            host.set_request_header(name, None)?;
         }
         if let Carriage::Translated(direction) = how {
             // The answer is translated: it must arrive readable.

@@ -1,14 +1,14 @@
 //! Providers that answered 429 with `Retry-After` are tried last until that time has passed,
-//! on every worker: the time is kept in shared data, one key per provider. The attempt that
+//! on every worker: the deadlines are kept in shared data, under one key. The attempt that
 //! saw the 429 records its `Retry-After` on the plan; the router writes it here when the answer
 //! comes back, and reads it when it orders a request's targets.
 
 use crate::host::Host;
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn key(provider: &str) -> String {
-    format!("warden.router.cooldown.{provider}")
-}
+/// One shared-data key for every provider's cooldown: the router reads it once per request.
+const KEY: &str = "warden.router.cooldowns";
 
 fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -25,31 +25,38 @@ pub fn retry_after(value: &str, now: SystemTime, cap: Duration) -> Option<Durati
     (!wait.is_zero()).then(|| wait.min(cap))
 }
 
-/// Keeps `provider` last until `now + wait`. A later deadline already set is kept.
+/// Each provider's deadline, in milliseconds since the epoch, and the CAS token.
+fn read(host: &dyn Host) -> (BTreeMap<String, u64>, Option<u32>) {
+    match host.shared_data(KEY) {
+        Ok((value, cas)) => (value.and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default(), cas),
+        Err(_) => (BTreeMap::new(), None),
+    }
+}
+
+/// Keeps `provider` last until `now + wait`; a later deadline already set is kept, and
+/// deadlines already past are dropped.
 pub fn start(host: &dyn Host, provider: &str, now: SystemTime, wait: Duration) {
     let until = millis(now + wait);
     for _ in 0..3 {
-        let Ok((current, cas)) = host.shared_data(&key(provider)) else { return };
-        let current = current.and_then(|v| String::from_utf8(v).ok()).and_then(|v| v.parse::<u64>().ok());
-        if current.is_some_and(|c| c >= until) {
+        let (mut deadlines, cas) = read(host);
+        if deadlines.get(provider).is_some_and(|&d| d >= until) {
             return;
         }
-        match host.set_shared_data(&key(provider), until.to_string().as_bytes(), cas) {
+        deadlines.retain(|_, d| *d > millis(now));
+        deadlines.insert(provider.to_string(), until);
+        let bytes = serde_json::to_vec(&deadlines).unwrap_or_default();
+        match host.set_shared_data(KEY, &bytes, cas) {
             Err(crate::host::HostError::CasMismatch) => continue,
             _ => return,
         }
     }
 }
 
-/// Whether `provider` asked to be left alone until after `now`. A fault reading shared data
-/// counts as no: the order is a preference, and the attempt still fails over.
-pub fn cooling(host: &dyn Host, provider: &str, now: SystemTime) -> bool {
-    host.shared_data(&key(provider))
-        .ok()
-        .and_then(|(value, _)| value)
-        .and_then(|v| String::from_utf8(v).ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|until| until > millis(now))
+/// The providers that asked to be left alone until after `now`, in one read. A fault reading
+/// shared data counts as none: the order is a preference, and the attempt still fails over.
+pub fn cooling(host: &dyn Host, now: SystemTime) -> Vec<String> {
+    let now = millis(now);
+    read(host).0.into_iter().filter(|(_, until)| *until > now).map(|(p, _)| p).collect()
 }
 
 #[cfg(test)]

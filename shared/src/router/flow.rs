@@ -142,8 +142,11 @@ impl RouteFlow {
             }
         };
         self.record.set("alias", request.alias.as_str()).set("endpoint", self.endpoint.name());
-        let caller = Caller::read(&*self.host)?;
-        let classes = data_classes(&*self.host)?;
+        // Read only what a rule can look at: each is a host call.
+        let rules = &vm.router.rules;
+        let caller = if rules.is_empty() { Caller::default() } else { Caller::read(&*self.host)? };
+        let classes =
+            if rules.iter().any(|r| !r.data_classes.is_empty()) { data_classes(&*self.host)? } else { Vec::new() };
         let chosen = match select(&vm.router, &request.alias, &caller, &classes, self.seed()) {
             Ok(targets) => targets,
             Err(Refusal::UnknownModel) => {
@@ -195,7 +198,10 @@ impl RouteFlow {
         }
         // Providers that asked for time (429 with Retry-After) go last, in their order.
         let now = self.host.now();
-        servable.sort_by_key(|t| cooldown::cooling(&*self.host, &vm.router.providers[t.provider].name, now));
+        let cooling = cooldown::cooling(&*self.host, now);
+        if !cooling.is_empty() {
+            servable.sort_by_key(|t| cooling.contains(&vm.router.providers[t.provider].name));
+        }
         servable.truncate(vm.router.max_attempts as usize);
         // The first target's model is written here, while the headers are held (so the length
         // stays right): an attempt then holds the body only to translate it, or to fail over to

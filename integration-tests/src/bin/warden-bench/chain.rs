@@ -181,12 +181,17 @@ pub async fn chain(version: &str) -> Result<Value> {
     };
     let sides = |workers: u32| -> [EnvoyBuilder; 3] {
         // Without the router, the model route goes straight to the provider's cluster.
-        let bare = FILTERS.iter().fold(builder(workers), |b, f| b.without_filter(f)).route_to("models", "llm");
+        let bare = FILTERS
+            .iter()
+            .fold(builder(workers), |b, f| b.without_filter(f))
+            .without_filter("warden.router_attempt")
+            .route_to("models", "llm");
         let noop = FILTERS
             .iter()
             .fold(builder(workers), |b, f| {
                 b.wasm_code(f, &repo::filter_wasm("warden_noop_filter")).policy(f, "buffer-bodies")
             })
+            .without_filter("warden.router_attempt")
             .route_to("models", "llm");
         let chain = FILTERS.iter().fold(builder(workers), |b, f| b.policy(f, &policy));
         [bare, noop, chain]
@@ -305,12 +310,14 @@ typed_config:
         .iter()
         .fold(builder(workers), |b, f| b.without_filter(f))
         .filter_before_router(&jwt_authn)
+        .without_filter("warden.router_attempt")
         .route_to("models", "llm");
     let identity_only = builder(workers)
         .policy("warden.identity", &policy)
         .without_filter("warden.tool_acl")
         .without_filter("warden.token_budget")
         .without_filter("warden.router")
+        .without_filter("warden.router_attempt")
         .route_to("models", "llm");
     let authn = [native.start().await?, identity_only.start().await?];
     let authn_urls: Vec<String> = std::iter::once(chat_urls[0].clone())

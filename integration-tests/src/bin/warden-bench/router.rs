@@ -116,8 +116,9 @@ fn one_request(router: &mut Vm, attempt: &mut Vm, body: &str, answer: &[u8]) -> 
     attempt.request_body(a, &sent, true)?;
     attempt.response_headers(a, &[(":status", "200"), ("content-type", "application/json")], false)?;
     attempt.response_body(a, answer, true)?;
+    let after = attempt.property(a, "warden.route").unwrap_or_default();
     attempt.finish(a)?;
-    router.set_property(s, "warden.route", attempt.property(a, "warden.route").unwrap_or_default().as_bytes());
+    router.set_property(s, "warden.route", after.as_bytes());
     router.response_headers(s, &[(":status", "200"), ("content-type", "application/json")], false)?;
     router.response_body(s, answer, true)?;
     router.finish(s)
@@ -204,10 +205,14 @@ pub async fn router(version: &str) -> Result<Value> {
         b
     };
     let sides = |workers: u32| -> [EnvoyBuilder; 3] {
-        let bare = builder(workers).without_filter("warden.router").route_to("models", "llm_openai");
+        let bare = builder(workers)
+            .without_filter("warden.router")
+            .without_filter("warden.router_attempt")
+            .route_to("models", "llm_openai");
         let noop = builder(workers)
             .wasm_code("warden.router", &repo::filter_wasm("warden_noop_filter"))
             .policy("warden.router", "buffer-bodies")
+            .without_filter("warden.router_attempt")
             .route_to("models", "llm_openai");
         [bare, noop, builder(workers)]
     };
