@@ -9,7 +9,7 @@ use super::cooldown;
 use super::metrics;
 use super::plan::{Outcome, PlannedTarget, RoutePlan};
 use super::provider::{attempt_body, carriage, Carriage, Endpoint};
-use super::request::{with_model, RoutedRequest};
+use super::request::{object_with_model, parse_object, RoutedRequest};
 use super::select::{select, Refusal};
 use super::vm::RouterVm;
 use crate::attributes;
@@ -134,8 +134,9 @@ impl RouteFlow {
 
     fn plan(&mut self, vm: &RouterVm) -> Result<Action, HostError> {
         let body = self.host.request_body(self.request_size)?;
-        let request = match RoutedRequest::parse(&body) {
-            Ok(request) => request,
+        let parsed = parse_object(&body).and_then(|object| Ok((RoutedRequest::read(&object)?, object)));
+        let (request, object) = match parsed {
+            Ok(parsed) => parsed,
             Err(e) => {
                 let _ = self.host.increment(metrics::BAD_REQUEST, 1);
                 return Ok(self.refuse(400, &e.to_string(), "invalid_request_error", "bad_request", ROUTER_RULE));
@@ -211,7 +212,7 @@ impl RouteFlow {
         if carriage(vm.router.providers[first.provider].kind, self.endpoint) == Some(Carriage::Native)
             && first.model != request.alias
         {
-            match with_model(&body, &first.model) {
+            match object_with_model(&object, body.len(), &first.model) {
                 Ok(rewritten) => {
                     self.host.set_request_body(self.request_size, &rewritten)?;
                     self.host.set_request_header("content-length", Some(&rewritten.len().to_string()))?;

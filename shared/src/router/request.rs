@@ -24,7 +24,11 @@ pub struct RoutedRequest {
 
 impl RoutedRequest {
     pub fn parse(body: &[u8]) -> Result<RoutedRequest, BodyError> {
-        let object = StrictObject::parse(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
+        Self::read(&parse_object(body)?)
+    }
+
+    /// The members of an object already parsed (the router parses a body once).
+    pub fn read(object: &StrictObject<'_>) -> Result<RoutedRequest, BodyError> {
         let alias: String =
             object.get("model").map_err(|_| BodyError::WrongType("model"))?.ok_or(BodyError::NoModel)?;
         if alias.is_empty() {
@@ -39,10 +43,19 @@ impl RoutedRequest {
     }
 }
 
+/// A request body as one JSON object, a member twice refused.
+pub fn parse_object(body: &[u8]) -> Result<StrictObject<'_>, BodyError> {
+    StrictObject::parse(body).map_err(|e| BodyError::Malformed(e.to_string()))
+}
+
 /// `body` with its top-level `model` set to `model`, every other member as it was, in order.
 pub fn with_model(body: &[u8], model: &str) -> Result<Vec<u8>, BodyError> {
-    let object = StrictObject::parse(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
-    let mut out = Vec::with_capacity(body.len() + model.len());
+    object_with_model(&parse_object(body)?, body.len(), model)
+}
+
+/// An object already parsed (from a body of `size` bytes), written back with `model`.
+pub fn object_with_model(object: &StrictObject<'_>, size: usize, model: &str) -> Result<Vec<u8>, BodyError> {
+    let mut out = Vec::with_capacity(size + model.len());
     out.push(b'{');
     for (i, (key, value)) in object.members().iter().enumerate() {
         if i > 0 {
