@@ -189,7 +189,7 @@ async fn aliases_reach_their_providers_with_each_providers_own_credential() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_fault_fails_over_to_the_next_target_with_that_targets_credential() {
-    let gw = gateway_with(|b| b.replace_value("30s", "1s")).await;
+    let gw = gateway_with(|b| b.replace_value("300s", "1s")).await;
     let client = gw.openai();
     let faults = [
         (Fault::Status { status: 500, retry_after: None }, "server_error"),
@@ -457,8 +457,46 @@ async fn a_failover_across_api_families_translates_each_attempt_from_the_agents_
     assert_eq!(served[1].header("x-api-key"), None);
     let lines = gw.envoy.wait_for_access_log(2).await;
     assert_eq!(audit::field(&lines[0], "router", "attempts.provider").as_deref(), Some("anthropic,openai"));
-    // Envoy shares the request's headers with its attempts, so `%REQ(:PATH)%` prints the last
-    // attempt's path; the record keeps the agent's endpoint.
-    assert_eq!(lines[1]["path"], "/v1/chat/completions");
+    // Envoy shares the request's headers with its attempts; the router puts the agent's path
+    // back when the answer comes, so the access log shows what the agent called.
+    assert_eq!(lines[1]["path"], "/v1/messages");
     assert_eq!(audit::field(&lines[1], "router", "endpoint").as_deref(), Some("messages"));
+}
+
+/// What the last attempt wrote into the request's shared header map (the provider key from the
+/// environment) is gone before the access log reads it; a provider refusing the gateway's key
+/// is failed over, and its words (which may quote the key) never reach the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_key_stays_out_of_the_access_log_and_a_providers_refusal_of_it() {
+    let access_log = r#"
+- name: warden.audit
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+    log_format:
+      json_format:
+        path: "%REQ(:PATH)%"
+        authorization: "%REQ(AUTHORIZATION)%"
+        status: "%RESPONSE_CODE%"
+"#;
+    let gw = gateway_with(|b| b.hcm("access_log", access_log)).await;
+    let chat_body = json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _) = gw.post("/v1/chat/completions", &[], &chat_body).await;
+    assert_eq!(status, 200);
+    // openai refuses the gateway's key: the backup serves.
+    gw.openai.fail_next(&[Fault::Status { status: 401, retry_after: None }]);
+    let (status, body) = gw.post("/v1/chat/completions", &[], &chat_body).await;
+    assert_eq!((status, body["served_by"].as_str()), (200, Some("backup")), "{body}");
+    // Every provider refuses it: a 502 of the gateway's own, not the provider's words.
+    for mock in [&gw.openai, &gw.backup, &gw.local] {
+        mock.fail_next(&[Fault::Status { status: 401, retry_after: None }]);
+    }
+    let (status, body) = gw.post("/v1/chat/completions", &[], &chat_body).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "provider_auth_failed");
+    assert!(!body.to_string().contains("mock failure"), "{body}");
+    let lines = gw.envoy.wait_for_access_log(3).await;
+    for line in &lines {
+        assert!(!line.to_string().contains(OPENAI_KEY), "the key reached the access log: {line}");
+        assert_eq!(line["path"], "/v1/chat/completions");
+    }
 }

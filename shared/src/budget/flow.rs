@@ -645,6 +645,15 @@ impl BudgetFlow {
             if let Err(e) = meter.on_headers(&*host) {
                 error!("warden token-budget: cannot read the response headers: {e}");
             }
+            // A router refusal (no target, a rule) or a request no attempt took: nothing left
+            // the gateway, so nothing is charged.
+            let routed = self.vm.as_ref().is_some_and(|vm| !vm.policy.routes.is_empty());
+            if routed && meter.failed() {
+                let attempts = crate::router::plan::RoutePlan::read(&*host).ok().flatten().map(|p| p.attempts.len());
+                if attempts.unwrap_or(0) == 0 {
+                    meter.mark_never_sent();
+                }
+            }
         }
         Action::Continue
     }

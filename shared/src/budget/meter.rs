@@ -184,6 +184,19 @@ impl Meter {
         }
     }
 
+    /// Whether the answer is a failure reply whose request never left the gateway (the router
+    /// refused it before any attempt).
+    pub fn failed(&self) -> bool {
+        self.status.is_some() && !self.ok
+    }
+
+    /// The request never reached a provider, though Envoy's details do not say so (a reply the
+    /// router made before any attempt): nothing was generated.
+    pub fn mark_never_sent(&mut self) {
+        self.never_sent = true;
+        self.from_upstream = false;
+    }
+
     /// What the answer used, as far as it got: the provider's report, completed with the
     /// prompt estimate and the counted (or, for JSON, reserved) output.
     /// How the answer ended, `finished` when its last byte (or its trailers) came.

@@ -30,7 +30,12 @@ fn millis(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Headers an attempt may set for an Anthropic provider (or the agent sent for one).
+/// What an agent may send that no provider gets on the gateway's key: the OpenAI organization
+/// and project billed, and cookies.
+const NOT_FOR_PROVIDERS: [&str; 3] = ["openai-organization", "openai-project", "cookie"];
+
+/// Headers an attempt may set for an Anthropic provider (or the agent sent for one; its
+/// `anthropic-beta` goes on to an Anthropic provider it calls natively).
 const ANTHROPIC_HEADERS: [&str; 2] = ["anthropic-version", "anthropic-beta"];
 
 /// What the attempt does to the answer.
@@ -41,6 +46,9 @@ enum Answer {
     Json { direction: Direction, status: u16, size: usize },
     /// A stream translated event by event.
     Stream(Box<StreamTranslator>),
+    /// Replaced whole: the provider refused the gateway's own credential, and its words may
+    /// quote it (OpenAI's 401 shows the key's first and last characters).
+    Replace(Vec<u8>),
 }
 
 enum StreamTranslator {
@@ -142,9 +150,11 @@ impl AttemptFlow {
         // principal's copy, the model served: not a third-party provider's to see), and what
         // an earlier attempt set for its provider (Envoy hands every attempt the same header
         // map).
+        let native_anthropic = provider.kind == ProviderKind::Anthropic && how == Carriage::Native;
         for (name, _) in host.request_headers()? {
             let stale = CREDENTIAL_HEADERS.contains(&name.as_str())
-                || ANTHROPIC_HEADERS.contains(&name.as_str())
+                || NOT_FOR_PROVIDERS.contains(&name.as_str())
+                || (ANTHROPIC_HEADERS.contains(&name.as_str()) && !(native_anthropic && name == "anthropic-beta"))
                 || name.starts_with(attributes::RESERVED_HEADER_PREFIX);
             if stale {
                 host.set_request_header(&name, None)?;
@@ -254,9 +264,34 @@ impl AttemptFlow {
             self.answer = translation(host, direction, status, self.include_usage, now)?;
         }
         let Some(mut plan) = RoutePlan::read(host)? else { return Ok(()) };
+        if matches!(status, 401 | 403) && !no_answer {
+            error!(
+                "warden router: provider {:?} refused the gateway's credential ({status})",
+                plan.attempts.get(index).map(|a| a.provider.as_str()).unwrap_or("?")
+            );
+            let api = Endpoint::from_name(&plan.endpoint).and_then(Endpoint::api);
+            let body = error_body::model_api(
+                api,
+                502,
+                "the provider refused the gateway's credential for it",
+                "server_error",
+                "provider_auth_failed",
+                Some("router"),
+                "-",
+            );
+            host.set_response_header("content-length", None)?;
+            host.set_response_header("content-type", Some("application/json"))?;
+            host.set_response_header(":status", Some("502"))?;
+            self.answer = Answer::Replace(body.into_bytes());
+        }
         let Some(attempt) = plan.attempts.get_mut(index) else { return Ok(()) };
         attempt.status = Some(status);
         attempt.outcome = Outcome::of_status(status);
+        if matches!(status, 401 | 403) {
+            // The gateway's credential, not the agent's request: answered as a 502, which Envoy
+            // fails over like any other server error.
+            attempt.outcome = Outcome::ServerError;
+        }
         if no_answer {
             // The providers' listener answered for a provider that did not.
             attempt.outcome = Outcome::NoAnswer;
@@ -275,6 +310,16 @@ impl AttemptFlow {
     pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         match &mut self.answer {
             Answer::AsSent => Action::Continue,
+            Answer::Replace(body) => {
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                if let Err(e) = self.host.set_response_body(body_size, body) {
+                    error!("warden router: cannot replace a provider's refusal: {e}");
+                }
+                self.answer = Answer::AsSent;
+                Action::Continue
+            }
             Answer::Json { size, .. } => {
                 *size = body_size;
                 if !end_of_stream {

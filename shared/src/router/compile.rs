@@ -54,6 +54,9 @@ pub struct CompiledRouter {
     pub max_cooldown: Duration,
 }
 
+/// The most attempts a request may make: the shipped routes' `num_retries` (4) plus the first.
+pub const MAX_ATTEMPTS: u32 = 5;
+
 /// Where each kind's API lives when the policy does not say.
 fn default_base_path(kind: ProviderKind) -> &'static str {
     match kind {
@@ -180,8 +183,8 @@ impl CompiledRouter {
                 providers: allowed,
             });
         }
-        if config.max_attempts == 0 {
-            return Err(PolicyError::at("router.maxAttempts", "at least one attempt"));
+        if !(1..=MAX_ATTEMPTS).contains(&config.max_attempts) {
+            return Err(PolicyError::at("router.maxAttempts", format!("between 1 and {MAX_ATTEMPTS}")));
         }
         if config.paths.is_empty() {
             return Err(PolicyError::at("router.paths", "name at least one path"));

@@ -8,7 +8,9 @@
 use super::cooldown;
 use super::metrics;
 use super::plan::{Outcome, PlannedTarget, RoutePlan};
-use super::provider::{attempt_body, carriage, Carriage, Endpoint};
+use super::provider::{
+    attempt_body, carriage, credential_header, provider_endpoint, upstream_path, Carriage, Endpoint,
+};
 use super::request::{object_with_model, parse_object, RoutedRequest};
 use super::select::{select, Refusal};
 use super::vm::RouterVm;
@@ -22,6 +24,19 @@ use crate::principal::Caller;
 use log::error;
 use serde_json::{json, Value};
 use std::rc::Rc;
+
+/// Envoy's request headers that steer retries and timeouts.
+const ENVOY_CONTROLS: [&str; 9] = [
+    "x-envoy-max-retries",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-upstream-rq-timeout-alt-response",
+];
 
 /// The rule recorded when the router itself refuses (no rule of the policy decided).
 const ROUTER_RULE: &str = "router";
@@ -45,6 +60,8 @@ pub struct RouteFlow {
     request_id: String,
     /// Request body bytes buffered so far: a request that ends in trailers is routed on them.
     request_size: usize,
+    /// The path the agent called (each attempt rewrites the shared header map's).
+    agent_path: String,
     record: Record,
 }
 
@@ -57,6 +74,7 @@ impl RouteFlow {
             endpoint: Endpoint::ChatCompletions,
             request_id: String::new(),
             request_size: 0,
+            agent_path: String::new(),
             record: Record::new(),
         }
     }
@@ -77,6 +95,15 @@ impl RouteFlow {
         let (method, path) = (header(":method").unwrap_or_default(), header(":path").unwrap_or_default());
         let Some(name) = vm.router.paths.endpoint(path) else { return Ok(Action::Continue) };
         self.request_id = header(attributes::REQUEST_ID_HEADER).unwrap_or("-").to_string();
+        self.agent_path = path.to_string();
+        // Envoy's retry and timeout controls are the route's and the router's to set: a client
+        // must not turn failover off, retry a 200 on every provider, or hedge (identity also
+        // strips every client `x-envoy-*`; the router is used alone too).
+        for (name, _) in &headers {
+            if ENVOY_CONTROLS.contains(&name.as_str()) {
+                self.host.set_request_header(name, None)?;
+            }
+        }
         let Some(endpoint) = Endpoint::from_name(name) else {
             if name == "models" && method == "GET" {
                 return Ok(self.list_models(vm));
@@ -203,6 +230,12 @@ impl RouteFlow {
         if !cooling.is_empty() {
             servable.sort_by_key(|t| cooling.contains(&vm.router.providers[t.provider].name));
         }
+        if self.endpoint == Endpoint::Embeddings {
+            // Vectors of two models are not comparable: an embedding never fails over to another
+            // model, whatever the policy's targets allow.
+            let model = servable[0].model.clone();
+            servable.retain(|t| t.model == model);
+        }
         servable.truncate(vm.router.max_attempts as usize);
         // The first target's model is written here, while the headers are held (so the length
         // stays right): an attempt then holds the body only to translate it, or to fail over to
@@ -274,6 +307,7 @@ impl RouteFlow {
 
     fn answered(&mut self, vm: &RouterVm) -> Result<Action, HostError> {
         let Some(mut plan) = RoutePlan::read(&*self.host)? else { return Ok(Action::Continue) };
+        self.restore_request_headers(vm, &plan)?;
         plan.close_unanswered();
         let format = vm.audit_format;
         self.record_route(vm, &plan);
@@ -305,8 +339,27 @@ impl RouteFlow {
         );
         self.host.set_response_header("content-type", Some("application/json"))?;
         self.host.set_response_header("content-length", None)?;
+        self.host.set_response_header(":status", Some("503"))?;
         self.stage = Stage::Replacing { body };
         Ok(Action::Continue)
+    }
+
+    /// Envoy hands its attempts this request's own header map: what the last attempt wrote
+    /// there (a provider key from the proxy's environment, the provider's path) would otherwise
+    /// be what the access log, tracing and every filter after this point see. Earlier attempts'
+    /// keys were removed by the attempts after them.
+    fn restore_request_headers(&self, vm: &RouterVm, plan: &RoutePlan) -> Result<(), HostError> {
+        let Some(last) = plan.attempts.last() else { return Ok(()) };
+        let Some((_, provider)) = vm.router.provider(&last.provider) else { return Ok(()) };
+        if provider.credential.as_ref().is_some_and(|c| c.env.is_some()) {
+            self.host.set_request_header(credential_header(provider.kind, "").0, None)?;
+        }
+        let sent_to = carriage(provider.kind, self.endpoint)
+            .map(|how| upstream_path(provider, provider_endpoint(self.endpoint, how), &last.model));
+        if sent_to.is_some_and(|path| path != self.agent_path) {
+            self.host.set_request_header(":path", Some(&self.agent_path))?;
+        }
+        Ok(())
     }
 
     pub fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -3,7 +3,7 @@
 //! Envoy does not expose refuses the configuration, naming the field). A bad policy is refused.
 
 use super::http::{AttemptHttp, RouterHttp};
-use log::info;
+use log::{info, warn};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
@@ -48,6 +48,14 @@ impl RouterRoot {
             vm.router.models.len(),
             vm.router.rules.len()
         );
+        if vm.router.rules.iter().any(|r| !r.data_classes.is_empty()) {
+            // Until the redaction filter runs before it, nothing records a request's classes.
+            warn!(
+                "warden router: rules on dataClasses apply only to requests whose data classes a filter \
+                 recorded ({}); a request with none recorded matches no such rule",
+                warden_policy::attributes::DATA_CLASSES
+            );
+        }
         for metric in metrics::ALL {
             define_counter(metric).map_err(|e| format!("cannot define metric {metric}: {e}"))?;
         }

@@ -26,11 +26,14 @@ pub fn messages_to_chat(body: &[u8], created: u64) -> Option<Vec<u8>> {
         message["tool_calls"] = Value::Array(calls);
     }
     let finish = finish_reason(answer["stop_reason"].as_str().unwrap_or("end_turn"));
-    let out = json!({
+    let mut out = json!({
         "id": answer["id"], "object": "chat.completion", "created": created, "model": answer["model"],
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": null}],
-        "usage": chat_usage(&answer["usage"]),
     });
+    // Usage only as the provider reported it: a made-up zero would be billed as zero.
+    if answer["usage"].is_object() {
+        out["usage"] = chat_usage(&answer["usage"]);
+    }
     serde_json::to_vec(&out).ok()
 }
 
@@ -69,11 +72,13 @@ pub fn chat_to_messages(body: &[u8]) -> Option<Vec<u8>> {
         content.push(json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": input}));
     }
     let stop = stop_reason(choice["finish_reason"].as_str().unwrap_or("stop"));
-    let out = json!({
+    let mut out = json!({
         "id": answer["id"], "type": "message", "role": "assistant", "model": answer["model"],
         "content": content, "stop_reason": stop, "stop_sequence": null,
-        "usage": messages_usage(&answer["usage"]),
     });
+    if answer["usage"].is_object() {
+        out["usage"] = messages_usage(&answer["usage"]);
+    }
     serde_json::to_vec(&out).ok()
 }
 

@@ -11,10 +11,21 @@ fn unsupported<T>(what: impl Into<String>) -> Result<T> {
     Err(Unsupported::member(what))
 }
 
+/// The body as a tree, read strictly: a text holding serde_json's reserved `RawValue` key
+/// anywhere is refused (a tree read from it is not the document the other filters read).
 fn object(body: &[u8]) -> Result<Map<String, Value>> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => unsupported("a body that is not a JSON object"),
+    match std::str::from_utf8(body).ok().and_then(crate::strict_json::value) {
+        Some(Value::Object(map)) => Ok(map),
+        _ => unsupported("a body that is not a plain JSON object"),
+    }
+}
+
+/// Refuses an object with a member outside `known`: a member one side would read and the other
+/// would not (a tool named twice, by `name` and `function.name`) is not carried.
+fn only(value: &Value, known: &[&str], what: &str) -> Result<()> {
+    match value.as_object().and_then(|o| o.keys().find(|k| !known.contains(&k.as_str()))) {
+        Some(extra) => unsupported(format!("{what} member {extra:?}")),
+        None => Ok(()),
     }
 }
 
@@ -97,6 +108,8 @@ pub fn chat_to_messages(body: &[u8], model: &str) -> Result<Vec<u8>> {
                     if tool["type"] != "function" {
                         return unsupported("tools other than functions");
                     }
+                    only(tool, &["type", "function"], "a tool's")?;
+                    only(&tool["function"], &["name", "description", "parameters", "strict"], "a function's")?;
                     let function = &tool["function"];
                     let name = function["name"].as_str().ok_or_else(|| Unsupported::member("tools[].function.name"))?;
                     let mut entry = json!({"name": name, "input_schema": function.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"}))});
@@ -269,6 +282,7 @@ pub fn messages_to_chat(body: &[u8], model: &str, max_tokens_member: &str) -> Re
                     if tool.get("type").is_some_and(|t| t != "custom") {
                         return unsupported("server tools");
                     }
+                    only(tool, &["type", "name", "description", "input_schema", "cache_control"], "a tool's")?;
                     let mut function = json!({"name": tool["name"], "parameters": tool["input_schema"]});
                     if let Some(description) = tool.get("description").filter(|d| !d.is_null()) {
                         function["description"] = description.clone();
