@@ -335,3 +335,24 @@ fn an_attempt_without_a_plan_is_refused_and_not_retried() {
     assert_eq!(flow.on_request_headers(false), Action::Pause);
     assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(421));
 }
+
+#[test]
+fn a_target_this_attempt_filter_does_not_know_is_skipped_so_the_retry_takes_the_next() {
+    let mut r = request("/v1/chat/completions", r#"{"model":"smart","messages":[]}"#, "acme");
+    r.send();
+    // The router's policy names openai first; this attempt filter's (mid-rollout) has no openai.
+    let renamed =
+        POLICY.replace("name: openai,", "name: openai-v2,").replace("provider: openai,", "provider: openai-v2,");
+    let document = parse_document(renamed.as_bytes()).unwrap();
+    let env = |_: &str| Some("k".to_string());
+    let other = Rc::new(RouterVm::configure(&document, Role::Attempt, &env).unwrap());
+    let mut flow = AttemptFlow::new(r.host.clone(), Some(other));
+    assert_eq!(flow.on_request_headers(false), Action::Pause);
+    assert_eq!(r.host.reply.borrow().as_ref().map(|reply| reply.status), Some(500));
+    *r.host.reply.borrow_mut() = None;
+    // Envoy retries: the next attempt goes to the next target.
+    let (headers, _) = r.attempt(Some(200), &[]);
+    assert_eq!(header(&headers, attributes::CLUSTER_HEADER), Some("llm_azure"));
+    r.answer(200);
+    assert_eq!(r.field("router.attempts.outcome").as_deref(), Some("no_answer,answered"));
+}

@@ -139,10 +139,10 @@ impl AttemptFlow {
         };
         let found = (vm.router.provider(&target.provider), Endpoint::from_name(&plan.endpoint));
         let (Some((provider_index, provider)), Some(endpoint)) = found else {
-            return Ok(self.refuse(500, "the plan names a provider or endpoint this filter's policy does not have"));
+            return self.skip(plan, "the plan names a provider or endpoint this filter's policy does not have");
         };
         let Some(how) = carriage(provider.kind, endpoint) else {
-            return Ok(self.refuse(500, "the plan names a provider that cannot carry this endpoint"));
+            return self.skip(plan, "the plan names a provider that cannot carry this endpoint");
         };
         let host = &*self.host;
         // Removed, each only where present (one read, then a call per header found): every
@@ -386,6 +386,27 @@ impl AttemptFlow {
             let _ = self.host.increment(metrics::ATTEMPT_FAULTS, 1);
         }
         Action::Continue
+    }
+
+    /// This attempt's target cannot be tried here (the router's policy and this filter's
+    /// differ, as during a rollout): recorded as unanswered, so that Envoy's retry takes the
+    /// next target rather than this one again.
+    fn skip(&mut self, mut plan: RoutePlan, why: &str) -> Result<Action, HostError> {
+        error!("warden router: {why}");
+        let _ = self.host.increment(metrics::ATTEMPT_FAULTS, 1);
+        if let Some(target) = plan.targets.get(plan.attempts.len()).cloned() {
+            plan.attempts.push(Attempt {
+                provider: target.provider,
+                model: target.model,
+                outcome: Outcome::NoAnswer,
+                status: None,
+                sent_ms: millis(self.host.now()),
+                ttfb_ms: None,
+                retry_after_ms: None,
+            });
+            plan.write(&*self.host)?;
+        }
+        Ok(self.refuse(500, why))
     }
 
     /// An attempt refused here is answered in OpenAI's shape (the caller's shape is the
