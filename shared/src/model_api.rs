@@ -99,24 +99,11 @@ impl ModelPaths {
     }
 
     pub fn classify(&self, path: &str) -> Route {
-        let path = path.split('?').next().unwrap_or(path);
-        for configured in &self.paths {
-            if let Some(prefix) = configured.strip_suffix('/') {
-                let Some(rest) = path.strip_prefix(prefix) else { continue };
-                if !(rest.is_empty() || rest.starts_with('/')) {
-                    continue;
-                }
-                let endpoint = rest.trim_start_matches('/').trim_end_matches('/');
-                if FREE_ENDPOINTS.contains(&endpoint) {
-                    return Route::Free;
-                }
-                return Api::from_endpoint(endpoint).map_or(Route::Unreadable, Route::Api);
-            }
-            if path.trim_end_matches('/') == configured.trim_end_matches('/') {
-                return Api::from_path(configured).map_or(Route::Unreadable, Route::Api);
-            }
+        match self.endpoint(path) {
+            None => Route::Other,
+            Some(endpoint) if FREE_ENDPOINTS.contains(&endpoint) => Route::Free,
+            Some(endpoint) => Api::from_endpoint(endpoint).map_or(Route::Unreadable, Route::Api),
         }
-        Route::Other
     }
 }
 
