@@ -106,6 +106,39 @@ pub fn on_configure(
     true
 }
 
+/// The `root_id` of the plugin whose root context is being created (empty when it has none;
+/// a fault reading it becomes a value that names no filter, so the plugin is refused).
+pub fn plugin_root_id() -> String {
+    match ProxyHost.property(&["plugin_root_id"]) {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(None) => String::new(),
+        Err(e) => format!("(unreadable: {e})"),
+    }
+}
+
+/// A plugin whose `root_id` names no filter of its module: it refuses its configuration,
+/// naming the ones the module runs, so Envoy refuses the listener instead of running a filter
+/// that does nothing.
+pub struct UnknownRoot {
+    /// The module, as its log lines name it (`warden`, `warden router`).
+    pub module: &'static str,
+    pub root_id: String,
+    pub valid: &'static [&'static str],
+}
+
+impl proxy_wasm::traits::Context for UnknownRoot {}
+
+impl proxy_wasm::traits::RootContext for UnknownRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        log::error!("{}: unknown root_id {:?}: this module runs {}", self.module, self.root_id, self.valid.join(", "));
+        false
+    }
+
+    fn get_type(&self) -> Option<proxy_wasm::types::ContextType> {
+        Some(proxy_wasm::types::ContextType::HttpContext)
+    }
+}
+
 /// Defines a counter now (at configure time), so that no request pays for defining it.
 pub fn define_counter(metric: &str) -> Result<(), HostError> {
     ProxyHost::metric_id(metric, MetricType::Counter).map(|_| ())

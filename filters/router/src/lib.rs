@@ -6,40 +6,21 @@
 
 mod filter;
 
-use filter::root::{role_of, RouterRoot};
-use log::error;
-use proxy_wasm::traits::{Context, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
-use warden_policy::host::Host;
+use filter::root::{role_of, RouterRoot, ATTEMPT_ROOT_ID, ROUTER_ROOT_ID};
+use proxy_wasm::traits::RootContext;
+use proxy_wasm::types::LogLevel;
 use warden_policy::router::vm::Role;
-use warden_proxy_host::ProxyHost;
+use warden_proxy_host::{plugin_root_id, UnknownRoot};
 
 /// The root context for the plugin being created, by its `root_id` (empty: the router).
 fn root_for(_context_id: u32) -> Box<dyn RootContext> {
-    let root_id = ProxyHost.property(&["plugin_root_id"]).ok().flatten().unwrap_or_default();
-    let root_id = String::from_utf8_lossy(&root_id).into_owned();
+    let root_id = plugin_root_id();
     match (root_id.as_str(), role_of(&root_id)) {
         ("", _) => Box::new(RouterRoot::new(Role::Router)),
         (_, Some(role)) => Box::new(RouterRoot::new(role)),
-        (_, None) => Box::new(UnknownRoot { root_id }),
-    }
-}
-
-/// A `root_id` that names neither plugin: refused at configure time.
-struct UnknownRoot {
-    root_id: String,
-}
-
-impl Context for UnknownRoot {}
-
-impl RootContext for UnknownRoot {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        error!("warden router: unknown root_id {:?}: use warden.router or warden.router_attempt", self.root_id);
-        false
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+        (_, None) => {
+            Box::new(UnknownRoot { module: "warden router", root_id, valid: &[ROUTER_ROOT_ID, ATTEMPT_ROOT_ID] })
+        }
     }
 }
 

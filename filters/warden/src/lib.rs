@@ -15,11 +15,9 @@ mod token_budget;
 #[path = "../../tool-acl/src/filter/mod.rs"]
 mod tool_acl;
 
-use log::error;
-use proxy_wasm::traits::{Context, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
-use warden_policy::host::Host;
-use warden_proxy_host::ProxyHost;
+use proxy_wasm::traits::RootContext;
+use proxy_wasm::types::LogLevel;
+use warden_proxy_host::{plugin_root_id, UnknownRoot};
 
 /// The `root_id`s this module answers to, as the shipped configs name them.
 pub const ROOT_IDS: [&str; 5] =
@@ -28,38 +26,15 @@ pub const ROOT_IDS: [&str; 5] =
 /// The root context for the plugin being created, chosen by its `root_id` (which Envoy reports
 /// for the context being created).
 fn root_for(_context_id: u32) -> Box<dyn RootContext> {
-    let root_id = match ProxyHost.property(&["plugin_root_id"]) {
-        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-        Ok(None) => String::new(),
-        Err(e) => format!("(unreadable: {e})"),
-    };
+    let root_id = plugin_root_id();
     match root_id.as_str() {
         "warden.identity" => Box::new(identity::root::IdentityRoot::default()),
         "warden.tool_acl" => Box::new(tool_acl::root::ToolAclRoot::default()),
         "warden.token_budget" => Box::new(token_budget::root::BudgetRoot::default()),
         id => match router::root::role_of(id) {
             Some(role) => Box::new(router::root::RouterRoot::new(role)),
-            None => Box::new(UnknownRoot { root_id }),
+            None => Box::new(UnknownRoot { module: "warden", root_id, valid: &ROOT_IDS }),
         },
-    }
-}
-
-/// A plugin whose `root_id` names no filter: it refuses its configuration, so Envoy refuses
-/// the listener instead of running a filter that does nothing.
-struct UnknownRoot {
-    root_id: String,
-}
-
-impl Context for UnknownRoot {}
-
-impl RootContext for UnknownRoot {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        error!("warden: unknown root_id {:?}: warden.wasm runs {}", self.root_id, ROOT_IDS.join(", "));
-        false
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
     }
 }
 
