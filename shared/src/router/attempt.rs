@@ -94,6 +94,9 @@ pub struct AttemptFlow {
     answer: Answer,
     request_size: usize,
     sent: SystemTime,
+    /// The plan as this attempt wrote it: attempts run one at a time and nothing else writes
+    /// the plan meanwhile, so the answer's side updates this copy instead of reading it again.
+    plan: Option<RoutePlan>,
 }
 
 impl AttemptFlow {
@@ -109,6 +112,7 @@ impl AttemptFlow {
             answer: Answer::AsSent,
             request_size: 0,
             sent,
+            plan: None,
         }
     }
 
@@ -191,6 +195,7 @@ impl AttemptFlow {
             retry_after_ms: None,
         });
         plan.write(host)?;
+        self.plan = Some(plan);
         self.index = Some(index);
         if end_of_stream {
             self.edit = None;
@@ -263,7 +268,7 @@ impl AttemptFlow {
         if let (Some(direction), false) = (self.direction, no_answer) {
             self.answer = translation(host, direction, status, self.include_usage, now)?;
         }
-        let Some(mut plan) = RoutePlan::read(host)? else { return Ok(()) };
+        let Some(mut plan) = self.plan.take() else { return Ok(()) };
         if matches!(status, 401 | 403) && !no_answer {
             error!(
                 "warden router: provider {:?} refused the gateway's credential ({status})",
