@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
-use warden_policy::router::translate::stream::{ChatToMessages, MessagesToChat};
+use warden_policy::router::translate::stream::{ChatToMessages, MessagesToChat, Translator};
 use warden_policy::sse::{self, Framer};
 
 fn event(name: &str, data: Value) -> String {

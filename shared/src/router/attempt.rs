@@ -45,33 +45,10 @@ enum Answer {
     /// A JSON answer (or error) held whole, then translated.
     Json { direction: Direction, status: u16, size: usize },
     /// A stream translated event by event.
-    Stream(Box<StreamTranslator>),
+    Stream(Box<dyn stream::Translator>),
     /// Replaced whole: the provider refused the gateway's own credential, and its words may
     /// quote it (OpenAI's 401 shows the key's first and last characters).
     Replace(Vec<u8>),
-}
-
-enum StreamTranslator {
-    /// Anthropic's events to OpenAI chunks (the agent speaks Chat Completions).
-    ToChat(stream::MessagesToChat),
-    /// OpenAI chunks to Anthropic's events.
-    ToMessages(stream::ChatToMessages),
-}
-
-impl StreamTranslator {
-    fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        match self {
-            StreamTranslator::ToChat(t) => t.push(bytes),
-            StreamTranslator::ToMessages(t) => t.push(bytes),
-        }
-    }
-
-    fn finish(&mut self) -> Vec<u8> {
-        match self {
-            StreamTranslator::ToChat(t) => t.finish(),
-            StreamTranslator::ToMessages(t) => t.finish(),
-        }
-    }
 }
 
 /// The body edit the attempt makes, decided from its headers and done when the body is whole.
@@ -440,11 +417,11 @@ fn translation(
     let streamed = response_header(host, "content-type")?.is_some_and(|t| t.starts_with("text/event-stream"));
     if streamed && (200..300).contains(&status) {
         let created = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let translator = match direction {
-            Direction::ChatToMessages => StreamTranslator::ToChat(stream::MessagesToChat::new(created, include_usage)),
-            Direction::MessagesToChat => StreamTranslator::ToMessages(stream::ChatToMessages::new()),
+        let translator: Box<dyn stream::Translator> = match direction {
+            Direction::ChatToMessages => Box::new(stream::MessagesToChat::new(created, include_usage)),
+            Direction::MessagesToChat => Box::new(stream::ChatToMessages::new()),
         };
-        return Ok(Answer::Stream(Box::new(translator)));
+        return Ok(Answer::Stream(translator));
     }
     host.set_response_header("content-type", Some("application/json"))?;
     Ok(Answer::Json { direction, status, size: 0 })

@@ -11,6 +11,41 @@ use serde_json::{json, Value};
 /// The largest provider event held while it arrives.
 pub const MAX_EVENT: usize = 1 << 20;
 
+/// A streamed answer translated into the caller's API: the provider's bytes in, the caller's
+/// out. Each translator says what one provider event becomes and how its caller is told of a
+/// failure; framing, and ending a stream cut short, are the same for both.
+pub trait Translator {
+    fn framer(&mut self) -> &mut Framer;
+    /// The stream has ended (its last event, or an error sent).
+    fn finished(&self) -> bool;
+    /// The caller's bytes for one complete provider event.
+    fn event(&mut self, event: &[u8]) -> Vec<u8>;
+    /// Ends the stream with an error in the caller's shape.
+    fn fail(&mut self, message: &str) -> Vec<u8>;
+
+    /// The caller's bytes for the next piece of the provider's stream.
+    fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let events = match self.framer().push(bytes) {
+            Ok(events) => events,
+            Err(e) => return self.fail(&e.to_string()),
+        };
+        let mut out = Vec::new();
+        for event in events {
+            out.extend(self.event(&event));
+        }
+        out
+    }
+
+    /// The end of the provider's stream: a stream cut short ends with an error.
+    fn finish(&mut self) -> Vec<u8> {
+        let _ = self.framer().finish();
+        if self.finished() {
+            return Vec::new();
+        }
+        self.fail("the provider's stream ended before its last event")
+    }
+}
+
 /// Anthropic Messages events to OpenAI Chat Completions chunks.
 pub struct MessagesToChat {
     framer: Framer,
@@ -46,36 +81,15 @@ impl MessagesToChat {
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
         sse::event(None, &chunk.to_string())
     }
+}
 
-    /// The caller's bytes for the next piece of the provider's stream.
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let events = match self.framer.push(bytes) {
-            Ok(events) => events,
-            Err(e) => return self.fail(&e.to_string()),
-        };
-        let mut out = Vec::new();
-        for event in events {
-            out.extend(self.event(&event));
-        }
-        out
+impl Translator for MessagesToChat {
+    fn framer(&mut self) -> &mut Framer {
+        &mut self.framer
     }
 
-    /// The end of the provider's stream: a stream cut short ends with an error chunk.
-    pub fn finish(&mut self) -> Vec<u8> {
-        let rest = self.framer.finish();
-        if self.finished {
-            return Vec::new();
-        }
-        let _ = rest;
-        self.fail("the provider's stream ended before its last event")
-    }
-
-    fn fail(&mut self, message: &str) -> Vec<u8> {
-        self.finished = true;
-        let mut out =
-            sse::event(None, &json!({"error": {"message": message, "type": "server_error", "code": null}}).to_string());
-        out.extend_from_slice(b"data: [DONE]\n\n");
-        out
+    fn finished(&self) -> bool {
+        self.finished
     }
 
     fn event(&mut self, event: &[u8]) -> Vec<u8> {
@@ -149,6 +163,14 @@ impl MessagesToChat {
             _ => Vec::new(),
         }
     }
+
+    fn fail(&mut self, message: &str) -> Vec<u8> {
+        self.finished = true;
+        let mut out =
+            sse::event(None, &json!({"error": {"message": message, "type": "server_error", "code": null}}).to_string());
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        out
+    }
 }
 
 /// OpenAI Chat Completions chunks to Anthropic Messages events.
@@ -180,34 +202,6 @@ impl ChatToMessages {
             usage: None,
             finished: false,
         }
-    }
-
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let events = match self.framer.push(bytes) {
-            Ok(events) => events,
-            Err(e) => return self.fail(&e.to_string()),
-        };
-        let mut out = Vec::new();
-        for event in events {
-            out.extend(self.event(&event));
-        }
-        out
-    }
-
-    pub fn finish(&mut self) -> Vec<u8> {
-        let _ = self.framer.finish();
-        if self.finished {
-            return Vec::new();
-        }
-        self.fail("the provider's stream ended before its last event")
-    }
-
-    fn fail(&mut self, message: &str) -> Vec<u8> {
-        self.finished = true;
-        sse::event(
-            Some("error"),
-            &json!({"type": "error", "error": {"type": "api_error", "message": message}}).to_string(),
-        )
     }
 
     fn emit(out: &mut Vec<u8>, name: &str, data: Value) {
@@ -243,6 +237,16 @@ impl ChatToMessages {
         );
         Self::emit(out, "message_stop", json!({"type": "message_stop"}));
         self.finished = true;
+    }
+}
+
+impl Translator for ChatToMessages {
+    fn framer(&mut self) -> &mut Framer {
+        &mut self.framer
+    }
+
+    fn finished(&self) -> bool {
+        self.finished
     }
 
     fn event(&mut self, event: &[u8]) -> Vec<u8> {
@@ -311,5 +315,13 @@ impl ChatToMessages {
             self.close_block(&mut out);
         }
         out
+    }
+
+    fn fail(&mut self, message: &str) -> Vec<u8> {
+        self.finished = true;
+        sse::event(
+            Some("error"),
+            &json!({"type": "error", "error": {"type": "api_error", "message": message}}).to_string(),
+        )
     }
 }
