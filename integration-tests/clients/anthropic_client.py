@@ -4,6 +4,7 @@ Sends one Messages request through the gateway and prints what the SDK made of t
 one JSON line: the text, stop reason and usage, or the API error's status and body.
 
     anthropic_client.py BASE_URL MODEL [--stream] [--system TEXT] [--tool NAME] [--header K=V ...]
+                        [--api-key KEY]
 """
 
 import argparse
@@ -22,11 +23,13 @@ def main() -> int:
     parser.add_argument("--tool")
     parser.add_argument("--header", action="append", default=[])
     parser.add_argument("--prompt", default="Say hello")
+    # The agent's own key for the gateway (identity), or a dummy where the route needs none.
+    parser.add_argument("--api-key", default="agent-dummy-key")
     args = parser.parse_args()
     headers = dict(h.split("=", 1) for h in args.header)
-    # The agent holds no provider key: the gateway adds the provider's. The SDK insists on
-    # sending one, so it sends a dummy that must never reach a provider.
-    client = anthropic.Anthropic(base_url=args.base_url, api_key="agent-dummy-key",
+    # The agent holds no provider key: the gateway adds the provider's. The key the SDK sends is
+    # the agent's own (or a dummy), and must never reach a provider.
+    client = anthropic.Anthropic(base_url=args.base_url, api_key=args.api_key,
                                  default_headers=headers, max_retries=0)
     request = {"model": args.model, "max_tokens": 64,
                "messages": [{"role": "user", "content": args.prompt}]}

@@ -10,6 +10,7 @@
 //!   server a test controls): the `warden-fixtures` crate, which the demo builds alone.
 //! - [`h2c`]: a raw HTTP/2 client, for requests that end in trailers.
 //! - [`repo`]: where built filters, Envoy binaries and test data are.
+//! - [`sdk`]: official SDKs without a Rust counterpart (Anthropic's Python SDK) as agents.
 //! - [`services`]: Redis and Warden's rate-limit service as real processes.
 //! - [`tool_fixtures`]: recorded MCP and model answers, for tool-acl tests and benchmarks.
 
@@ -23,5 +24,6 @@ pub mod http_client;
 pub mod ports;
 pub mod proxy_wasm_host;
 pub mod repo;
+pub mod sdk;
 pub mod services;
 pub use warden_fixtures::tool_fixtures;

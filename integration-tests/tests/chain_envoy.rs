@@ -22,7 +22,7 @@ use warden_integration_tests::envoy::{config_policy, Envoy, EnvoyBuilder};
 use warden_integration_tests::fixtures::{ChatProvider, McpFileServer, Script};
 use warden_integration_tests::services::{RateLimitService, Redis};
 use warden_integration_tests::tool_fixtures::tool_definitions;
-use warden_integration_tests::{h2c, repo};
+use warden_integration_tests::{h2c, repo, sdk};
 
 /// The providers' keys, in the proxy's environment only.
 const OPENAI_KEY: &str = "sk-openai-chain-test";
@@ -186,6 +186,11 @@ async fn an_agent_session_runs_through_the_whole_chain() {
         .await
         .unwrap();
     assert_eq!(anthropic.status(), 200, "{}", anthropic.text().await.unwrap());
+    // Anthropic's Python SDK, unchanged: given `api_key=`, 2.x sends it as `Authorization: Bearer`.
+    let session_header = format!("x-agent-session={session}");
+    let answer =
+        sdk::anthropic(&chain.envoy.url("agents"), PLANNER_KEY, "claude-sonnet-4", &["--header", &session_header]);
+    assert_eq!(answer["status"], 200, "{answer}");
 
     let record = chain.record("/v1/chat/completions", 200).await;
     let principal = audit::part(&record, "principal").unwrap_or_else(|| panic!("{record:#}"));

@@ -11,12 +11,11 @@ use async_openai::types::embeddings::CreateEmbeddingRequestArgs;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use warden_integration_tests::audit;
 use warden_integration_tests::envoy::{config_policy, Envoy};
 use warden_integration_tests::fixtures::{Fault, ProviderMock, Received, ANSWER_TEXT};
-use warden_integration_tests::{h2c, repo};
+use warden_integration_tests::{h2c, repo, sdk};
 
 const CONFIG: &str = "envoy/router.yaml";
 const OPENAI_KEY: &str = "sk-openai-test-4242";
@@ -77,16 +76,7 @@ impl Gateway {
 
     /// The official Anthropic SDK, run by the project's Python: what it made of the answer.
     fn anthropic_sdk(&self, model: &str, extra: &[&str]) -> Value {
-        let root = repo::root();
-        let out = Command::new(root.join(".venv/py/bin/python"))
-            .arg(root.join("integration-tests/clients/anthropic_client.py"))
-            .arg(self.envoy.url("agents"))
-            .arg(model)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
+        sdk::anthropic(&self.envoy.url("agents"), "agent-dummy-key", model, extra)
     }
 
     async fn post(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {

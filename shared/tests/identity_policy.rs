@@ -17,6 +17,10 @@ const KEY: &str = "wk-test-agent-key-0001";
 const PLANNER: &str = "spiffe://warden.test/ns/agents/sa/planner";
 
 fn full_policy(routes: &str) -> CompiledIdentity {
+    compile(&full_policy_yaml(routes))
+}
+
+fn full_policy_yaml(routes: &str) -> String {
     let extra = format!(
         r#"  apiKeys:
     keys:
@@ -40,9 +44,7 @@ fn full_policy(routes: &str) -> CompiledIdentity {
 "#,
         hash = api_key::hash_hex(KEY)
     );
-    let yaml =
-        policy_yaml("[RS256, ES256]", &extra).replace("  routes:\n    - name: api\n      agent: [jwt]\n", routes);
-    compile(&yaml)
+    policy_yaml("[RS256, ES256]", &extra).replace("  routes:\n    - name: api\n      agent: [jwt]\n", routes)
 }
 
 fn any_route() -> &'static str {
@@ -94,6 +96,36 @@ fn a_route_reads_the_api_key_where_the_agents_sdk_sends_it() {
         401,
         "unknown_api_key",
     );
+}
+
+/// Anthropic's SDK sends its key in `x-api-key` or, given `api_key=` on 2.x, as a bearer token:
+/// a route may read either, but two different keys in one request are refused, not chosen from.
+#[test]
+fn a_route_with_several_key_headers_takes_either_and_refuses_two_different_keys() {
+    let routes =
+        "  routes:\n    - name: anthropic\n      agent: [apiKey]\n      apiKeyHeaders: [x-api-key, Authorization]\n";
+    let policy = full_policy(routes);
+    let bearer = format!("Bearer {KEY}");
+    for presented in [
+        vec![("x-api-key", KEY)],
+        vec![("authorization", bearer.as_str())],
+        vec![("x-api-key", KEY), ("authorization", bearer.as_str())],
+    ] {
+        let p = assert_allowed(run_with(&policy, &headers(&presented), None, "/v1/messages"));
+        assert_eq!(p.agent, "key-agent");
+    }
+    let other = format!("Bearer {KEY}x");
+    assert_denied(
+        run_with(&policy, &headers(&[("x-api-key", KEY), ("authorization", &other)]), None, "/v1/messages"),
+        401,
+        "conflicting_api_keys",
+    );
+    let both = routes.replace("agent: [apiKey]\n", "agent: [apiKey]\n      apiKeyHeader: x-api-key\n");
+    let err = refused(&full_policy_yaml(&both));
+    assert!(err.starts_with("identity.routes[0].apiKeyHeaders:"), "{err}");
+    let twice = routes.replace("Authorization]", "X-Api-Key]");
+    let err = refused(&full_policy_yaml(&twice));
+    assert!(err.starts_with("identity.routes[0].apiKeyHeaders[1]:") && err.contains("twice"), "{err}");
 }
 
 #[test]

@@ -53,6 +53,28 @@ impl<'a> RequestFacts<'a> {
     }
 }
 
+/// The API key presented in any of a route's key headers, with a `Bearer ` prefix dropped; two
+/// different keys are refused rather than one chosen.
+fn presented_api_key<'a>(facts: &RequestFacts<'a>, headers: &[String]) -> Result<Option<&'a str>, Denial> {
+    let mut found: Option<&'a str> = None;
+    for header in headers {
+        let Some(raw) = facts.single_header(header)? else { continue };
+        // SDKs send a key as `Authorization: Bearer <key>`, or bare in their own header.
+        let raw = raw.trim();
+        let key = raw.strip_prefix("Bearer ").or_else(|| raw.strip_prefix("bearer ")).unwrap_or(raw).trim();
+        match found {
+            Some(other) if other != key => {
+                return Err(Denial::unauthenticated(
+                    "conflicting_api_keys",
+                    "two different API keys were presented in one request",
+                ))
+            }
+            _ => found = Some(key),
+        }
+    }
+    Ok(found)
+}
+
 /// Why a request is refused, as the caller will see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
@@ -256,13 +278,13 @@ fn authenticate_on_route(
     }
 
     if let (true, Some(keys_config)) = (route.accept.contains(&CredentialKind::ApiKey), &policy.api_keys) {
-        let header = route.api_key_header.as_deref().unwrap_or(&keys_config.header);
-        if let Some(presented) = facts.single_header(header)? {
-            // SDKs send a key as `Authorization: Bearer <key>`, or bare in their own header.
-            let presented = presented.trim();
-            let presented =
-                presented.strip_prefix("Bearer ").or_else(|| presented.strip_prefix("bearer ")).unwrap_or(presented);
-            let entry = api_key::lookup(keys_config, presented.trim())
+        let headers: &[String] = if route.api_key_headers.is_empty() {
+            std::slice::from_ref(&keys_config.header)
+        } else {
+            &route.api_key_headers
+        };
+        if let Some(presented) = presented_api_key(facts, headers)? {
+            let entry = api_key::lookup(keys_config, presented)
                 .ok_or_else(|| Denial::unauthenticated("unknown_api_key", "the API key is not recognised"))?;
             claim_agent(principal, &entry.agent, AuthMethod::ApiKey)?;
             principal.scopes.extend(entry.scopes.iter().cloned());

@@ -169,8 +169,8 @@ pub struct Route {
     pub require_user: bool,
     pub scopes: Vec<String>,
     pub claims: Vec<(String, Vec<String>)>,
-    /// Where this route reads an API key, when not `apiKeys.header`.
-    pub api_key_header: Option<String>,
+    /// Where this route reads an API key, when not `apiKeys.header` (empty: that header).
+    pub api_key_headers: Vec<String>,
 }
 
 impl CompiledIdentity {
@@ -351,15 +351,19 @@ impl CompiledIdentity {
                     ));
                 }
             }
-            let api_key_header =
-                route.api_key_header.as_deref().map(|h| header_name(h, &format!("{path}.apiKeyHeader"))).transpose()?;
-            if api_key_header.is_some() && !route.agent.contains(&CredentialKind::ApiKey) {
+            let api_key_headers = route_key_headers(route, &path)?;
+            if !api_key_headers.is_empty() && !route.agent.contains(&CredentialKind::ApiKey) {
                 return Err(PolicyError::at(format!("{path}.apiKeyHeader"), "the route does not accept apiKey"));
             }
-            let key_header = api_key_header.as_deref().or(api_keys.as_ref().map(|k| k.header.as_str()));
+            let default_key_header = api_keys.as_ref().map(|k| k.header.clone());
+            let key_headers = if api_key_headers.is_empty() {
+                default_key_header.iter().collect()
+            } else {
+                api_key_headers.iter().collect::<Vec<_>>()
+            };
             if route.agent.contains(&CredentialKind::Jwt)
                 && route.agent.contains(&CredentialKind::ApiKey)
-                && key_header == Some(agent_token.header.as_str())
+                && key_headers.iter().any(|h| **h == agent_token.header)
             {
                 return Err(PolicyError::at(
                     format!("{path}.apiKeyHeader"),
@@ -383,7 +387,7 @@ impl CompiledIdentity {
                 require_user: route.require_user,
                 scopes: route.scopes.clone(),
                 claims: route.claims.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                api_key_header,
+                api_key_headers,
             });
         }
 
@@ -632,4 +636,23 @@ fn header_name(name: &str, path: &str) -> Result<String, PolicyError> {
         return Err(PolicyError::at(path, format!("{name:?} is not a header name")));
     }
     Ok(name.to_ascii_lowercase())
+}
+
+/// A route's key headers: `apiKeyHeader` or `apiKeyHeaders`, not both; lower-cased, each once.
+fn route_key_headers(route: &RouteConfig, path: &str) -> Result<Vec<String>, PolicyError> {
+    if route.api_key_header.is_some() && !route.api_key_headers.is_empty() {
+        return Err(PolicyError::at(format!("{path}.apiKeyHeaders"), "give apiKeyHeader or apiKeyHeaders, not both"));
+    }
+    if let Some(header) = &route.api_key_header {
+        return Ok(vec![header_name(header, &format!("{path}.apiKeyHeader"))?]);
+    }
+    let mut headers = Vec::with_capacity(route.api_key_headers.len());
+    for (i, header) in route.api_key_headers.iter().enumerate() {
+        let header = header_name(header, &format!("{path}.apiKeyHeaders[{i}]"))?;
+        if headers.contains(&header) {
+            return Err(PolicyError::at(format!("{path}.apiKeyHeaders[{i}]"), format!("{header:?} is listed twice")));
+        }
+        headers.push(header);
+    }
+    Ok(headers)
 }

@@ -354,6 +354,12 @@ pub struct RouteConfig {
     /// (Anthropic's). A `Bearer ` prefix is dropped.
     #[serde(default)]
     pub api_key_header: Option<String>,
+    /// Several headers this route reads an API key from, instead of `apiKeyHeader`: for an
+    /// endpoint that SDKs reach in different ways (Anthropic's SDK sends `x-api-key`, or
+    /// `Authorization: Bearer` when given `api_key=` on some versions). Two different keys in
+    /// one request are refused.
+    #[serde(default)]
+    pub api_key_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

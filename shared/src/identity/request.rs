@@ -314,7 +314,7 @@ fn strip_credentials(host: &dyn Host, policy: &CompiledIdentity, request: &Captu
     }
     let user = policy.user_token.as_ref().map(|u| u.header.as_str());
     let api_key = policy.api_keys.as_ref().map(|k| k.header.as_str());
-    let route_keys = policy.routes.iter().filter_map(|r| r.api_key_header.as_deref());
+    let route_keys = policy.routes.iter().flat_map(|r| r.api_key_headers.iter().map(String::as_str));
     let headers = [Some(policy.agent_token.header.as_str()), user, api_key].into_iter().flatten().chain(route_keys);
     for header in headers {
         if request.has_header(header) {
