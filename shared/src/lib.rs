@@ -19,6 +19,7 @@ pub mod identity;
 pub mod model_api;
 pub mod policy;
 pub mod principal;
+pub mod redaction;
 pub mod router;
 pub mod shared_slot;
 pub mod sse;

@@ -5,6 +5,7 @@
 
 use crate::budget::config::TokenBudgetConfig;
 use crate::identity::config::IdentityConfig;
+use crate::redaction::config::RedactionConfig;
 use crate::router::config::RouterConfig;
 use crate::tool_acl::config::ToolAclConfig;
 use serde::Deserialize;
@@ -34,6 +35,8 @@ pub struct PolicyDocument {
     pub token_budget: Option<TokenBudgetConfig>,
     #[serde(default)]
     pub router: Option<RouterConfig>,
+    #[serde(default)]
+    pub redaction: Option<RedactionConfig>,
     /// What the body-reading filters do with the request headers while they read the body.
     #[serde(default)]
     pub request_headers: RequestHeaders,
