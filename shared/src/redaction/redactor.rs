@@ -42,6 +42,8 @@ pub struct Redactor {
     pub classes: BTreeSet<String>,
     /// The first class whose action is `block`, found in this direction's text.
     pub blocked: Option<String>,
+    /// Findings are not counted: a summary event repeats text already counted as it streamed.
+    pub quiet: bool,
 }
 
 impl Redactor {
@@ -58,6 +60,7 @@ impl Redactor {
             counts: BTreeMap::new(),
             classes: BTreeSet::new(),
             blocked: None,
+            quiet: false,
         }
     }
 
@@ -141,13 +144,15 @@ impl Redactor {
             // Past its cap a value was never seen whole: masked, never stood in for.
             action = Action::Mask;
         }
-        *self.counts.entry((class.clone(), action.as_str())).or_default() += 1;
+        if !self.quiet {
+            *self.counts.entry((class.clone(), action.as_str())).or_default() += 1;
+        }
         self.classes.insert(class.clone());
         self.classes.insert(detector.category.as_str().to_string());
         if action == Action::Private {
             self.classes.insert("private".to_string());
         }
-        if action == Action::Block && self.blocked.is_none() {
+        if action == Action::Block && self.blocked.is_none() && !self.quiet {
             self.blocked = Some(class.clone());
         }
         if self.record_only {
