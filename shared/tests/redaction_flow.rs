@@ -1,0 +1,136 @@
+//! The redaction filter's flow against an in-memory host: what reaches the provider, what the
+//! agent gets back, what is refused and what is recorded.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{json, Value};
+use std::rc::Rc;
+use warden_policy::attributes;
+use warden_policy::host::{Action, Host};
+use warden_policy::policy::parse_document;
+use warden_policy::redaction::compile::CompiledRedaction;
+use warden_policy::redaction::flow::RedactionFlow;
+use warden_policy::testing::{principal, MemoryHost};
+
+const POLICY: &str = "redaction:
+  actions: { email: placeholder, secret: block, ipv4: private }
+  mcp:
+    - { name: files, pathPrefix: /mcp/files }
+";
+
+fn flow(host: &Rc<MemoryHost>) -> RedactionFlow {
+    let doc = parse_document(POLICY.as_bytes()).unwrap();
+    let policy = Rc::new(CompiledRedaction::compile(doc.redaction.as_ref().unwrap(), &|_| None).unwrap());
+    RedactionFlow::new(host.clone(), Some(policy), true)
+}
+
+fn host(path: &str) -> Rc<MemoryHost> {
+    let host = MemoryHost::with_headers(&[
+        (":method", "POST"),
+        (":path", path),
+        ("x-request-id", "req-1"),
+        ("content-type", "application/json"),
+    ]);
+    host.set_principal(&principal::with(|p| {
+        p.agent = "planner".into();
+        p.tenant = Some("acme".into());
+    }));
+    Rc::new(host)
+}
+
+fn post(flow: &mut RedactionFlow, host: &MemoryHost, body: &[u8]) -> Action {
+    assert_eq!(flow.on_request_headers(false), Action::Pause, "headers are held while the body is read");
+    *host.request_body.borrow_mut() = body.to_vec();
+    flow.on_request_body(body.len(), true)
+}
+
+fn sent(host: &MemoryHost) -> Value {
+    serde_json::from_slice(&host.request_body.borrow()).unwrap()
+}
+
+#[test]
+fn every_place_a_user_or_tool_puts_text_reaches_the_provider_redacted() {
+    let host = host("/v1/chat/completions");
+    let mut flow = flow(&host);
+    let body = json!({"model": "gpt-4o", "messages": [
+        {"role": "system", "content": "Support for ann@example.com"},
+        {"role": "user", "content": [{"type": "text", "text": "my mail is ann@example.com, host 10.1.2.3"}]},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{\"email\":\"bob@example.com\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "found bob@example.com"}
+    ]});
+    assert_eq!(post(&mut flow, &host, body.to_string().as_bytes()), Action::Continue);
+    let sent = sent(&host);
+    assert_eq!(sent["messages"][0]["content"], "Support for ⟦EMAIL_1⟧");
+    assert_eq!(sent["messages"][1]["content"][0]["text"], "my mail is ⟦EMAIL_1⟧, host 10.1.2.3");
+    let args: Value =
+        serde_json::from_str(sent["messages"][2]["tool_calls"][0]["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"email": "⟦EMAIL_2⟧"}));
+    assert_eq!(sent["messages"][3]["content"], "found ⟦EMAIL_2⟧");
+    assert_eq!(sent["model"], "gpt-4o");
+    assert_eq!(host.header("content-length"), Some(host.request_body.borrow().len().to_string()));
+    // The router reads the classes found; `private` marks the request for a private provider.
+    let classes: Vec<String> = serde_json::from_slice(&host.properties.borrow()[attributes::DATA_CLASSES]).unwrap();
+    assert_eq!(classes, ["email", "ipv4", "pii", "private"]);
+    assert_eq!(host.field(attributes::AUDIT, "redaction.findings.email.placeholder").as_deref(), Some("4"));
+    assert_eq!(host.metric("warden.redaction.request.email.placeholder"), 4);
+
+    // The answer echoes the placeholders: the agent sees its own data again.
+    *host.response_headers.borrow_mut() =
+        vec![(":status".into(), "200".into()), ("content-type".into(), "application/json".into())];
+    assert_eq!(flow.on_response_headers(), Action::Continue);
+    let answer = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Mailed ⟦EMAIL_2⟧ for ⟦EMAIL_1⟧."}}]}).to_string();
+    *host.response_body.borrow_mut() = answer.clone().into_bytes();
+    assert_eq!(flow.on_response_body(answer.len(), true), Action::Continue);
+    let got: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+    assert_eq!(got["choices"][0]["message"]["content"], "Mailed bob@example.com for ann@example.com.");
+    assert_eq!(host.response_header("content-length"), None);
+}
+
+#[test]
+fn a_blocked_class_is_refused_in_the_callers_protocol_naming_the_class_never_the_value() {
+    for (path, key) in [("/v1/chat/completions", "error"), ("/v1/messages", "error")] {
+        let host = host(path);
+        let mut flow = flow(&host);
+        let body = json!({"model": "m", "messages": [{"role": "user", "content": "use AKIAIOSFODNN7EXAMPLE"}]});
+        assert_eq!(post(&mut flow, &host, body.to_string().as_bytes()), Action::Pause);
+        let reply = host.reply.borrow().clone().unwrap();
+        let text = String::from_utf8(reply.body.clone()).unwrap();
+        assert_eq!(reply.status, 400);
+        assert!(text.contains("aws_access_key") && !text.contains("AKIA"), "{text}");
+        assert!(serde_json::from_str::<Value>(&text).unwrap().get(key).is_some());
+        assert_eq!(
+            host.field(attributes::AUDIT, "redaction.decision").unwrap(),
+            "deny;rule=actions;reason=sensitive_data"
+        );
+        assert_eq!(host.field(attributes::AUDIT, "redaction.blocked_class").as_deref(), Some("aws_access_key"));
+    }
+}
+
+#[test]
+fn mcp_is_recorded_only_unless_the_server_opts_in() {
+    let host = host("/mcp/files");
+    let mut flow = flow(&host);
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "send", "arguments": {"to": "ann@example.com"}}}).to_string();
+    assert_eq!(post(&mut flow, &host, body.as_bytes()), Action::Continue);
+    assert_eq!(host.request_body.borrow().as_slice(), body.as_bytes(), "recorded, not changed");
+    assert_eq!(host.field(attributes::AUDIT, "redaction.mode").as_deref(), Some("record"));
+    assert_eq!(host.field(attributes::AUDIT, "redaction.findings.email.placeholder").as_deref(), Some("1"));
+}
+
+#[test]
+fn what_cannot_be_read_is_refused_not_passed() {
+    let host = host("/v1/chat/completions");
+    let mut flow = flow(&host);
+    assert_eq!(post(&mut flow, &host, b"{\"messages\": [\"ann@example.com\""), Action::Pause);
+    assert_eq!(host.reply.borrow().as_ref().unwrap().status, 400);
+
+    let encoded = host_with_encoding();
+    let mut flow = self::flow(&encoded);
+    assert_eq!(flow.on_request_headers(false), Action::Pause);
+    assert_eq!(encoded.reply.borrow().as_ref().unwrap().status, 415);
+}
+
+fn host_with_encoding() -> Rc<MemoryHost> {
+    let host = host("/v1/chat/completions");
+    host.set_request_header("content-encoding", Some("gzip")).unwrap();
+    host
+}
