@@ -59,6 +59,8 @@ fn envoy_config_policies_are_valid_policies() {
         ("envoy/warden.yaml", "warden.token_budget", "token_budget"),
         ("envoy/warden.yaml", "warden.router", "router"),
         ("envoy/router.yaml", "warden.router", "router"),
+        ("envoy/redaction.yaml", "warden.identity", "identity"),
+        ("envoy/redaction.yaml", "warden.redaction", "redaction"),
     ] {
         let policy = config_policy(config, filter).unwrap();
         let (accepted, log) = accepts(name, policy.as_bytes());

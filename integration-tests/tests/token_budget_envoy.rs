@@ -113,7 +113,7 @@ async fn concurrent_agents_on_two_envoys_never_overspend_one_global_budget() {
 
     // One at a time, with every prompt billed 7 tokens above the gateway's count, through both
     // Envoys: the overshoot is at most one request's underestimate.
-    provider.set_script(Script { output_tokens: 40, underestimate: 7, report_usage: true });
+    provider.set_script(Script { output_tokens: 40, underestimate: 7, report_usage: true, echo: false });
     let before = provider.seen().len();
     for i in 0.. {
         let client = client(&envoys[i % 2], GLOBEX_KEY, "globex-1");

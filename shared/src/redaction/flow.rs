@@ -52,6 +52,8 @@ pub struct RedactionFlow {
     response_size: usize,
     redactor: Option<Redactor>,
     answer: Answer,
+    /// This filter's section as written for the request; the answer's findings are added.
+    record: Option<Record>,
 }
 
 impl RedactionFlow {
@@ -67,6 +69,7 @@ impl RedactionFlow {
             response_size: 0,
             redactor: None,
             answer: Answer::Pass,
+            record: None,
         }
     }
 
@@ -238,18 +241,18 @@ impl RedactionFlow {
         Ok(Action::Continue)
     }
 
-    fn record(&self, policy: &CompiledRedaction, redactor: &Redactor, blocked: Option<&str>) -> Result<(), HostError> {
+    fn record(
+        &mut self,
+        policy: &CompiledRedaction,
+        redactor: &Redactor,
+        blocked: Option<&str>,
+    ) -> Result<(), HostError> {
         let mut record = Record::new();
         record.set("mode", if redactor.record_only() { "record" } else { "enforce" });
         if let Some(rule) = redactor.rule() {
             record.set("rule", rule);
         }
-        let mut findings = serde_json::Map::new();
-        for ((class, action), n) in &redactor.counts {
-            let entry = findings.entry(class.clone()).or_insert_with(|| serde_json::Value::Object(Default::default()));
-            entry[*action] = (*n).into();
-        }
-        record.set("findings", serde_json::Value::Object(findings));
+        record.set("findings", findings(redactor));
         record.set("classes", redactor.classes.iter().cloned().collect::<Vec<_>>());
         let rule = redactor.rule().unwrap_or("actions");
         match blocked {
@@ -261,6 +264,19 @@ impl RedactionFlow {
                 record.decision(&Decision::allow(rule, if redactor.found_any() { "redacted" } else { "clean" }));
             }
         }
+        record.write(&*self.host, policy.audit_format, Section::Redaction)?;
+        self.record = Some(record);
+        Ok(())
+    }
+
+    /// The answer's findings join the request's section once the answer has been read.
+    fn record_answer(&mut self, policy: &CompiledRedaction) -> Result<(), HostError> {
+        let (Some(redactor), Some(record)) = (self.redactor.as_ref(), self.record.as_mut()) else { return Ok(()) };
+        metrics::count(&*self.host, redactor, "answer")?;
+        if redactor.counts.is_empty() {
+            return Ok(());
+        }
+        record.set("answer_findings", findings(redactor));
         record.write(&*self.host, policy.audit_format, Section::Redaction)
     }
 
@@ -350,7 +366,7 @@ impl RedactionFlow {
                         self.host.set_response_body(size, new_body.as_bytes())?;
                     }
                 }
-                metrics::count(&*self.host, redactor, "answer")?;
+                self.record_answer(policy)?;
                 Ok(Action::Continue)
             }
             Answer::Stream(stream) => {
@@ -365,7 +381,7 @@ impl RedactionFlow {
                     }
                 }
                 if end {
-                    metrics::count(&*self.host, redactor, "answer")?;
+                    self.record_answer(policy)?;
                 }
                 Ok(Action::Continue)
             }
@@ -414,4 +430,14 @@ impl RedactionFlow {
         }
         Action::Pause
     }
+}
+
+/// class → action → findings, for the record.
+fn findings(redactor: &Redactor) -> serde_json::Value {
+    let mut findings = serde_json::Map::new();
+    for ((class, action), n) in &redactor.counts {
+        let entry = findings.entry(class.clone()).or_insert_with(|| serde_json::Value::Object(Default::default()));
+        entry[*action] = (*n).into();
+    }
+    serde_json::Value::Object(findings)
 }
