@@ -174,6 +174,15 @@ async fn an_agent_session_runs_through_the_whole_chain() {
     assert_eq!(chain.llm_mini.seen().len(), 1);
     // Warden's own headers stay inside the gateway: a provider sees none.
     assert_eq!(chain.llm_mini.seen()[0].model_header, None);
+    // Redaction: the provider gets a placeholder for the agent's contact, never the address.
+    let answer = openai.chat().create(chat("gpt-4o", "Draft a note to ann@example.com.")).await.unwrap();
+    assert_eq!(answer.model, "gpt-4o");
+    let sent = chain.llm.seen().last().unwrap().body["messages"][0]["content"].clone();
+    assert_eq!(sent, "Draft a note to ⟦EMAIL_1⟧.");
+    // A credential never leaves: refused in OpenAI's shape, naming the class, not the value.
+    let err = openai.chat().create(chat("gpt-4o", "use AKIAIOSFODNN7EXAMPLE")).await.unwrap_err();
+    assert!(matches!(&err, OpenAIError::ApiError(e) if e.api_error.message.contains("aws_access_key")), "{err:?}");
+    assert_eq!(chain.llm.seen().len(), 2, "the refused request never reached the provider");
 
     // Anthropic's API: the key bare in x-api-key.
     let anthropic = reqwest::Client::new()

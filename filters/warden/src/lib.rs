@@ -8,6 +8,8 @@
 
 #[path = "../../identity/src/filter/mod.rs"]
 mod identity;
+#[path = "../../redaction/src/filter/mod.rs"]
+mod redaction;
 #[path = "../../router/src/filter/mod.rs"]
 mod router;
 #[path = "../../token-budget/src/filter/mod.rs"]
@@ -20,8 +22,14 @@ use proxy_wasm::types::LogLevel;
 use warden_proxy_host::{plugin_root_id, UnknownRoot};
 
 /// The `root_id`s this module answers to, as the shipped configs name them.
-pub const ROOT_IDS: [&str; 5] =
-    ["warden.identity", "warden.tool_acl", "warden.token_budget", "warden.router", "warden.router_attempt"];
+pub const ROOT_IDS: [&str; 6] = [
+    "warden.identity",
+    "warden.tool_acl",
+    "warden.redaction",
+    "warden.token_budget",
+    "warden.router",
+    "warden.router_attempt",
+];
 
 /// The root context for the plugin being created, chosen by its `root_id` (which Envoy reports
 /// for the context being created).
@@ -30,6 +38,7 @@ fn root_for(_context_id: u32) -> Box<dyn RootContext> {
     match root_id.as_str() {
         "warden.identity" => Box::new(identity::root::IdentityRoot::default()),
         "warden.tool_acl" => Box::new(tool_acl::root::ToolAclRoot::default()),
+        "warden.redaction" => Box::new(redaction::root::RedactionRoot::default()),
         "warden.token_budget" => Box::new(token_budget::root::BudgetRoot::default()),
         id => match router::root::role_of(id) {
             Some(role) => Box::new(router::root::RouterRoot::new(role)),
