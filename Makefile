@@ -17,7 +17,7 @@ ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
 WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm) target/wasm32-wasip1/release/warden.wasm
 TEST := cargo test --locked
 
-.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-router run-identity run-tools run-budget demo validate bench fuzz fmt lint clean
+.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-router run-redaction run-identity run-tools run-budget demo validate bench fuzz fmt lint clean
 
 help:
 	@echo "make demo      one agent session through Warden's chain on loopback (identity -> tool-acl -> token-budget,"
@@ -25,6 +25,7 @@ help:
 	@echo "               filter's own demo: allowed, denied and budgeted requests and their audit lines"
 	@echo "make run       the chain, left running for your own requests (Ctrl-C stops it)"
 	@echo "make run-router Envoy + the router alone, with mock providers, left running likewise"
+	@echo "make run-redaction Envoy + identity + redaction, with an echoing provider, left running likewise"
 	@echo "make run-identity Envoy + identity alone, left running likewise"
 	@echo "make run-tools Envoy + identity + tool-acl, left running likewise"
 	@echo "make run-budget Envoy + identity + token-budget + the rate-limit service, left running likewise"
@@ -100,6 +101,9 @@ run: build
 run-router: build
 	examples/router/run.sh
 
+run-redaction: build
+	examples/redaction/run.sh
+
 run-identity: build
 	examples/identity/run.sh
 
@@ -112,6 +116,7 @@ run-budget: build
 demo: build
 	examples/warden/run.sh --demo
 	examples/router/run.sh --demo
+	examples/redaction/run.sh --demo
 	examples/identity/run.sh --demo
 	examples/tool-acl/run.sh --demo
 	examples/token-budget/run.sh --demo
