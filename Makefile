@@ -12,7 +12,7 @@ FILTERS := identity tool-acl token-budget router redaction
 TEST_FILTERS := warden-noop-filter warden-probe-filter
 PY := .venv/py/bin/python
 PIP := .venv/py/bin/pip
-PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4 anthropic==2.10.0
+PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4 anthropic==2.10.0 faker==40.54.0
 ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
 WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm) target/wasm32-wasip1/release/warden.wasm
 TEST := cargo test --locked
@@ -79,7 +79,7 @@ test-unit:
 	$(TEST) -p warden-integration-tests --lib --bins
 
 test-harness:
-	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test token_budget_harness --test host_calls_harness --test warden_module_harness --test router_harness --test examples
+	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test token_budget_harness --test host_calls_harness --test warden_module_harness --test router_harness --test examples --test redaction_quality
 
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \

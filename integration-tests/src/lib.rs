@@ -23,6 +23,7 @@ pub mod h2c;
 pub mod http_client;
 pub mod ports;
 pub mod proxy_wasm_host;
+pub mod redaction_quality;
 pub mod repo;
 pub mod sdk;
 pub mod services;

@@ -82,6 +82,17 @@ fn token_budget() -> u64 {
     one_request(&mut vm, "/v1/chat/completions", &[], &chat(), CHAT_ANSWER)
 }
 
+/// Redaction on the chain's 2 KB chat with an e-mail address in it (a placeholder made, and
+/// restored in the answer).
+fn redaction() -> u64 {
+    let env = HostEnv::default();
+    let policy = std::fs::read_to_string(repo::root().join("examples/redaction/policy.yaml")).unwrap();
+    let mut vm = Plugin::load(&repo::filter_wasm("warden_redaction")).unwrap().start(&env, policy.as_bytes()).unwrap();
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": format!("{} mail ann@example.com", "x ".repeat(1000))}]});
+    let answer = r#"{"choices":[{"message":{"role":"assistant","content":"Mailed ⟦EMAIL_1⟧"}}]}"#;
+    one_request(&mut vm, "/v1/chat/completions", &[], &body.to_string(), answer)
+}
+
 /// The router's two plugins on one same-API request: the router (plan) and one attempt.
 fn router() -> (u64, u64) {
     let env = HostEnv::default();
@@ -129,6 +140,7 @@ fn each_filter_stays_within_its_host_calls_per_request() {
     let counts = [
         ("identity", identity(), 8),
         ("tool-acl", tool_acl(), 24),
+        ("redaction", redaction(), 18),
         ("token-budget", token_budget(), 27),
         ("router", router, 19),
         ("router's attempt", attempt, 11),

@@ -50,6 +50,12 @@ fn each_root_id_runs_its_own_filter() {
     assert_eq!(status, 400);
     assert_eq!(body["error"]["code"], -32700, "a JSON-RPC parse error: {body}");
 
+    // Redaction reads the body as JSON: what it cannot read it refuses, in OpenAI's shape.
+    let mut redaction = start("warden.redaction");
+    assert_eq!(redaction.declared().keys().collect::<Vec<_>>(), ["warden.audit"]);
+    let (status, body) = post(&mut redaction, "/v1/chat/completions", "{\"model\": ");
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unreadable_body")), "{body}");
+
     let mut token_budget = start("warden.token_budget");
     assert_eq!(token_budget.declared().keys().collect::<Vec<_>>(), ["warden.audit"]);
     let (status, body) = post(&mut token_budget, "/v1/chat/completions", "{\"model\": ");
@@ -64,6 +70,6 @@ fn a_root_id_that_names_no_filter_is_refused_and_named() {
         assert!(!accepted, "{root_id:?}");
         let log = vm.log_text();
         assert!(log.contains(&format!("unknown root_id {root_id:?}")), "{log}");
-        assert!(log.contains("warden.identity, warden.tool_acl, warden.token_budget"), "{log}");
+        assert!(log.contains("warden.identity, warden.tool_acl, warden.redaction, warden.token_budget"), "{log}");
     }
 }

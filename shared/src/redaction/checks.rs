@@ -32,7 +32,13 @@ pub fn holds(check: Check, hay: &str, start: usize, end: usize) -> bool {
     match check {
         Check::None => !word(before) && !word(after),
         Check::Email => email(found, before, after),
-        Check::Phone => !word(before) && !word(after) && !joined_number(hay, start, end) && phone(found),
+        Check::Phone => {
+            !word(before)
+                && !word(after)
+                && !joined_number(hay, start, end)
+                && phone(found)
+                && (!found.bytes().all(|b| b.is_ascii_digit()) || phone_context(hay, start))
+        }
         Check::Card => !word(before) && !word(after) && !joined_number(hay, start, end) && card(found),
         Check::Iban => !word(before) && !word(after) && iban(found),
         Check::UsSsn => !word(before) && !word(after) && !joined_number(hay, start, end) && us_ssn(found),
@@ -41,6 +47,19 @@ pub fn holds(check: Check, hay: &str, start: usize, end: usize) -> bool {
         Check::Jwt => !word(before) && jwt(found),
         Check::Entropy => entropy_secret(found),
     }
+}
+
+/// How far before a bare run of digits a word saying it is a phone number is looked for.
+pub const CONTEXT_BEFORE: usize = 32;
+
+/// A bare run of digits (`4155552671`) is as often an id or an amount as a phone number: it is
+/// one only after a word that says so (`call`, `tel:`, `phone`, `mobile`, …).
+fn phone_context(hay: &str, start: usize) -> bool {
+    const WORDS: [&str; 12] =
+        ["phone", "call", "tel", "mobile", "cell", "fax", "whatsapp", "sms", "text me", "contact", "reach", "telefon"];
+    let from = start.saturating_sub(CONTEXT_BEFORE);
+    let before = hay.as_bytes()[from..start].to_ascii_lowercase();
+    WORDS.iter().any(|w| before.windows(w.len()).any(|window| window == w.as_bytes()))
 }
 
 /// A number that goes on past the match (`1.2.3.4.5`, `555-1234-99`) is another thing.
@@ -87,6 +106,16 @@ fn card(found: &str) -> bool {
     let separators: Vec<u8> = found.bytes().filter(|b| !b.is_ascii_digit()).collect();
     if !(13..=19).contains(&number.len()) || separators.windows(2).any(|w| w[0] != w[1]) {
         return false;
+    }
+    // Grouped as cards are printed: fours (the last may be shorter), or Amex's and Diners' 4-6-5
+    // and 4-6-4; never some groups joined and others apart (`54133666-5302-4716` is a UUID's).
+    if let Some(&separator) = separators.first() {
+        let groups: Vec<usize> = found.split(char::from(separator)).map(str::len).collect();
+        let fours =
+            groups.split_last().is_some_and(|(last, rest)| rest.iter().all(|&g| g == 4) && (1..=4).contains(last));
+        if !fours && groups != [4, 6, 5] && groups != [4, 6, 4] {
+            return false;
+        }
     }
     if !matches!(number[0], 2..=6) {
         return false;

@@ -196,7 +196,9 @@ impl Scanner {
                 }
                 match self.confirm(index, hay, start, ended) {
                     Confirmed::Found(finding) => {
-                        if best.is_none_or(|b| finding.end > b.end) {
+                        // The longest match wins; of two as long, the later detector, the more
+                        // specific (an SSN over a phone number; a policy's own class over both).
+                        if best.is_none_or(|b| finding.end >= b.end) {
                             best = Some(finding);
                         }
                     }
@@ -212,6 +214,19 @@ impl Scanner {
             pos = next_char(hay, start);
         }
         Step::Done
+    }
+
+    /// Every finding in a whole text, for the detectors `active` allows (what a request's
+    /// rewrite acts on; also what the quality measurement scores).
+    pub fn find_all(&self, hay: &str, active: &dyn Fn(usize) -> bool) -> Vec<Finding> {
+        let mut found = Vec::new();
+        let mut pos = 0;
+        while let Step::Found(finding) = self.next(hay, pos, hay.len(), true, active) {
+            found.push(finding);
+            // A finding is never empty, so this always moves on.
+            pos = finding.end.max(next_char(hay, pos));
+        }
+        found
     }
 
     fn confirm(&self, index: usize, hay: &str, start: usize, ended: bool) -> Confirmed {
@@ -243,11 +258,20 @@ impl Scanner {
             }
             CompiledShape::Open { end, cap, value_from_marker_end } => {
                 let value_start = if *value_from_marker_end { matched.end() } else { start };
-                let value_end = match open_end(end, hay, matched.end()) {
+                let mut value_end = match open_end(end, hay, matched.end()) {
                     Some(value_end) => value_end,
                     None if ended => hay.len(),
                     None => return Confirmed::Open { value_start },
                 };
+                if detector.check == Check::Jwt {
+                    // A sentence's full stop after a token is not part of it.
+                    while value_end > value_start + 1
+                        && hay.as_bytes()[value_end - 1] == b'.'
+                        && !checks::holds(Check::Jwt, hay, value_start, value_end)
+                    {
+                        value_end -= 1;
+                    }
+                }
                 // Past its cap a value is redacted unseen, as a stream must (it cannot hold more).
                 let over_cap = value_end - value_start > *cap;
                 if over_cap || (value_end > value_start && checks::holds(detector.check, hay, value_start, value_end)) {

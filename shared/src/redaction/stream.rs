@@ -9,8 +9,9 @@
 use super::redactor::{Direction, Redactor, TextKind};
 use super::scanner::Step;
 
-/// Bytes of released text kept in front of the pending text: what the checks look back at.
-const LOOK_BEHIND: usize = 4;
+/// Bytes of released text kept in front of the pending text: what the checks look back at (a
+/// phone number's context word, a number's joining character).
+const LOOK_BEHIND: usize = super::checks::CONTEXT_BEFORE + 4;
 /// Bytes of a dropped value kept to find its closing marker across deltas.
 const END_TAIL: usize = 128;
 
