@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(jwt jsonrpc sse model_request model_answer canonical policy request_id file_path)
+[ ${#targets[@]} -gt 0 ] || targets=(jwt jsonrpc sse model_request model_answer canonical policy request_id file_path redaction)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 toolchain=()
 if rustup toolchain list | grep -q '^nightly'; then toolchain=(+nightly); else export RUSTC_BOOTSTRAP=1; fi

@@ -84,7 +84,7 @@ PY
 MCP=(-H "x-api-key: $PLANNER" -H "x-agent-session: $SESSION" -H 'content-type: application/json' -H 'accept: application/json, text/event-stream')
 OPENAI=(-H "authorization: Bearer $PLANNER" -H "x-agent-session: $SESSION" -H 'content-type: application/json')
 
-echo "Envoy $VERSION + Warden's chain (identity -> tool-acl -> token-budget -> router) on 127.0.0.1:10000"
+echo "Envoy $VERSION + Warden's chain (identity -> tool-acl -> redaction -> token-budget -> router) on 127.0.0.1:10000"
 echo "One agent (planner, tenant acme) works through a task in session $SESSION."
 send "identity: an unknown key is refused before any other filter runs" \
   $BASE/v1/chat/completions -H 'authorization: Bearer wk-nobody' -H 'content-type: application/json' \
@@ -95,8 +95,10 @@ send "tool-acl: an allowed read goes to the MCP server" \
   $BASE/mcp/files "${MCP[@]}" -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/notes.txt"}}}'
 send "tool-acl: a read of /srv/../etc/shadow is a read of /etc/shadow: denied by no-system-paths, the server never sees it" \
   $BASE/mcp/files "${MCP[@]}" -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/../etc/shadow"}}}'
-send "token-budget: a model call (OpenAI API, key as a Bearer token) is reserved (its prompt at an upper bound), forwarded and settled from its usage" \
-  $BASE/v1/chat/completions "${OPENAI[@]}" -d '{"model":"gpt-4o","messages":[{"role":"user","content":"Summarise the notes."}]}'
+send "token-budget: a model call (OpenAI API, key as a Bearer token) is reserved (its prompt at an upper bound), forwarded and settled from its usage; redaction sent the provider a placeholder for the address" \
+  $BASE/v1/chat/completions "${OPENAI[@]}" -d '{"model":"gpt-4o","messages":[{"role":"user","content":"Summarise the notes for ann@example.com."}]}'
+send "redaction: a credential never leaves: refused, naming the class, never the value" \
+  $BASE/v1/chat/completions "${OPENAI[@]}" -d '{"model":"gpt-4o","messages":[{"role":"user","content":"Deploy with AKIAIOSFODNN7EXAMPLE."}]}'
 send "token-budget: up to 2,000 output tokens of gpt-4o would pass the agent's \$0.02 a day: moved to gpt-4o-mini, which the router serves from its own (private) provider" \
   $BASE/v1/chat/completions "${OPENAI[@]}" -d '{"model":"gpt-4o","max_tokens":2000,"messages":[{"role":"user","content":"Write it all out."}]}'
 send "token-budget: more than any one request may reserve: refused before any upstream is contacted" \
@@ -104,10 +106,11 @@ send "token-budget: more than any one request may reserve: refused before any up
 
 echo
 echo "### The audit log: one JSON line per request, what every filter of the chain decided and learned"
-print_audit status path warden.principal.agent warden.principal.session warden.identity.decision warden.tool_acl.decision warden.tool_acl.calls.tool warden.token_budget.decision warden.token_budget.model_served warden.router.provider warden.token_budget.tokens.input warden.token_budget.tokens.output warden.token_budget.cost_usd
+print_audit status path warden.principal.agent warden.principal.session warden.identity.decision warden.tool_acl.decision warden.tool_acl.calls.tool warden.redaction.findings warden.token_budget.decision warden.token_budget.model_served warden.router.provider warden.token_budget.tokens.input warden.token_budget.tokens.output warden.token_budget.cost_usd
 echo
 echo "### Upstream requests per cluster (refused requests opened none)"
 curl -s http://127.0.0.1:9900/stats | grep -E '^cluster\.(llm|llm_mini|mcp_files)\.upstream_rq_total' || true
 echo
 echo "### Metrics"
 curl -s http://127.0.0.1:9900/stats | grep -E '^wasmcustom\.warden\.[a-z_]+\.(allowed|denied|refused|fallback|input_tokens|output_tokens)' || true
+curl -s http://127.0.0.1:9900/stats | grep -E '^wasmcustom\.warden\.redaction\.' | grep -v ': 0$' || true

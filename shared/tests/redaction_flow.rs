@@ -134,3 +134,38 @@ fn host_with_encoding() -> Rc<MemoryHost> {
     host.set_request_header("content-encoding", Some("gzip")).unwrap();
     host
 }
+
+/// An answer the upstream compressed anyway cannot be read: it never reaches the agent unread.
+#[test]
+fn an_encoded_answer_is_withheld_and_an_answer_ending_in_trailers_is_read() {
+    let host = host("/v1/chat/completions");
+    let mut flow = flow(&host);
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "mail ann@example.com"}]});
+    assert_eq!(post(&mut flow, &host, body.to_string().as_bytes()), Action::Continue);
+    *host.response_headers.borrow_mut() = vec![
+        (":status".into(), "200".into()),
+        ("content-type".into(), "application/json".into()),
+        ("content-encoding".into(), "gzip".into()),
+    ];
+    assert_eq!(flow.on_response_headers(), Action::Continue);
+    assert_eq!(host.response_header("content-encoding"), None);
+    *host.response_body.borrow_mut() = b"\x1f\x8b\x08 compressed ann@example.com".to_vec();
+    flow.on_response_body(30, true);
+    let got = String::from_utf8(host.response_body.borrow().clone()).unwrap();
+    assert!(got.contains("answer_withheld") && !got.contains("ann@"), "{got}");
+    assert_eq!(host.metric("warden.redaction.answers_withheld"), 1);
+
+    // A JSON answer whose last frame is its trailers is read when they come.
+    let host = self::host("/v1/chat/completions");
+    let mut flow = self::flow(&host);
+    assert_eq!(post(&mut flow, &host, body.to_string().as_bytes()), Action::Continue);
+    *host.response_headers.borrow_mut() =
+        vec![(":status".into(), "200".into()), ("content-type".into(), "application/json".into())];
+    flow.on_response_headers();
+    let answer = json!({"choices": [{"message": {"content": "to ⟦EMAIL_1⟧"}}]}).to_string();
+    *host.response_body.borrow_mut() = answer.clone().into_bytes();
+    assert_eq!(flow.on_response_body(answer.len(), false), Action::Pause, "held until the answer ends");
+    assert_eq!(flow.on_response_trailers(), Action::Continue);
+    let got: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+    assert_eq!(got["choices"][0]["message"]["content"], "to ann@example.com");
+}

@@ -1,6 +1,9 @@
 //! Every detector compiled once per VM into three automata over the same patterns:
 //! - `candidates` (leftmost-first) finds the next place any detector could match;
-//! - `at_start` (all matches) says which detectors match there, one search for all of them;
+//! - `at_start` (all matches) says which detectors could match there, one search for all;
+//!   both search the detectors' patterns *relaxed* (every counted repetition open: `{1,64}`
+//!   becomes `+`, `{16}` becomes `{4,}`), a superset whose automaton stays small: counted repetitions of many patterns
+//!   searched at once multiply a DFA's states until it gives up for a slow engine;
 //! - `viability`, a lazy DFA, says how much of a stream's tail could still grow into a match:
 //!   only that much is held back, everything before it is decided and released.
 //!
@@ -13,6 +16,7 @@ use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::meta::Regex;
 use regex_automata::util::start;
 use regex_automata::{Anchored, Input, MatchKind, PatternSet};
+use regex_syntax::hir::{Class, Hir, HirKind, Look, Repetition};
 use std::cell::RefCell;
 
 /// Bytes after a match that its check may look at (`1.2.3.4` followed by `.5` is no address).
@@ -159,10 +163,18 @@ impl Scanner {
         }
         let patterns: Vec<&str> = specs.iter().map(|s| s.pattern.as_str()).collect();
         let whole = |e: regex_automata::meta::BuildError| PatternError { index: 0, message: e.to_string() };
-        let candidates = Regex::new_many(&patterns).map_err(whole)?;
+        let mut relaxed_patterns = Vec::with_capacity(specs.len());
+        for (index, spec) in specs.iter().enumerate() {
+            let hir = regex_syntax::parse(&spec.pattern).map_err(|e| PatternError { index, message: e.to_string() })?;
+            let open = relaxed(&hir);
+            // Every check but the entropy rule's wants a start that no word character precedes:
+            // said in the pattern, a run of digits or letters is one candidate, not one a byte.
+            relaxed_patterns.push(if spec.check == Check::Entropy { open } else { after_boundary(open) });
+        }
+        let candidates = Regex::builder().build_many_from_hir(&relaxed_patterns).map_err(whole)?;
         let at_start = Regex::builder()
             .configure(Regex::config().match_kind(MatchKind::All))
-            .build_many(&patterns)
+            .build_many_from_hir(&relaxed_patterns)
             .map_err(whole)?;
         let viability = DFA::builder()
             .configure(DFA::config().match_kind(MatchKind::All))
@@ -347,6 +359,60 @@ impl Scanner {
             state = next;
         }
         true
+    }
+}
+
+/// `hir` with every counted repetition open and its minimum at most 4 (`{1,64}` → `+`,
+/// `{16}` → `{4,}`: small counts keep a run of three digits from being a candidate card, large
+/// ones are what multiplies states) and no capture groups: it matches wherever `hir` does.
+fn relaxed(hir: &Hir) -> Hir {
+    match hir.kind() {
+        HirKind::Repetition(rep) => Hir::repetition(Repetition {
+            min: rep.min.min(4),
+            max: None,
+            greedy: rep.greedy,
+            sub: Box::new(relaxed(&rep.sub)),
+        }),
+        HirKind::Capture(capture) => relaxed(&capture.sub),
+        HirKind::Concat(subs) => Hir::concat(subs.iter().map(relaxed).collect()),
+        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(relaxed).collect()),
+        _ => hir.clone(),
+    }
+}
+
+/// `hir` with an ASCII word boundary before each alternative that starts with a word character.
+fn after_boundary(hir: Hir) -> Hir {
+    let bounded = |branch: Hir| {
+        if starts_with_word_char(&branch) {
+            Hir::concat(vec![Hir::look(Look::WordAscii), branch])
+        } else {
+            branch
+        }
+    };
+    match hir.kind() {
+        HirKind::Alternation(subs) => Hir::alternation(subs.iter().cloned().map(bounded).collect()),
+        _ => bounded(hir),
+    }
+}
+
+/// Whether every match of `hir` starts with an ASCII letter, digit or `_`.
+fn starts_with_word_char(hir: &Hir) -> bool {
+    let word = |b: u32| b == u32::from(b'_') || char::from_u32(b).is_some_and(|c| c.is_ascii_alphanumeric());
+    match hir.kind() {
+        HirKind::Literal(literal) => literal.0.first().is_some_and(|&b| word(u32::from(b))),
+        HirKind::Class(Class::Unicode(class)) => {
+            !class.ranges().is_empty()
+                && class.ranges().iter().all(|r| (u32::from(r.start())..=u32::from(r.end())).all(word))
+        }
+        HirKind::Class(Class::Bytes(class)) => {
+            !class.ranges().is_empty()
+                && class.ranges().iter().all(|r| (u32::from(r.start())..=u32::from(r.end())).all(word))
+        }
+        HirKind::Concat(subs) => subs.first().is_some_and(starts_with_word_char),
+        HirKind::Repetition(rep) => rep.min >= 1 && starts_with_word_char(&rep.sub),
+        HirKind::Capture(capture) => starts_with_word_char(&capture.sub),
+        HirKind::Alternation(subs) => subs.iter().all(starts_with_word_char),
+        _ => false,
     }
 }
 

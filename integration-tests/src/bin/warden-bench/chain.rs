@@ -1,5 +1,5 @@
 //! chain: Warden's chain as shipped (`envoy/warden.yaml`: identity with a cached RS256 JWT,
-//! tool-acl on the model and MCP routes, token-budget with a local budget, the router and its
+//! tool-acl on the model and MCP routes, redaction with every detector, token-budget with a local budget, the router and its
 //! providers' hop, with an environment credential) against the same
 //! Envoy without Warden's filters, and with as many do-nothing Wasm filters that hold and read
 //! every body in their place (what any body-reading Wasm chain pays), in one run, rounds
@@ -24,10 +24,12 @@ use crate::{env_u64, run_all};
 
 const ROUNDS: usize = 3;
 const CONFIG: &str = "envoy/warden.yaml";
-const FILTERS: [&str; 4] = ["warden.identity", "warden.tool_acl", "warden.token_budget", "warden.router"];
-/// The per-filter modules, in `FILTERS` order; the shipped chain runs all four from warden.wasm.
-const PER_FILTER_MODULES: [&str; 4] = ["warden_identity", "warden_tool_acl", "warden_token_budget", "warden_router"];
-const SIDES: [&str; 3] = ["Envoy alone", "Envoy + 4 do-nothing body-holding Wasm filters", "Envoy + Warden's chain"];
+const FILTERS: [&str; 5] =
+    ["warden.identity", "warden.tool_acl", "warden.redaction", "warden.token_budget", "warden.router"];
+/// The per-filter modules, in `FILTERS` order; the shipped chain runs all five from warden.wasm.
+const PER_FILTER_MODULES: [&str; 5] =
+    ["warden_identity", "warden_tool_acl", "warden_redaction", "warden_token_budget", "warden_router"];
+const SIDES: [&str; 3] = ["Envoy alone", "Envoy + 5 do-nothing body-holding Wasm filters", "Envoy + Warden's chain"];
 
 /// The shipped chain's policy, with what a benchmark needs instead of the demo's: agents
 /// authenticate with an RS256 JWT (keys inline, tokens cached), no per-session limits or
@@ -41,6 +43,10 @@ fn policy(jwks: &str) -> Result<String> {
     let llm = tool_acl.find("  llm:").context("no llm")?;
     let tool_acl =
         format!("{}{}", &tool_acl[..limits], &tool_acl[llm..]).replace("maxBodyBytes: 65536", "maxBodyBytes: 1048576");
+    // Redaction as shipped: every detector, placeholders for contacts, secrets blocked.
+    let start = example.find("redaction:").context("no redaction section")?;
+    let end = example.find("\nrouter:").context("no router section")?;
+    let redaction = &example[start..=end];
     Ok(format!(
         "requestHeaders: hold
 identity:
@@ -54,7 +60,7 @@ identity:
   routes:
     - name: agents
       agent: [jwt]
-{tool_acl}tokenBudget:
+{tool_acl}{redaction}tokenBudget:
   maxBodyBytes: 1048576
   models:
     - {{ name: 'gpt-4o*', price: {{ input: 2.5, output: 10 }} }}

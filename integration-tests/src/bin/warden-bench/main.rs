@@ -1,8 +1,10 @@
 //! `make bench`: each Warden filter against the same Envoy without it, in one run.
-//! `WARDEN_BENCH_ONLY=identity`, `=tool-acl`, `=token-budget`, `=router` or `=chain` runs one.
+//! `WARDEN_BENCH_ONLY=identity`, `=tool-acl`, `=token-budget`, `=router`, `=redaction` or `=chain`
+//! runs one.
 
 mod chain;
 mod identity;
+mod redaction;
 mod router;
 mod token_budget;
 mod tool_acl;
@@ -50,6 +52,12 @@ async fn main() -> Result<()> {
         std::fs::write(out.join("router.json"), serde_json::to_string_pretty(&result)?)?;
         router::print_table(&result);
         println!("\nwritten: target/bench/router.json");
+    }
+    if only.is_empty() || only == "redaction" {
+        let result = redaction::redaction(&version).await.context("redaction benchmark")?;
+        std::fs::write(out.join("redaction.json"), serde_json::to_string_pretty(&result)?)?;
+        redaction::print_table(&result);
+        println!("\nwritten: target/bench/redaction.json");
     }
     if only.is_empty() || only == "chain" {
         let result = chain::chain(&version).await.context("chain benchmark")?;
