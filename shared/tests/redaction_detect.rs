@@ -265,3 +265,43 @@ fn a_stream_holds_back_only_what_could_still_become_a_match() {
     assert!(stream.held() <= policy.answers.horizon, "held {}", stream.held());
     assert!(out.len() + stream.held() >= long.len());
 }
+
+/// Found in review: what an attacker or an ordinary payload does that the first version missed.
+#[test]
+fn tokens_after_escapes_and_inside_urls_are_found_as_secrets() {
+    let policy = default_policy();
+    // JSON held in a string: the `n` of `\n` is not a letter before the token.
+    assert_eq!(masked(&policy, r"x\nghp_abcdefghijklmnopqrstuvwxyz0123456789\n"), r"x\n[GITHUB_TOKEN]\n");
+    // A token in a URL's credentials is a token, not an e-mail address.
+    let url = "git clone https://oauth2:glpat-abcdefghij0123456789@gitlab.com/g/r.git";
+    assert_eq!(masked(&policy, url), "git clone https://oauth2:[GITLAB_TOKEN]@gitlab.com/g/r.git");
+}
+
+/// A long run that starts many candidates costs each of them a bounded window: linear, not
+/// quadratic (a 256 KB run would take minutes otherwise).
+#[test]
+fn long_runs_of_digits_or_address_characters_are_scanned_in_linear_time() {
+    let policy = default_policy();
+    for text in
+        ["5".repeat(256 * 1024), format!("{}@b.co", "a".repeat(256 * 1024)), format!("({}", "2".repeat(256 * 1024))]
+    {
+        let mut redactor = Redactor::new(policy.clone(), caller("acme"), "/v1/x", false);
+        redactor.rewrite(&text, Direction::Request, TextKind::Plain);
+        assert!(redactor.counts.is_empty(), "{:?}", redactor.counts);
+    }
+}
+
+/// A value past its cap that is only recorded passes once, whole, however it is streamed.
+#[test]
+fn an_over_cap_value_that_is_recorded_passes_through_unchanged() {
+    let policy = compile("  actions: { secret: record }\n");
+    let text = format!("before -----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY----- after", "QUJD".repeat(6000));
+    let mut redactor = Redactor::new(policy, caller("acme"), "/v1/x", false);
+    let mut stream = TextStream::new(Direction::Answer, TextKind::Plain);
+    let mut out = String::new();
+    for piece in text.as_bytes().chunks(700) {
+        out.push_str(&stream.push(&mut redactor, std::str::from_utf8(piece).unwrap()));
+    }
+    out.push_str(&stream.finish(&mut redactor));
+    assert_eq!(out, text);
+}

@@ -169,3 +169,52 @@ fn an_encoded_answer_is_withheld_and_an_answer_ending_in_trailers_is_read() {
     let got: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
     assert_eq!(got["choices"][0]["message"]["content"], "to ann@example.com");
 }
+
+/// Found in review: secrets under keys that look structural, under secret names, behind an
+/// escape no reader agrees on; answers left unscanned when the policy says so.
+#[test]
+fn no_key_hides_a_secret_and_an_undecodable_string_is_refused() {
+    let host = host("/mcp/files");
+    let policy = "redaction:\n  actions: { secret: mask }\n  mcp:\n    - { name: files, pathPrefix: /mcp/files, scan: enforce }\n";
+    let doc = parse_document(policy.as_bytes()).unwrap();
+    let compiled = Rc::new(CompiledRedaction::compile(doc.redaction.as_ref().unwrap(), &|_| None).unwrap());
+    let mut flow = RedactionFlow::new(host.clone(), Some(compiled), true);
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fetch", "arguments": {
+        "url": "https://x.test/?k=AKIAIOSFODNN7EXAMPLE", "type": "key AKIAIOSFODNN7EXAMPLE", "password": "Xk9vQ2mL8pR4tZ7wN3bY"}}});
+    assert_eq!(post(&mut flow, &host, call.to_string().as_bytes()), Action::Continue);
+    let sent = sent(&host);
+    assert_eq!(sent["params"]["arguments"]["url"], "https://x.test/?k=[AWS_ACCESS_KEY]");
+    assert_eq!(sent["params"]["arguments"]["type"], "key [AWS_ACCESS_KEY]");
+    assert_eq!(sent["params"]["arguments"]["password"], "[GENERIC_SECRET]");
+
+    let host = self::host("/v1/chat/completions");
+    let mut flow = self::flow(&host);
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"\ud800 key AKIAIOSFODNN7EXAMPLE"}]}"#;
+    assert_eq!(post(&mut flow, &host, body), Action::Pause);
+    assert_eq!(host.reply.borrow().as_ref().unwrap().status, 400);
+
+    // A PUT with a body is not read, so it is not passed on.
+    let host = self::host("/v1/chat/completions");
+    host.set_request_header(":method", Some("PUT")).unwrap();
+    let mut flow = self::flow(&host);
+    assert_eq!(flow.on_request_headers(false), Action::Pause);
+    assert_eq!(host.reply.borrow().as_ref().unwrap().status, 405);
+}
+
+#[test]
+fn with_answers_unscanned_placeholders_are_still_restored() {
+    let host = host("/v1/chat/completions");
+    let doc = parse_document(b"redaction:\n  scanAnswers: false\n  actions: { email: placeholder }\n").unwrap();
+    let compiled = Rc::new(CompiledRedaction::compile(doc.redaction.as_ref().unwrap(), &|_| None).unwrap());
+    let mut flow = RedactionFlow::new(host.clone(), Some(compiled), true);
+    let body = json!({"model": "m", "messages": [{"role": "user", "content": "mail ann@example.com"}]});
+    assert_eq!(post(&mut flow, &host, body.to_string().as_bytes()), Action::Continue);
+    *host.response_headers.borrow_mut() =
+        vec![(":status".into(), "200".into()), ("content-type".into(), "application/json".into())];
+    flow.on_response_headers();
+    let answer = json!({"choices": [{"message": {"content": "⟦EMAIL_1⟧ and bob@example.org"}}]}).to_string();
+    *host.response_body.borrow_mut() = answer.clone().into_bytes();
+    flow.on_response_body(answer.len(), true);
+    let got: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+    assert_eq!(got["choices"][0]["message"]["content"], "ann@example.com and bob@example.org");
+}

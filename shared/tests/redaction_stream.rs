@@ -154,3 +154,23 @@ fn tool_call_arguments_are_restored_as_json_source() {
         .collect();
     assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"to": "ann@example.com"}));
 }
+
+/// vLLM, Groq and others end a choice in the chunk that carries its last text: what the channel
+/// held comes after that text, in the same chunk.
+#[test]
+fn a_chunk_that_ends_its_choice_with_text_keeps_the_order() {
+    let policy = policy();
+    let mut redactor = redactor(&policy);
+    let mut stream = AnswerStream::new(StreamApi::ChatCompletions, 64 * 1024);
+    let chunk = |delta: Value, finish: Value| {
+        sse::event(
+            None,
+            &json!({"id": "c", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).to_string(),
+        )
+    };
+    let mut bytes = chunk(json!({"content": "Sure, "}), Value::Null);
+    bytes.extend(chunk(json!({"content": "mail bob@example.org"}), json!("stop")));
+    bytes.extend(b"data: [DONE]\n\n");
+    let out = stream.push(&mut redactor, &bytes, true).unwrap();
+    assert_eq!(client_text(StreamApi::ChatCompletions, &out), "Sure, mail [EMAIL]");
+}

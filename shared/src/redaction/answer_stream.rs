@@ -77,7 +77,7 @@ impl AnswerStream {
             return;
         };
         let changed = match self.api {
-            StreamApi::ChatCompletions => self.chat(redactor, &mut value, out),
+            StreamApi::ChatCompletions => self.chat(redactor, &mut value),
             StreamApi::AnthropicMessages => self.messages(redactor, &mut value, out),
             StreamApi::Responses => self.responses(redactor, &mut value, out),
             StreamApi::Mcp => {
@@ -106,7 +106,7 @@ impl AnswerStream {
         self.channels.remove(&channel).map(|mut s| s.finish(redactor)).unwrap_or_default()
     }
 
-    fn chat(&mut self, redactor: &mut Redactor, chunk: &mut Value, out: &mut Vec<u8>) -> bool {
+    fn chat(&mut self, redactor: &mut Redactor, chunk: &mut Value) -> bool {
         self.envelope = json!({
             "id": chunk.get("id").cloned().unwrap_or(Value::Null),
             "object": chunk.get("object").cloned().unwrap_or(Value::Null),
@@ -118,12 +118,22 @@ impl AnswerStream {
         for choice in choices {
             let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
             if let Some(delta) = choice.get_mut("delta") {
-                for field in ["content", "refusal", "reasoning_content"] {
+                for field in ["content", "refusal", "reasoning_content", "reasoning"] {
                     if let Some(text) = delta.get(field).and_then(Value::as_str).map(str::to_string) {
                         if let Some(new) = self.through(redactor, (index, field, 0), TextKind::Plain, &text) {
                             delta[field] = Value::String(new);
                             changed = true;
                         }
+                    }
+                }
+                // The legacy `function_call` streams its arguments like a tool call.
+                if let Some(args) =
+                    delta.pointer("/function_call/arguments").and_then(Value::as_str).map(str::to_string)
+                {
+                    if let Some(new) = self.through(redactor, (index, "function_call", 0), TextKind::JsonSource, &args)
+                    {
+                        delta["function_call"]["arguments"] = Value::String(new);
+                        changed = true;
                     }
                 }
                 if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
@@ -143,11 +153,14 @@ impl AnswerStream {
                 }
             }
             if choice.get("finish_reason").is_some_and(|r| !r.is_null()) {
+                // The rest of each of this choice's texts goes in this chunk, after what it
+                // carries itself: a provider may end a choice in the chunk with its last text.
                 let ended: Vec<Channel> = self.channels.keys().filter(|c| c.0 == index).copied().collect();
                 for channel in ended {
                     let rest = self.finish_channel(redactor, channel);
                     if !rest.is_empty() {
-                        out.extend_from_slice(&sse::event(None, &self.chat_delta(channel, &rest).to_string()));
+                        append_rest(choice, channel, &rest);
+                        changed = true;
                     }
                 }
             }
@@ -157,10 +170,10 @@ impl AnswerStream {
 
     /// A chat chunk carrying the rest of a channel's text.
     fn chat_delta(&self, (index, field, n): Channel, text: &str) -> Value {
-        let delta = if field == "arguments" {
-            json!({"tool_calls": [{"index": n, "function": {"arguments": text}}]})
-        } else {
-            json!({ field: text })
+        let delta = match field {
+            "arguments" => json!({"tool_calls": [{"index": n, "function": {"arguments": text}}]}),
+            "function_call" => json!({"function_call": {"arguments": text}}),
+            _ => json!({ field: text }),
         };
         let mut chunk = self.envelope.clone();
         chunk["choices"] = json!([{"index": index, "delta": delta, "finish_reason": null}]);
@@ -204,6 +217,8 @@ impl AnswerStream {
                 self.flush_all(redactor, out);
                 false
             }
+            // A block that starts with text of its own (a server tool's result): read whole.
+            Some("content_block_start") => self.whole(redactor, event, false),
             _ => false,
         }
     }
@@ -212,21 +227,18 @@ impl AnswerStream {
         let output = event.get("output_index").and_then(Value::as_u64).unwrap_or(0);
         let content = event.get("content_index").and_then(Value::as_u64).unwrap_or(0);
         let kind = event.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
-        let (channel, text_kind) = match kind.as_str() {
-            "response.output_text.delta" | "response.output_text.done" => {
-                ((output, "output_text", content), TextKind::Plain)
-            }
-            "response.function_call_arguments.delta" | "response.function_call_arguments.done" => {
-                ((output, "arguments", 0), TextKind::JsonSource)
-            }
-            _ => {
-                // A whole item or response (`…added`, `…done`, `response.completed`): rewritten
-                // whole, its findings already counted as they streamed.
-                return self.whole(redactor, event);
-            }
+        let stem = kind.strip_suffix(".delta").or_else(|| kind.strip_suffix(".done")).unwrap_or(&kind);
+        let Some((field, text_kind)) = responses_text(stem) else {
+            // A whole item or response (`…added`, `…done`, `response.completed`): rewritten
+            // whole; what it repeats of the streamed text was counted as it streamed.
+            let repeats = kind.ends_with(".done") || kind == "response.completed";
+            return self.whole(redactor, event, repeats);
         };
+        let channel = (output, field, content);
         if kind.ends_with(".delta") {
-            let Some(text) = event.get("delta").and_then(Value::as_str).map(str::to_string) else { return false };
+            let Some(text) = event.get("delta").and_then(Value::as_str).map(str::to_string) else {
+                return self.whole(redactor, event, false);
+            };
             return match self.through(redactor, channel, text_kind, &text) {
                 Some(new) => {
                     event["delta"] = Value::String(new);
@@ -238,21 +250,22 @@ impl AnswerStream {
         let rest = self.finish_channel(redactor, channel);
         if !rest.is_empty() {
             let mut delta = event.clone();
-            delta["type"] = Value::String(kind.replace(".done", ".delta"));
+            delta["type"] = Value::String(format!("{stem}.delta"));
             delta["delta"] = Value::String(rest);
-            for whole in ["text", "arguments"] {
-                if let Some(map) = delta.as_object_mut() {
+            if let Some(map) = delta.as_object_mut() {
+                for whole in ["text", "arguments", "input", "refusal", "transcript"] {
                     map.remove(whole);
                 }
             }
             out.extend_from_slice(&sse::event(delta["type"].as_str(), &delta.to_string()));
         }
-        self.whole(redactor, event)
+        self.whole(redactor, event, true)
     }
 
-    fn whole(&mut self, redactor: &mut Redactor, event: &mut Value) -> bool {
+    /// An event rewritten whole; `repeats`: its text was already counted as it streamed.
+    fn whole(&mut self, redactor: &mut Redactor, event: &mut Value, repeats: bool) -> bool {
         let text = event.to_string();
-        redactor.quiet = true;
+        redactor.quiet = repeats;
         let rewritten = json_text::rewrite(&text, &mut |t| redactor.rewrite(t, Direction::Answer, TextKind::Plain));
         redactor.quiet = false;
         match rewritten {
@@ -282,11 +295,9 @@ impl AnswerStream {
                 }
                 StreamApi::Responses => {
                     let (output, field, content) = channel;
-                    let kind = if field == "arguments" {
-                        "response.function_call_arguments.delta"
-                    } else {
-                        "response.output_text.delta"
-                    };
+                    let kind = responses_stem(field)
+                        .map_or("response.output_text.delta".to_string(), |s| format!("{s}.delta"));
+                    let kind = kind.as_str();
                     let data = json!({"type": kind, "output_index": output, "content_index": content, "delta": rest});
                     sse::event(Some(kind), &data.to_string())
                 }
@@ -294,6 +305,53 @@ impl AnswerStream {
             };
             out.extend_from_slice(&bytes);
         }
+    }
+}
+
+/// The Responses API's streamed texts: event stem → channel field and how its text is written.
+const RESPONSES_TEXTS: [(&str, &str, TextKind); 8] = [
+    ("response.output_text", "output_text", TextKind::Plain),
+    ("response.refusal", "refusal", TextKind::Plain),
+    ("response.reasoning_text", "reasoning_text", TextKind::Plain),
+    ("response.reasoning_summary_text", "reasoning_summary_text", TextKind::Plain),
+    ("response.audio.transcript", "transcript", TextKind::Plain),
+    ("response.function_call_arguments", "arguments", TextKind::JsonSource),
+    ("response.custom_tool_call_input", "input", TextKind::Plain),
+    ("response.mcp_call_arguments", "mcp_arguments", TextKind::JsonSource),
+];
+
+fn responses_text(stem: &str) -> Option<(&'static str, TextKind)> {
+    RESPONSES_TEXTS.iter().find(|(s, _, _)| *s == stem).map(|(_, field, kind)| (*field, *kind))
+}
+
+fn responses_stem(field: &str) -> Option<&'static str> {
+    RESPONSES_TEXTS.iter().find(|(_, f, _)| *f == field).map(|(stem, _, _)| *stem)
+}
+
+/// Appends the rest of a channel's text to a chat choice's delta, after its own.
+fn append_rest(choice: &mut Value, (_, field, n): Channel, rest: &str) {
+    if !choice.get("delta").is_some_and(Value::is_object) {
+        choice["delta"] = json!({});
+    }
+    let delta = &mut choice["delta"];
+    let append = |slot: &mut Value| {
+        let before = slot.as_str().unwrap_or_default().to_string();
+        *slot = Value::String(before + rest);
+    };
+    match field {
+        "arguments" => {
+            if !delta.get("tool_calls").is_some_and(Value::is_array) {
+                delta["tool_calls"] = json!([]);
+            }
+            let calls = delta["tool_calls"].as_array_mut();
+            let Some(calls) = calls else { return };
+            match calls.iter_mut().find(|c| c.get("index").and_then(Value::as_u64) == Some(n)) {
+                Some(call) => append(&mut call["function"]["arguments"]),
+                None => calls.push(json!({"index": n, "function": {"arguments": rest}})),
+            }
+        }
+        "function_call" => append(&mut delta["function_call"]["arguments"]),
+        _ => append(&mut delta[field]),
     }
 }
 

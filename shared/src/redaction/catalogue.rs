@@ -61,16 +61,19 @@ const SECRET_VALUE: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 pub const BUILTINS: &[Builtin] = &[
     Builtin {
         class: "email",
+        // A local part starts with a letter, digit or `_` (as every address in use does).
         category: Category::Pii,
-        pattern: r"[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,4}[A-Za-z]{2,24}",
+        pattern: r"[A-Za-z0-9_][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9-]{1,63}\.){1,4}[A-Za-z]{2,24}",
         check: Check::Email,
         shape: Shape::Bounded,
     },
     Builtin {
         class: "phone",
         category: Category::Pii,
-        // E.164; NANP (US); national numbers with a trunk 0 (UK, DE, FR); Indian mobiles.
-        pattern: r"\+[1-9][0-9]{0,3}(?:[ .-]?\(?[0-9]{1,4}\)?){2,5}|\(?[2-9][0-9]{2}\)?[ .-]?[2-9][0-9]{2}[ .-]?[0-9]{4}|0[1-9][0-9]{0,4}(?:[ /.-]?[0-9]{2,8}){1,4}|[6-9][0-9]{4}[ -]?[0-9]{5}",
+        // E.164; NANP (US), with its area code in parentheses or not; national numbers with a
+        // trunk 0 (UK, DE, FR); Indian mobiles. Each branch that starts with a digit can be found
+        // only at the start of a number (see the scanner).
+        pattern: r"\+[1-9][0-9]{0,3}(?:[ .-]?\(?[0-9]{1,4}\)?){2,5}|\([2-9][0-9]{2}\) ?[2-9][0-9]{2}[ .-]?[0-9]{4}|[2-9][0-9]{2}[ .-]?[2-9][0-9]{2}[ .-]?[0-9]{4}|0[1-9][0-9]{0,4}(?:[ /.-]?[0-9]{2,8}){1,4}|[6-9][0-9]{4}[ -]?[0-9]{5}",
         check: Check::Phone,
         shape: Shape::Bounded,
     },

@@ -172,7 +172,16 @@ impl RedactionFlow {
         }
         // Answers are read as sent.
         self.host.set_request_header(encoding::ACCEPT_ENCODING, Some(encoding::IDENTITY))?;
-        if method != "POST" || end_of_stream {
+        if method != "POST" && !end_of_stream {
+            // A body this filter would not read (PUT, PATCH, a GET with a body) is not passed on.
+            return Ok(self.refuse(
+                policy,
+                405,
+                "method_not_read",
+                &format!("a {method} body is not read here: send POST"),
+            ));
+        }
+        if end_of_stream {
             // Nothing sent to scan; an MCP server's event stream (GET) is still read.
             if let (Target::Mcp { record_only }, "GET") = (self.target, method) {
                 let caller = Caller::read(&*self.host)?;

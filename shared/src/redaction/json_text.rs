@@ -1,8 +1,8 @@
 //! The text of a JSON document rewritten in place: every string value (and number: a card
-//! number sent as a JSON number is still a card number) goes to the redactor, except under
-//! the protocol's structural keys (`model`, `role`, ids, tool names); everything else in the
+//! number sent as a JSON number is still a card number) goes to the redactor, except under the
+//! protocol's few structural keys (a role, a type) and inline files; everything else in the
 //! document is kept byte for byte. A string that holds a JSON document itself (a tool call's
-//! `arguments`) is rewritten as a document, so its values stay values.
+//! `arguments`, a tool's output) is rewritten as a document, so its values stay values.
 
 use serde::de::IgnoredAny;
 
@@ -10,53 +10,86 @@ use serde::de::IgnoredAny;
 #[error("the body is not valid JSON: {0}")]
 pub struct NotJson(pub String);
 
-/// Keys whose values are the protocol's own words, never user text: changing them would break
-/// the request (a model name, a tool's name, a call id, a base64 image).
+/// Keys whose values are the protocol's own words from a fixed set (a role, a type, a finish
+/// reason) or opaque blobs the provider itself made (a thinking block's signature): nothing a
+/// user writes. Everything else is scanned, ids and names included: a value the provider would
+/// read is a value a secret can hide in. Inside a tool's arguments nothing is skipped.
 pub const STRUCTURAL: &[&str] = &[
-    "model",
     "role",
     "type",
-    "id",
     "object",
-    "name",
-    "tool_call_id",
-    "tool_use_id",
-    "call_id",
-    "item_id",
-    "previous_response_id",
     "finish_reason",
     "stop_reason",
     "media_type",
     "mime_type",
     "mimeType",
-    "detail",
-    "format",
-    "service_tier",
-    "reasoning_effort",
-    "url",
-    "data",
+    "jsonrpc",
     "signature",
     "encrypted_content",
-    "jsonrpc",
-    "method",
-    "uri",
-    "status",
 ];
 
-/// Keys whose string value is itself a JSON document.
-const JSON_IN_STRING: &[&str] = &["arguments"];
+/// Keys whose values may be inline files (`data:` URIs, base64 images and documents): scanned
+/// unless the value is such a blob, where a match would be noise and a change would break it.
+const MAYBE_BLOB: &[&str] = &["url", "data", "image_url", "file_data"];
+
+/// Keys whose value is what a tool receives: nothing under them is skipped.
+const ARGUMENTS: &[&str] = &["arguments", "input", "params"];
+
+/// Keys that name a secret: their value is scanned as the assignment `key=value` would be, so
+/// `{"password": "Xk9v…"}` is found as `password=Xk9v…` is.
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_token",
+    "auth_token",
+    "client_secret",
+    "secret_key",
+    "private_token",
+    "aws_secret_access_key",
+];
+
+/// How deep a string holding JSON is read as a document within another (`arguments` holding a
+/// document whose strings hold documents): enough for real payloads, bounded for crafted ones.
+const MAX_EMBEDDED: usize = 3;
 
 /// Rewrites `doc`; `edit` gets each text and returns its replacement (`None`: unchanged).
-/// `Ok(None)` when nothing changed.
+/// `Ok(None)` when nothing changed. A string that cannot be decoded as its reader will (an
+/// unpaired `\ud800`, which JavaScript and Python readers accept) makes the document unreadable:
+/// it is refused, never passed unscanned.
 pub fn rewrite(doc: &str, edit: &mut dyn FnMut(&str) -> Option<String>) -> Result<Option<String>, NotJson> {
+    rewrite_at(doc, edit, 0, false)
+}
+
+fn rewrite_at(
+    doc: &str,
+    edit: &mut dyn FnMut(&str) -> Option<String>,
+    embedded: usize,
+    in_arguments: bool,
+) -> Result<Option<String>, NotJson> {
     serde_json::from_str::<IgnoredAny>(doc).map_err(|e| NotJson(e.to_string()))?;
-    let mut walker = Walker { doc, bytes: doc.as_bytes(), pos: 0, out: String::new(), copied: 0 };
-    walker.value(None, edit);
+    let mut walker =
+        Walker { doc, bytes: doc.as_bytes(), pos: 0, out: String::new(), copied: 0, embedded, error: None };
+    walker.value(None, in_arguments, edit);
+    if let Some(error) = walker.error {
+        return Err(error);
+    }
     if walker.copied == 0 {
         return Ok(None);
     }
     walker.out.push_str(&doc[walker.copied..]);
     Ok(Some(walker.out))
+}
+
+/// A value with no spaces, all base64 or a `data:` URI, and long: an inline file.
+fn is_blob(text: &str) -> bool {
+    text.starts_with("data:")
+        || (text.len() >= 256
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_')))
 }
 
 struct Walker<'a> {
@@ -65,6 +98,8 @@ struct Walker<'a> {
     pos: usize,
     out: String,
     copied: usize,
+    embedded: usize,
+    error: Option<NotJson>,
 }
 
 impl Walker<'_> {
@@ -82,9 +117,10 @@ impl Walker<'_> {
 
     /// The document was validated before the walk: every branch here sees valid JSON, nested
     /// no deeper than serde_json's limit (128).
-    fn value(&mut self, key: Option<&str>, edit: &mut dyn FnMut(&str) -> Option<String>) {
+    fn value(&mut self, key: Option<&str>, in_arguments: bool, edit: &mut dyn FnMut(&str) -> Option<String>) {
         self.skip_space();
-        let structural = key.is_some_and(|k| STRUCTURAL.contains(&k));
+        let structural = !in_arguments && key.is_some_and(|k| STRUCTURAL.contains(&k));
+        let inner_arguments = in_arguments || key.is_some_and(|k| ARGUMENTS.contains(&k));
         match self.bytes.get(self.pos) {
             Some(b'{') => {
                 self.pos += 1;
@@ -98,10 +134,10 @@ impl Walker<'_> {
                         Some(b',') => self.pos += 1,
                         Some(b'"') => {
                             let (start, end) = self.string_token();
-                            let name: String = serde_json::from_str(&self.doc[start..end]).unwrap_or_default();
+                            let Some(name) = self.decode(start, end) else { return };
                             self.skip_space();
                             self.pos += 1; // ':'
-                            self.value(Some(&name), edit);
+                            self.value(Some(&name), inner_arguments, edit);
                         }
                         _ => return,
                     }
@@ -117,7 +153,7 @@ impl Walker<'_> {
                             return;
                         }
                         Some(b',') => self.pos += 1,
-                        Some(_) => self.value(key, edit),
+                        Some(_) => self.value(key, inner_arguments, edit),
                         None => return,
                     }
                 }
@@ -127,15 +163,11 @@ impl Walker<'_> {
                 if structural {
                     return;
                 }
-                let text: String = serde_json::from_str(&self.doc[start..end]).unwrap_or_default();
-                let replaced = if key.is_some_and(|k| JSON_IN_STRING.contains(&k)) {
-                    match rewrite(&text, edit) {
-                        Ok(inner) => inner,
-                        Err(_) => edit(&text),
-                    }
-                } else {
-                    edit(&text)
-                };
+                let Some(text) = self.decode(start, end) else { return };
+                if !in_arguments && key.is_some_and(|k| MAYBE_BLOB.contains(&k)) && is_blob(&text) {
+                    return;
+                }
+                let replaced = self.text(&text, key, inner_arguments, edit);
                 if let Some(new_text) = replaced {
                     let encoded = serde_json::to_string(&new_text).unwrap_or_default();
                     self.splice(start, end, &encoded);
@@ -170,6 +202,46 @@ impl Walker<'_> {
         }
     }
 
+    /// A string token decoded as its reader will; a string no reader agrees on is an error.
+    fn decode(&mut self, start: usize, end: usize) -> Option<String> {
+        match serde_json::from_str::<String>(&self.doc[start..end]) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                self.error.get_or_insert(NotJson(format!("a string cannot be decoded: {e}")));
+                None
+            }
+        }
+    }
+
+    /// A text value rewritten: a document held in a string as a document (its values stay
+    /// values), a value under a key that names a secret as that assignment, anything else as text.
+    fn text(
+        &mut self,
+        text: &str,
+        key: Option<&str>,
+        in_arguments: bool,
+        edit: &mut dyn FnMut(&str) -> Option<String>,
+    ) -> Option<String> {
+        let trimmed = text.trim_start();
+        if (trimmed.starts_with('{') || trimmed.starts_with('[')) && self.embedded < MAX_EMBEDDED {
+            match rewrite_at(text, edit, self.embedded + 1, in_arguments) {
+                Ok(inner) => return inner,
+                Err(e) if e.0.starts_with("a string cannot be decoded") => {
+                    self.error.get_or_insert(e);
+                    return None;
+                }
+                Err(_) => {}
+            }
+        }
+        if let Some(name) = key.filter(|k| SECRET_KEYS.contains(&k.to_ascii_lowercase().as_str())) {
+            let assignment = format!("{name}={text}");
+            let rewritten = edit(&assignment)?;
+            // The finding's value is after the `=`; the name before it is never changed.
+            return rewritten.strip_prefix(&format!("{name}=")).map(String::from);
+        }
+        edit(text)
+    }
+
     /// The string token at `pos` (quotes included); moves past it.
     fn string_token(&mut self) -> (usize, usize) {
         let start = self.pos;
@@ -195,19 +267,52 @@ mod tests {
     }
 
     #[test]
-    fn only_text_values_change_and_the_rest_is_kept_byte_for_byte() {
-        let doc = r#"{"model":"ann", "messages":[{"role":"user","name":"ann","content":"hi ann"},
-            {"role":"tool","tool_call_id":"ann","content":[{"type":"text","text":"ann\"s"}]}],
-            "tools":[{"function":{"name":"ann","arguments":"{\"to\": \"ann\", \"n\": 4}"}}], "n": 1}"#;
+    fn text_values_change_and_the_rest_is_kept_byte_for_byte() {
+        let doc = r#"{"model":"ann", "messages":[{"role":"ann","name":"ann","content":"hi ann"},
+            {"role":"tool","tool_call_id":"ann","content":[{"type":"ann","text":"ann\"s"}]}],
+            "tools":[{"function":{"name":"f","arguments":"{\"to\": \"ann\", \"type\": \"ann\", \"n\": 4}"}}], "n": 1}"#;
         let out = rewrite(doc, &mut upper_ann).unwrap().unwrap();
         let expected = doc
+            .replace(r#""model":"ann""#, r#""model":"[X]""#)
+            .replace(r#""name":"ann""#, r#""name":"[X]""#)
             .replace(r#""content":"hi ann""#, r#""content":"hi [X]""#)
+            .replace(r#""tool_call_id":"ann""#, r#""tool_call_id":"[X]""#)
             .replace(r#""text":"ann\"s""#, r#""text":"[X]\"s""#)
-            .replace(r#""arguments":"{\"to\": \"ann\", \"n\": 4}""#, r#""arguments":"{\"to\": \"[X]\", \"n\": 4}""#);
-        assert_eq!(out, expected);
+            .replace(
+                r#""arguments":"{\"to\": \"ann\", \"type\": \"ann\", \"n\": 4}""#,
+                r#""arguments":"{\"to\": \"[X]\", \"type\": \"[X]\", \"n\": 4}""#,
+            );
+        assert_eq!(out, expected, "role and type stay, except inside a tool's arguments");
         assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok());
         assert_eq!(rewrite(r#"{"a":"b"}"#, &mut upper_ann).unwrap(), None);
         assert!(rewrite(r#"{"a":"b""#, &mut upper_ann).is_err());
+    }
+
+    #[test]
+    fn what_a_reader_would_decode_differently_is_refused_and_inline_files_are_left_alone() {
+        // serde_json validates an unpaired surrogate escape but cannot decode it; JavaScript and
+        // Python readers accept it: scanned neither way, so refused.
+        assert!(rewrite(r#"{"content":"\ud800 ann"}"#, &mut upper_ann).is_err());
+        assert!(rewrite(r#"{"a":"{\"b\": \"\\ud800 ann\"}"}"#, &mut upper_ann).is_err());
+        let blob = format!(
+            r#"{{"source":{{"type":"base64","data":"{}ann"}}, "url":"data:image/png;base64,ann"}}"#,
+            "QUJD".repeat(80)
+        );
+        assert_eq!(rewrite(&blob, &mut upper_ann).unwrap(), None);
+        let text_doc = r#"{"source":{"type":"text","data":"plain ann"}}"#;
+        assert!(rewrite(text_doc, &mut upper_ann).unwrap().unwrap().contains("plain [X]"));
+    }
+
+    #[test]
+    fn a_value_under_a_secret_name_is_read_as_that_assignment() {
+        let mut seen = Vec::new();
+        let mut record = |t: &str| {
+            seen.push(t.to_string());
+            t.contains("=Xk9v").then(|| t.replace("Xk9v", "[SECRET]"))
+        };
+        let out = rewrite(r#"{"args":{"Password":"Xk9v","user":"bob"}}"#, &mut record).unwrap().unwrap();
+        assert_eq!(out, r#"{"args":{"Password":"[SECRET]","user":"bob"}}"#);
+        assert!(seen.contains(&"Password=Xk9v".to_string()), "{seen:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::redactor::Redactor;
 use crate::host::{Host, HostError};
 
 /// Requests refused, by reason: `warden.redaction.refused.sensitive_data`, `.body_too_large`,
-/// `.unsupported_encoding`, `.unreadable_body`, `.host_error`.
+/// `.unsupported_encoding`, `.unreadable_body`, `.method_not_read`, `.host_error`.
 pub const REFUSED: &str = "warden.redaction.refused";
 /// Bodies that could not be read as JSON (refused, or passed with `failureMode: allow`).
 pub const UNREADABLE: &str = "warden.redaction.unreadable";

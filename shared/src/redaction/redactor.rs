@@ -81,10 +81,12 @@ impl Redactor {
 
     /// Whether detector `index` applies to this request's caller.
     pub fn active(&self, direction: Direction, index: usize) -> bool {
-        self.scanner(direction)
-            .detectors
-            .get(index)
-            .is_some_and(|d| d.who.as_ref().is_none_or(|w| w.matches(&self.caller)))
+        let Some(detector) = self.scanner(direction).detectors.get(index) else { return false };
+        if direction == Direction::Answer && !self.policy.scan_answers {
+            // Answers are not scanned; this request's placeholders are still restored.
+            return matches!(detector.shape, CompiledShape::Placeholder);
+        }
+        detector.who.as_ref().is_none_or(|w| w.matches(&self.caller))
     }
 
     /// The whole of a text, rewritten; `None` when nothing in it changes.

@@ -95,6 +95,8 @@ pub struct Scanner {
     /// The longest bounded match (markers included) and its lookahead: a start further back
     /// than this from the end of the text is decided whatever comes next.
     pub horizon: usize,
+    /// How far one candidate search looks ahead.
+    window: usize,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -164,14 +166,21 @@ impl Scanner {
         let patterns: Vec<&str> = specs.iter().map(|s| s.pattern.as_str()).collect();
         let whole = |e: regex_automata::meta::BuildError| PatternError { index: 0, message: e.to_string() };
         let mut relaxed_patterns = Vec::with_capacity(specs.len());
+        let mut bounded_patterns = Vec::with_capacity(specs.len());
         for (index, spec) in specs.iter().enumerate() {
             let hir = regex_syntax::parse(&spec.pattern).map_err(|e| PatternError { index, message: e.to_string() })?;
             let open = relaxed(&hir);
-            // Every check but the entropy rule's wants a start that no word character precedes:
-            // said in the pattern, a run of digits or letters is one candidate, not one a byte.
-            relaxed_patterns.push(if spec.check == Check::Entropy { open } else { after_boundary(open) });
+            // Every check but the entropy rule's wants a start that no word character precedes
+            // (or an escape's letter: `\n` in JSON held in a string): said in the pattern, a run
+            // of digits or letters is one candidate, not one a byte.
+            bounded_patterns.push(if spec.check == Check::Entropy {
+                open.clone()
+            } else {
+                after_boundary(open.clone())
+            });
+            relaxed_patterns.push(open);
         }
-        let candidates = Regex::builder().build_many_from_hir(&relaxed_patterns).map_err(whole)?;
+        let candidates = Regex::builder().build_many_from_hir(&bounded_patterns).map_err(whole)?;
         let at_start = Regex::builder()
             .configure(Regex::config().match_kind(MatchKind::All))
             .build_many_from_hir(&relaxed_patterns)
@@ -181,7 +190,8 @@ impl Scanner {
             .build_many(&patterns)
             .map_err(|e| PatternError { index: 0, message: e.to_string() })?;
         let cache = RefCell::new(viability.create_cache());
-        Ok(Scanner { detectors, candidates, at_start, viability, cache, horizon: horizon + LOOKAHEAD })
+        let horizon = horizon + LOOKAHEAD;
+        Ok(Scanner { detectors, candidates, at_start, viability, cache, horizon, window: (4 * horizon).max(4096) })
     }
 
     /// The next finding in `hay` starting at or after `from` and before `limit`, among the
@@ -190,10 +200,22 @@ impl Scanner {
         let mut pos = from;
         let mut set = PatternSet::new(self.detectors.len());
         while pos < limit {
-            let Some(candidate) = self.candidates.search(&Input::new(hay).span(pos..hay.len())) else {
-                return Step::Done;
+            // A bounded window: a search never runs further than a match could reach, so a
+            // long run that starts many failed candidates costs each of them the window at most.
+            let window_end = hay.len().min(pos.saturating_add(self.window));
+            let Some(candidate) = self.candidates.search(&Input::new(hay).span(pos..window_end)) else {
+                if window_end == hay.len() {
+                    return Step::Done;
+                }
+                // No match starts before `window_end - horizon`: any would have ended inside.
+                pos = floor_char(hay, window_end - self.horizon).max(next_char(hay, pos));
+                continue;
             };
-            let start = candidate.start();
+            let mut start = candidate.start();
+            if hay.as_bytes()[start] == b'\\' {
+                // Found after an escape's two bytes (`\n`): the match starts past them.
+                start = (start + 2).min(hay.len());
+            }
             if start >= limit {
                 return Step::Done;
             }
@@ -208,9 +230,11 @@ impl Scanner {
                 }
                 match self.confirm(index, hay, start, ended) {
                     Confirmed::Found(finding) => {
-                        // The longest match wins; of two as long, the later detector, the more
-                        // specific (an SSN over a phone number; a policy's own class over both).
-                        if best.is_none_or(|b| finding.end >= b.end) {
+                        // A secret wins over personal data (`glpat-…@gitlab.com` is a token, not
+                        // an address); then the longest; of two as long, the later detector, the
+                        // more specific (an SSN over a phone number; a policy's own class).
+                        let rank = |f: &Finding| (self.detectors[f.detector].category == Category::Secret, f.end);
+                        if best.is_none_or(|b| rank(&finding) >= rank(&b)) {
                             best = Some(finding);
                         }
                     }
@@ -362,11 +386,22 @@ impl Scanner {
     }
 }
 
-/// `hir` with every counted repetition open and its minimum at most 4 (`{1,64}` → `+`,
-/// `{16}` → `{4,}`: small counts keep a run of three digits from being a candidate card, large
-/// ones are what multiplies states) and no capture groups: it matches wherever `hir` does.
+/// Counted repetitions up to this many are kept in the candidate automaton.
+const SMALL_COUNT: u32 = 8;
+
+/// `hir` with every large counted repetition open and its minimum at most 4 (`{1,64}` → `+`,
+/// `{16}` → `{4,}`: large counts are what multiplies states) and no capture groups: it matches
+/// wherever `hir` does.
 fn relaxed(hir: &Hir) -> Hir {
     match hir.kind() {
+        // Small counts stay: a start found is then never far from what follows it (`{3}[0-9]Q~`
+        // starts 4 bytes before `Q~`, not at the start of a run of key characters).
+        HirKind::Repetition(rep) if rep.max.is_some_and(|max| max <= SMALL_COUNT) => Hir::repetition(Repetition {
+            min: rep.min,
+            max: rep.max,
+            greedy: rep.greedy,
+            sub: Box::new(relaxed(&rep.sub)),
+        }),
         HirKind::Repetition(rep) => Hir::repetition(Repetition {
             min: rep.min.min(4),
             max: None,
@@ -380,11 +415,14 @@ fn relaxed(hir: &Hir) -> Hir {
     }
 }
 
-/// `hir` with an ASCII word boundary before each alternative that starts with a word character.
+/// `hir` with an ASCII word boundary (or an escape, `\n` `\r` `\t`) before each alternative that
+/// starts with a word character.
 fn after_boundary(hir: Hir) -> Hir {
     let bounded = |branch: Hir| {
         if starts_with_word_char(&branch) {
-            Hir::concat(vec![Hir::look(Look::WordAscii), branch])
+            let escape = |letter: u8| Hir::literal(vec![b'\\', letter]);
+            let boundary = Hir::alternation(vec![Hir::look(Look::WordAscii), escape(b'n'), escape(b'r'), escape(b't')]);
+            Hir::concat(vec![boundary, branch])
         } else {
             branch
         }
@@ -420,6 +458,13 @@ enum Confirmed {
     Found(Finding),
     Open { value_start: usize },
     No,
+}
+
+fn floor_char(hay: &str, mut at: usize) -> usize {
+    while at > 0 && !hay.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 fn next_char(hay: &str, at: usize) -> usize {

@@ -54,23 +54,25 @@ impl TextStream {
         let kind = self.kind.unwrap_or(TextKind::Plain);
         let mut out = String::new();
         if let Some((detector, passes)) = self.dropping {
+            // `pending` holds the last bytes of the value seen (to find its end across deltas)
+            // and then the new text; only what follows `released` is new.
             let scanner = redactor.scanner(direction);
-            match scanner.open_end_in(detector, &self.pending[self.released..]) {
-                Some(end) => {
+            match scanner.open_end_in(detector, &self.pending) {
+                Some(end) if end >= self.released => {
                     // The dropped value ended: the text after it is read as usual.
                     if passes {
-                        out.push_str(&self.pending[self.released..self.released + end]);
+                        out.push_str(&self.pending[self.released..end]);
                     }
-                    self.released += end;
+                    self.released = end;
                     self.dropping = None;
                 }
-                None => {
+                _ => {
                     if passes {
                         out.push_str(&self.pending[self.released..]);
                     }
                     let keep_from = floor_boundary(&self.pending, self.pending.len().saturating_sub(END_TAIL));
                     self.pending.drain(..keep_from);
-                    self.released = 0;
+                    self.released = self.pending.len();
                     return out;
                 }
             }
@@ -133,7 +135,7 @@ impl TextStream {
         if self.dropping.is_some() {
             let keep_from = floor_boundary(&self.pending, self.pending.len().saturating_sub(END_TAIL));
             self.pending.drain(..keep_from);
-            self.released = 0;
+            self.released = self.pending.len();
             return out;
         }
         let keep_from = floor_boundary(&self.pending, release.saturating_sub(LOOK_BEHIND));
