@@ -32,7 +32,7 @@ fn istio_plugin_configs_are_valid_policies() {
                 continue;
             }
             let url = doc["spec"]["url"].as_str().unwrap_or_default();
-            let filter = ["identity", "tool-acl", "token-budget"]
+            let filter = ["identity", "tool-acl", "token-budget", "redaction"]
                 .into_iter()
                 .find(|f| url.contains(&format!("/warden/{f}:")))
                 .unwrap_or_else(|| panic!("{}: no test knows the filter behind {url}", path.display()));
