@@ -321,6 +321,7 @@ typed_config:
     let identity_only = builder(workers)
         .policy("warden.identity", &policy)
         .without_filter("warden.tool_acl")
+        .without_filter("warden.redaction")
         .without_filter("warden.token_budget")
         .without_filter("warden.router")
         .without_filter("warden.router_attempt")
