@@ -183,6 +183,13 @@ async fn an_agent_session_runs_through_the_whole_chain() {
     let err = openai.chat().create(chat("gpt-4o", "use AKIAIOSFODNN7EXAMPLE")).await.unwrap_err();
     assert!(matches!(&err, OpenAIError::ApiError(e) if e.api_error.message.contains("aws_access_key")), "{err:?}");
     assert_eq!(chain.llm.seen().len(), 2, "the refused request never reached the provider");
+    // A card number stays readable for private models only (`payment_card: private`): redaction
+    // records the class, and the router finds no private target for gpt-4o.
+    let err = openai.chat().create(chat("gpt-4o", "charge 4111 1111 1111 1111")).await.unwrap_err();
+    let (code, message) = api_error(&err);
+    assert_eq!(code, "provider_not_permitted", "{message}");
+    assert!(message.contains("sensitive-data"), "{message}");
+    assert_eq!(chain.llm.seen().len(), 2, "no provider saw the card number");
 
     // Anthropic's API: the key bare in x-api-key.
     let anthropic = reqwest::Client::new()
