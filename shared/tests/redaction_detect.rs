@@ -197,6 +197,9 @@ fn split_corpus() -> Vec<String> {
         format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY----- tail ann@example.com", "A".repeat(17000)),
         "no findings at all, just prose with numbers 12 345 and dates 2024-01-15.".to_string(),
         "a long way before: please call 4155552671 today, but order 7978819758 is an id".to_string(),
+        // Found by fuzzing: a stream cut between an escape's two bytes found the address one
+        // letter earlier than the whole text did.
+        r#"{"ct":"cal\nn@xample.com, 1 1111 222211111 1ODNN7 11}"#.to_string(),
     ]
 }
 

@@ -212,9 +212,14 @@ impl Scanner {
                 continue;
             };
             let mut start = candidate.start();
-            if hay.as_bytes()[start] == b'\\' {
+            let bytes = hay.as_bytes();
+            if bytes[start] == b'\\' {
                 // Found after an escape's two bytes (`\n`): the match starts past them.
                 start = (start + 2).min(hay.len());
+            } else if start > 0 && bytes[start - 1] == b'\\' && matches!(bytes[start], b'n' | b'r' | b't') {
+                // Found at an escape's letter (the search began between its two bytes): the
+                // letter is not part of a match, wherever the search began.
+                start += 1;
             }
             if start >= limit {
                 return Step::Done;
