@@ -46,9 +46,13 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(out, whole, "cut at {a} and {b}");
 
     if let Ok(Some(rewritten)) = json_text::rewrite(text, &mut |t| redactor.rewrite(t, Direction::Request, TextKind::Plain)) {
-        let before: serde_json::Value = serde_json::from_str(text).expect("was JSON");
-        let after: serde_json::Value = serde_json::from_str(&rewritten).expect("still JSON");
-        assert_eq!(shape(&before), shape(&after), "{text} -> {rewritten}");
+        // A tree cannot hold some valid documents (a number beyond f64); those keep only the
+        // check that the rewrite is still JSON.
+        serde_json::from_str::<&serde_json::value::RawValue>(&rewritten).expect("still JSON");
+        if let Ok(before) = serde_json::from_str::<serde_json::Value>(text) {
+            let after: serde_json::Value = serde_json::from_str(&rewritten).expect("still a tree");
+            assert_eq!(shape(&before), shape(&after), "{text} -> {rewritten}");
+        }
     }
 });
 
