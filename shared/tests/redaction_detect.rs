@@ -200,6 +200,10 @@ fn split_corpus() -> Vec<String> {
         // Found by fuzzing: a stream cut between an escape's two bytes found the address one
         // letter earlier than the whole text did.
         r#"{"ct":"cal\nn@xample.com, 1 1111 222211111 1ODNN7 11}"#.to_string(),
+        // And a stream cut just after an escape, before a number the escape leaves standing alone.
+        r#"call +44 55"55
+0555555555555}"#
+            .to_string(),
     ]
 }
 

@@ -203,7 +203,12 @@ impl Scanner {
             // A bounded window: a search never runs further than a match could reach, so a
             // long run that starts many failed candidates costs each of them the window at most.
             let window_end = hay.len().min(pos.saturating_add(self.window));
-            let Some(candidate) = self.candidates.search(&Input::new(hay).span(pos..window_end)) else {
+            // Just after an escape (`\n`), the search starts at its backslash: the candidate
+            // automaton knows a start after an escape only by the escape.
+            let bytes = hay.as_bytes();
+            let after_escape = pos >= 2 && bytes[pos - 2] == b'\\' && matches!(bytes[pos - 1], b'n' | b'r' | b't');
+            let search_from = if after_escape { pos - 2 } else { pos };
+            let Some(candidate) = self.candidates.search(&Input::new(hay).span(search_from..window_end)) else {
                 if window_end == hay.len() {
                     return Step::Done;
                 }
@@ -212,7 +217,6 @@ impl Scanner {
                 continue;
             };
             let mut start = candidate.start();
-            let bytes = hay.as_bytes();
             if bytes[start] == b'\\' {
                 // Found after an escape's two bytes (`\n`): the match starts past them.
                 start = (start + 2).min(hay.len());
@@ -221,6 +225,7 @@ impl Scanner {
                 // letter is not part of a match, wherever the search began.
                 start += 1;
             }
+            let start = start.max(pos);
             if start >= limit {
                 return Step::Done;
             }
