@@ -203,11 +203,18 @@ impl Scanner {
             // A bounded window: a search never runs further than a match could reach, so a
             // long run that starts many failed candidates costs each of them the window at most.
             let window_end = hay.len().min(pos.saturating_add(self.window));
-            // Just after an escape (`\n`), the search starts at its backslash: the candidate
+            // At or just after an escape (`\n`), the search starts at its backslash: the candidate
             // automaton knows a start after an escape only by the escape.
             let bytes = hay.as_bytes();
-            let after_escape = pos >= 2 && bytes[pos - 2] == b'\\' && matches!(bytes[pos - 1], b'n' | b'r' | b't');
-            let search_from = if after_escape { pos - 2 } else { pos };
+            let escape_letter =
+                |at: usize| at >= 1 && bytes[at - 1] == b'\\' && matches!(bytes[at], b'n' | b'r' | b't');
+            let search_from = if escape_letter(pos) {
+                pos - 1
+            } else if pos >= 1 && escape_letter(pos - 1) {
+                pos - 2
+            } else {
+                pos
+            };
             let Some(candidate) = self.candidates.search(&Input::new(hay).span(search_from..window_end)) else {
                 if window_end == hay.len() {
                     return Step::Done;
