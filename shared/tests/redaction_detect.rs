@@ -200,10 +200,13 @@ fn split_corpus() -> Vec<String> {
         // Found by fuzzing: a stream cut between an escape's two bytes found the address one
         // letter earlier than the whole text did.
         r#"{"ct":"cal\nn@xample.com, 1 1111 222211111 1ODNN7 11}"#.to_string(),
-        // And a stream cut just after an escape, before a number the escape leaves standing alone.
-        r#"call +44 55"55
-0555555555555}"#
-            .to_string(),
+        // And a stream cut just after an escape, or at its letter, before a number or an address
+        // the escape leaves standing alone.
+        r#"call +44 55"55\n0555555555555}"#.to_string(),
+        r#"0u +4an49.7.744 2.9.7.9. r\n2.9.7.9. +4an"#.to_string(),
+        // A JWT past its cap with a full stop after it: judged over the cap before the stop is
+        // trimmed, as a stream must.
+        format!("x eyJhbGciOiJub25lIn0.{}. ok", "A".repeat(16400)),
     ]
 }
 
@@ -289,9 +292,12 @@ fn tokens_after_escapes_and_inside_urls_are_found_as_secrets() {
 #[test]
 fn long_runs_of_digits_or_address_characters_are_scanned_in_linear_time() {
     let policy = default_policy();
-    for text in
-        ["5".repeat(256 * 1024), format!("{}@b.co", "a".repeat(256 * 1024)), format!("({}", "2".repeat(256 * 1024))]
-    {
+    for text in [
+        "5".repeat(256 * 1024),
+        format!("{}@b.co", "a".repeat(256 * 1024)),
+        format!("({}", "2".repeat(256 * 1024)),
+        "1.".repeat(128 * 1024),
+    ] {
         let mut redactor = Redactor::new(policy.clone(), caller("acme"), "/v1/x", false);
         redactor.rewrite(&text, Direction::Request, TextKind::Plain);
         assert!(redactor.counts.is_empty(), "{:?}", redactor.counts);

@@ -28,7 +28,7 @@ pub fn holds(check: Check, hay: &str, start: usize, end: usize) -> bool {
     let found = &hay[start..end];
     // The letter of an escape (`\n`, `\t`, `\u0009`: JSON held in a string) ends a word as the
     // character it stands for would.
-    let escaped = start >= 2 && hay.as_bytes()[start - 2] == b'\\';
+    let escaped = start >= 2 && hay.as_bytes()[start - 2] == b'\\' && b"nrtbf".contains(&hay.as_bytes()[start - 1]);
     let before = if escaped { Some(b' ') } else { hay[..start].bytes().next_back() };
     let after = hay[end..].bytes().next();
     let word = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');

@@ -19,6 +19,10 @@ use regex_automata::{Anchored, Input, MatchKind, PatternSet};
 use regex_syntax::hir::{Class, Hir, HirKind, Look, Repetition};
 use std::cell::RefCell;
 
+/// The letters of the JSON escapes that stand for white space (`\n` `\r` `\t` `\b` `\f`): after
+/// one, a word starts as it would after the character it stands for.
+const ESCAPE_LETTERS: [u8; 5] = [b'n', b'r', b't', b'b', b'f'];
+
 /// Bytes after a match that its check may look at (`1.2.3.4` followed by `.5` is no address).
 const LOOKAHEAD: usize = 3;
 
@@ -206,8 +210,7 @@ impl Scanner {
             // At or just after an escape (`\n`), the search starts at its backslash: the candidate
             // automaton knows a start after an escape only by the escape.
             let bytes = hay.as_bytes();
-            let escape_letter =
-                |at: usize| at >= 1 && bytes[at - 1] == b'\\' && matches!(bytes[at], b'n' | b'r' | b't');
+            let escape_letter = |at: usize| at >= 1 && bytes[at - 1] == b'\\' && ESCAPE_LETTERS.contains(&bytes[at]);
             let search_from = if escape_letter(pos) {
                 pos - 1
             } else if pos >= 1 && escape_letter(pos - 1) {
@@ -227,7 +230,7 @@ impl Scanner {
             if bytes[start] == b'\\' {
                 // Found after an escape's two bytes (`\n`): the match starts past them.
                 start = (start + 2).min(hay.len());
-            } else if start > 0 && bytes[start - 1] == b'\\' && matches!(bytes[start], b'n' | b'r' | b't') {
+            } else if start > 0 && bytes[start - 1] == b'\\' && ESCAPE_LETTERS.contains(&bytes[start]) {
                 // Found at an escape's letter (the search began between its two bytes): the
                 // letter is not part of a match, wherever the search began.
                 start += 1;
@@ -237,8 +240,13 @@ impl Scanner {
                 return Step::Done;
             }
             set.clear();
-            self.at_start
-                .which_overlapping_matches(&Input::new(hay).span(start..hay.len()).anchored(Anchored::Yes), &mut set);
+            // No match is longer than the horizon: the search need not look further (the relaxed
+            // patterns would otherwise run to the end of any long run of their characters).
+            let at_start_end = hay.len().min(start.saturating_add(self.horizon));
+            self.at_start.which_overlapping_matches(
+                &Input::new(hay).span(start..at_start_end).anchored(Anchored::Yes),
+                &mut set,
+            );
             let mut best: Option<Finding> = None;
             for id in set.iter() {
                 let index = id.as_usize();
@@ -316,6 +324,11 @@ impl Scanner {
                     None if ended => hay.len(),
                     None => return Confirmed::Open { value_start },
                 };
+                // Past its cap a value is redacted unseen, as a stream must (it cannot hold more),
+                // to where its characters end: judged before any trimming, as a stream judges it.
+                if value_end - value_start > *cap {
+                    return Confirmed::Found(found(value_end, value_start, value_end));
+                }
                 if detector.check == Check::Jwt {
                     // A sentence's full stop after a token is not part of it.
                     while value_end > value_start + 1
@@ -325,9 +338,7 @@ impl Scanner {
                         value_end -= 1;
                     }
                 }
-                // Past its cap a value is redacted unseen, as a stream must (it cannot hold more).
-                let over_cap = value_end - value_start > *cap;
-                if over_cap || (value_end > value_start && checks::holds(detector.check, hay, value_start, value_end)) {
+                if value_end > value_start && checks::holds(detector.check, hay, value_start, value_end) {
                     Confirmed::Found(found(value_end, value_start, value_end))
                 } else {
                     Confirmed::No
@@ -437,8 +448,10 @@ fn relaxed(hir: &Hir) -> Hir {
 fn after_boundary(hir: Hir) -> Hir {
     let bounded = |branch: Hir| {
         if starts_with_word_char(&branch) {
-            let escape = |letter: u8| Hir::literal(vec![b'\\', letter]);
-            let boundary = Hir::alternation(vec![Hir::look(Look::WordAscii), escape(b'n'), escape(b'r'), escape(b't')]);
+            let escape = |letter: &u8| Hir::literal(vec![b'\\', *letter]);
+            let boundary = Hir::alternation(
+                std::iter::once(Hir::look(Look::WordAscii)).chain(ESCAPE_LETTERS.iter().map(escape)).collect(),
+            );
             Hir::concat(vec![boundary, branch])
         } else {
             branch
