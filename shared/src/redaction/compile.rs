@@ -4,6 +4,7 @@
 use super::catalogue::{Category, Shape, BUILTINS, PLACEHOLDER_PATTERN};
 use super::checks::Check;
 use super::config::{Action, McpScan, RedactionConfig};
+use super::redactor::Direction;
 use super::scanner::{DetectorSpec, Scanner};
 use crate::decision::{FailureMode, Mode};
 use crate::model_api::ModelPaths;
@@ -137,15 +138,7 @@ impl CompiledRedaction {
         };
         let answer_specs: Vec<DetectorSpec> = specs
             .iter()
-            .map(|s| DetectorSpec {
-                class: s.class.clone(),
-                category: s.category,
-                pattern: s.pattern.clone(),
-                check: s.check,
-                shape: s.shape,
-                placeholder: false,
-                who: s.who.clone(),
-            })
+            .cloned()
             .chain(std::iter::once(DetectorSpec {
                 class: "placeholder".to_string(),
                 category: Category::Custom,
@@ -249,6 +242,14 @@ impl CompiledRedaction {
             Some(rule) => self.actions.iter().zip(&rule.actions).map(|(base, set)| set.unwrap_or(*base)).collect(),
         };
         Actions { per_detector, rule: rule.map(|r| r.name.clone()) }
+    }
+
+    /// The detectors a direction's text is scanned with (answers also restore placeholders).
+    pub fn scanner(&self, direction: Direction) -> &Scanner {
+        match direction {
+            Direction::Request => &self.requests,
+            Direction::Answer => &self.answers,
+        }
     }
 
     /// The MCP server a path belongs to.

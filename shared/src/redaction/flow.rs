@@ -89,7 +89,6 @@ impl RedactionFlow {
         }
         if size > policy.max_body_bytes {
             return self.refuse(
-                &policy,
                 413,
                 "body_too_large",
                 &format!("the request body is over {} bytes", policy.max_body_bytes),
@@ -174,12 +173,7 @@ impl RedactionFlow {
         self.host.set_request_header(encoding::ACCEPT_ENCODING, Some(encoding::IDENTITY))?;
         if method != "POST" && !end_of_stream {
             // A body this filter would not read (PUT, PATCH, a GET with a body) is not passed on.
-            return Ok(self.refuse(
-                policy,
-                405,
-                "method_not_read",
-                &format!("a {method} body is not read here: send POST"),
-            ));
+            return Ok(self.refuse(405, "method_not_read", &format!("a {method} body is not read here: send POST")));
         }
         if end_of_stream {
             // Nothing sent to scan; an MCP server's event stream (GET) is still read.
@@ -199,14 +193,13 @@ impl RedactionFlow {
         let length = header("content-length").and_then(|v| v.trim().parse::<usize>().ok());
         if length.is_some_and(|n| n > policy.max_body_bytes) {
             return Ok(self.refuse(
-                policy,
                 413,
                 "body_too_large",
                 &format!("the request body is over {} bytes", policy.max_body_bytes),
             ));
         }
         if let Some(coding) = encoding::of_request(&headers) {
-            return Ok(self.refuse(policy, 415, "unsupported_encoding", &encoding::refusal_message(&coding)));
+            return Ok(self.refuse(415, "unsupported_encoding", &encoding::refusal_message(&coding)));
         }
         if self.hold {
             return Ok(Action::Pause);
@@ -238,7 +231,7 @@ impl RedactionFlow {
         if let Some(class) = blocked {
             self.redactor = None;
             let message = format!("the request carries {class} data, which policy does not let leave");
-            return Ok(self.refuse(policy, 400, "sensitive_data", &message));
+            return Ok(self.refuse(400, "sensitive_data", &message));
         }
         if let Some(new_body) = rewritten.filter(|_| !redactor.record_only()) {
             self.host.set_request_body(size, new_body.as_bytes())?;
@@ -404,12 +397,7 @@ impl RedactionFlow {
             self.target = Target::Pass;
             return Action::Continue;
         }
-        self.refuse(
-            policy,
-            400,
-            "unreadable_body",
-            &format!("the request could not be checked for sensitive data: {why}"),
-        )
+        self.refuse(400, "unreadable_body", &format!("the request could not be checked for sensitive data: {why}"))
     }
 
     fn fault(&mut self, policy: &CompiledRedaction, e: &HostError) -> Action {
@@ -419,11 +407,11 @@ impl RedactionFlow {
             self.target = Target::Pass;
             return Action::Continue;
         }
-        self.refuse(policy, 503, "host_error", "sensitive data could not be checked")
+        self.refuse(503, "host_error", "sensitive data could not be checked")
     }
 
     /// A refusal in the caller's protocol, naming the class or the reason, never a value.
-    fn refuse(&mut self, _policy: &CompiledRedaction, status: u32, code: &str, message: &str) -> Action {
+    fn refuse(&mut self, status: u32, code: &str, message: &str) -> Action {
         let _ = self.host.increment(&metrics::refused(code), 1);
         let body = match self.target {
             Target::Mcp { .. } => crate::error_body::jsonrpc(None, -32600, message, None),

@@ -2,10 +2,9 @@
 //! out (restored in its answer, dropped with it), and what was found, per class and action.
 //! Values never leave this struct: the record holds classes and counts only.
 
-use super::catalogue::Category;
 use super::compile::{Actions, CompiledRedaction};
 use super::config::Action;
-use super::scanner::{CompiledShape, Finding, Scanner, Step};
+use super::scanner::{CompiledShape, Finding, Scanner};
 use crate::principal::Caller;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -73,10 +72,7 @@ impl Redactor {
     }
 
     pub fn scanner(&self, direction: Direction) -> &Scanner {
-        match direction {
-            Direction::Request => &self.policy.requests,
-            Direction::Answer => &self.policy.answers,
-        }
+        self.policy.scanner(direction)
     }
 
     /// Whether detector `index` applies to this request's caller.
@@ -92,24 +88,14 @@ impl Redactor {
     /// The whole of a text, rewritten; `None` when nothing in it changes.
     pub fn rewrite(&mut self, text: &str, direction: Direction, kind: TextKind) -> Option<String> {
         let policy = self.policy.clone();
-        let scanner = match direction {
-            Direction::Request => &policy.requests,
-            Direction::Answer => &policy.answers,
-        };
+        let findings = policy.scanner(direction).find_all(text, &|i| self.active(direction, i));
         let mut out = String::new();
         let mut copied = 0;
-        let mut pos = 0;
-        loop {
-            let step = scanner.next(text, pos, text.len(), true, &|i| self.active(direction, i));
-            let Step::Found(finding) = step else { break };
+        for finding in findings {
             if let Some(replacement) = self.replace(finding, text, direction, kind) {
                 out.push_str(&text[copied..finding.value_start]);
                 out.push_str(&replacement);
                 copied = finding.value_end;
-            }
-            pos = finding.end.max(pos + 1);
-            while pos < text.len() && !text.is_char_boundary(pos) {
-                pos += 1;
             }
         }
         if copied == 0 && out.is_empty() {
@@ -123,10 +109,7 @@ impl Redactor {
     pub fn replace(&mut self, finding: Finding, hay: &str, direction: Direction, kind: TextKind) -> Option<String> {
         let value = &hay[finding.value_start..finding.value_end];
         let policy = self.policy.clone();
-        let scanner = match direction {
-            Direction::Request => &policy.requests,
-            Direction::Answer => &policy.answers,
-        };
+        let scanner = policy.scanner(direction);
         let detector = &scanner.detectors[finding.detector];
         if matches!(detector.shape, CompiledShape::Placeholder) {
             let original = self.placeholders.get(value)?;
@@ -201,10 +184,6 @@ impl Redactor {
     /// The classes and categories found, as the router reads them (`warden.data_classes`).
     pub fn data_classes_json(&self) -> String {
         serde_json::to_string(&self.classes).unwrap_or_else(|_| "[]".to_string())
-    }
-
-    pub fn category_of(&self, class: &str) -> Option<Category> {
-        self.policy.classes.iter().find(|c| c.class == class).map(|c| c.category)
     }
 }
 

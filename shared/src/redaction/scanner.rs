@@ -57,6 +57,7 @@ pub enum CompiledEnd {
 }
 
 /// A detector as the compile step hands it over.
+#[derive(Clone)]
 pub struct DetectorSpec {
     pub class: String,
     pub category: Category,
@@ -490,7 +491,8 @@ enum Confirmed {
     No,
 }
 
-fn floor_char(hay: &str, mut at: usize) -> usize {
+/// The nearest char boundary at or before `at`.
+pub(super) fn floor_char(hay: &str, mut at: usize) -> usize {
     while at > 0 && !hay.is_char_boundary(at) {
         at -= 1;
     }

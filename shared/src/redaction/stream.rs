@@ -7,7 +7,7 @@
 //! [`Redactor::rewrite`] of the whole.
 
 use super::redactor::{Direction, Redactor, TextKind};
-use super::scanner::Step;
+use super::scanner::{floor_char, Step};
 
 /// Bytes of released text kept in front of the pending text: what the checks look back at (a
 /// phone number's context word, a number's joining character).
@@ -15,7 +15,7 @@ const LOOK_BEHIND: usize = super::checks::CONTEXT_BEFORE + 4;
 /// Bytes of a dropped value kept to find its closing marker across deltas.
 const END_TAIL: usize = 128;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TextStream {
     /// The last released bytes (up to `LOOK_BEHIND`), then the text not released yet.
     pending: String,
@@ -24,13 +24,13 @@ pub struct TextStream {
     /// An open value past its cap: its detector, and whether it passes (recorded only) rather
     /// than being dropped.
     dropping: Option<(usize, bool)>,
-    direction: Option<Direction>,
-    kind: Option<TextKind>,
+    direction: Direction,
+    kind: TextKind,
 }
 
 impl TextStream {
     pub fn new(direction: Direction, kind: TextKind) -> TextStream {
-        TextStream { direction: Some(direction), kind: Some(kind), ..TextStream::default() }
+        TextStream { pending: String::new(), released: 0, dropping: None, direction, kind }
     }
 
     /// Bytes held back now.
@@ -50,8 +50,7 @@ impl TextStream {
     }
 
     fn advance(&mut self, redactor: &mut Redactor, ended: bool) -> String {
-        let direction = self.direction.unwrap_or(Direction::Answer);
-        let kind = self.kind.unwrap_or(TextKind::Plain);
+        let (direction, kind) = (self.direction, self.kind);
         let mut out = String::new();
         if let Some((detector, passes)) = self.dropping {
             // `pending` holds the last bytes of the value seen (to find its end across deltas)
@@ -70,18 +69,13 @@ impl TextStream {
                     if passes {
                         out.push_str(&self.pending[self.released..]);
                     }
-                    let keep_from = floor_boundary(&self.pending, self.pending.len().saturating_sub(END_TAIL));
-                    self.pending.drain(..keep_from);
-                    self.released = self.pending.len();
+                    self.keep_value_tail();
                     return out;
                 }
             }
         }
         let policy = redactor.policy.clone();
-        let scanner = match direction {
-            Direction::Request => &policy.requests,
-            Direction::Answer => &policy.answers,
-        };
+        let scanner = policy.scanner(direction);
         let text = self.pending.as_str();
         let mut limit = if ended { text.len() } else { scanner.undecided_from(text, self.released) };
         let mut copied = self.released;
@@ -133,21 +127,22 @@ impl TextStream {
         let release = limit.max(copied);
         out.push_str(&text[copied..release]);
         if self.dropping.is_some() {
-            let keep_from = floor_boundary(&self.pending, self.pending.len().saturating_sub(END_TAIL));
-            self.pending.drain(..keep_from);
-            self.released = self.pending.len();
+            self.keep_value_tail();
             return out;
         }
-        let keep_from = floor_boundary(&self.pending, release.saturating_sub(LOOK_BEHIND));
+        let keep_from = floor_char(&self.pending, release.saturating_sub(LOOK_BEHIND));
         self.pending.drain(..keep_from);
         self.released = release - keep_from;
         out
     }
 }
 
-fn floor_boundary(text: &str, mut at: usize) -> usize {
-    while at > 0 && !text.is_char_boundary(at) {
-        at -= 1;
+impl TextStream {
+    /// While a value past its cap is dropped, only its last bytes are kept (to find its end
+    /// across deltas); all of them have been dealt with.
+    fn keep_value_tail(&mut self) {
+        let keep_from = floor_char(&self.pending, self.pending.len().saturating_sub(END_TAIL));
+        self.pending.drain(..keep_from);
+        self.released = self.pending.len();
     }
-    at
 }
