@@ -132,6 +132,27 @@ fn duration_us(value: &str) -> Result<f64> {
     Ok(number.parse::<f64>()? * scale)
 }
 
+/// Median time to the first byte of a streamed answer to `body` (POSTed as JSON, with `bearer`
+/// as its token when given), over `n` requests in turn, in microseconds.
+pub async fn first_byte_us(url: &str, bearer: Option<&str>, body: &str, n: usize) -> Result<f64> {
+    let client = reqwest::Client::new();
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = std::time::Instant::now();
+        let mut request = client.post(url).header("content-type", "application/json").body(body.to_string());
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let mut response = request.send().await?;
+        anyhow::ensure!(response.status().is_success(), "streamed request refused: {}", response.status());
+        response.chunk().await?;
+        times.push(start.elapsed().as_secs_f64() * 1e6);
+        while response.chunk().await?.is_some() {}
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok((times[n / 2] * 10.0).round() / 10.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,8 @@
 use anyhow::{Context, Result};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
-use warden_integration_tests::bench::{Comparison, Figures, Load};
+use std::time::Duration;
+use warden_integration_tests::bench::{first_byte_us, Comparison, Figures, Load};
 use warden_integration_tests::envoy::{Envoy, EnvoyBuilder};
 use warden_integration_tests::fixtures::{json_response, TestServer};
 use warden_integration_tests::repo;
@@ -135,31 +135,6 @@ fn mcp_call() -> String {
     let skeleton = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file", "arguments": {"path": "/srv/notes.txt", "content": ""}}});
     let pad = 1024usize.saturating_sub(skeleton.to_string().len());
     json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file", "arguments": {"path": "/srv/notes.txt", "content": "x".repeat(pad)}}}).to_string()
-}
-
-/// Median time to the first byte of a streamed chat's answer, over `n` requests in turn.
-async fn first_byte_us(url: &str, token: &str, n: usize) -> Result<f64> {
-    let client = reqwest::Client::new();
-    let mut body: Value = serde_json::from_str(&chat_body(2048))?;
-    body["stream"] = json!(true);
-    let body = body.to_string();
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let mut response = client
-            .post(url)
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await?;
-        anyhow::ensure!(response.status().is_success(), "streamed chat refused: {}", response.status());
-        response.chunk().await?;
-        times.push(start.elapsed().as_secs_f64() * 1e6);
-        while response.chunk().await?.is_some() {}
-    }
-    times.sort_by(|a, b| a.total_cmp(b));
-    Ok((times[n / 2] * 10.0).round() / 10.0)
 }
 
 pub async fn chain(version: &str) -> Result<Value> {
@@ -289,10 +264,13 @@ pub async fn chain(version: &str) -> Result<Value> {
     let added = |i: usize| results[i]["added_p50_us"].as_f64().unwrap_or(0.0);
     let per_kb = ((added(3) - added(0)) / 126.0 * 10.0).round() / 10.0;
 
+    let mut stream_body: Value = serde_json::from_str(&chat_body(2048))?;
+    stream_body["stream"] = json!(true);
+    let stream_body = stream_body.to_string();
     let mut first_byte = Vec::new();
     for url in &chat_urls {
-        first_byte_us(url, &token, 20).await?;
-        first_byte.push(first_byte_us(url, &token, 200).await?);
+        first_byte_us(url, Some(&token), &stream_body, 20).await?;
+        first_byte.push(first_byte_us(url, Some(&token), &stream_body, 200).await?);
     }
     // Identity alone against Envoy's native `jwt_authn` on the same RS256 token (keys inline,
     // same issuer and audience): the CPU each adds to the 2 KB chat at 16 connections.
@@ -318,12 +296,11 @@ typed_config:
         .filter_before_router(&jwt_authn)
         .without_filter("warden.router_attempt")
         .route_to("models", "llm");
-    let identity_only = builder(workers)
-        .policy("warden.identity", &policy)
-        .without_filter("warden.tool_acl")
-        .without_filter("warden.redaction")
-        .without_filter("warden.token_budget")
-        .without_filter("warden.router")
+    // Every filter of the chain but identity, named once (FILTERS), so none stays by mistake.
+    let identity_only = FILTERS
+        .iter()
+        .filter(|f| **f != "warden.identity")
+        .fold(builder(workers).policy("warden.identity", &policy), |b, f| b.without_filter(f))
         .without_filter("warden.router_attempt")
         .route_to("models", "llm");
     let authn = [native.start().await?, identity_only.start().await?];

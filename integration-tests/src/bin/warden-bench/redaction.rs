@@ -8,7 +8,7 @@
 use anyhow::Result;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use warden_integration_tests::bench::{Comparison, Figures, Load};
+use warden_integration_tests::bench::{first_byte_us, Comparison, Figures, Load};
 use warden_integration_tests::envoy::Envoy;
 use warden_integration_tests::fixtures::{json_response, TestServer};
 use warden_integration_tests::redaction_quality;
@@ -16,7 +16,6 @@ use warden_integration_tests::repo;
 use warden_policy::principal::Caller;
 use warden_policy::redaction::redactor::{Direction, Redactor, TextKind};
 
-use crate::chain::median;
 use crate::{env_u64, run_all};
 
 const ROUNDS: usize = 3;
@@ -126,25 +125,6 @@ fn in_vm_mb_s(policy: &str, text: &str) -> Result<f64> {
     Ok((text.len() as f64 / us * 10.0).round() / 10.0)
 }
 
-/// Median time to the first byte of a streamed chat's answer, over `n` requests in turn.
-async fn first_byte_us(url: &str, body: &str, n: usize) -> Result<f64> {
-    let client = reqwest::Client::new();
-    let mut request: Value = serde_json::from_str(body)?;
-    request["stream"] = json!(true);
-    let body = request.to_string();
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let mut response =
-            client.post(url).header("content-type", "application/json").body(body.clone()).send().await?;
-        anyhow::ensure!(response.status().is_success(), "streamed chat refused: {}", response.status());
-        response.chunk().await?;
-        times.push(start.elapsed().as_secs_f64() * 1e6);
-        while response.chunk().await?.is_some() {}
-    }
-    Ok((median(times) * 10.0).round() / 10.0)
-}
-
 pub async fn redaction(version: &str) -> Result<Value> {
     let corpus = tempfile::tempdir()?;
     redaction_quality::generate(corpus.path(), 11, 1000, 2048)?;
@@ -224,11 +204,13 @@ pub async fn redaction(version: &str) -> Result<Value> {
         entry["body_bytes"] = body.len().into();
         cases.push(entry);
     }
-    let stream_body = chat(&clean, 2048, true);
+    let mut stream_body: Value = serde_json::from_str(&chat(&clean, 2048, true))?;
+    stream_body["stream"] = json!(true);
+    let stream_body = stream_body.to_string();
     let mut first_byte = Vec::new();
     for url in &urls {
-        first_byte_us(url, &stream_body, 20).await?;
-        first_byte.push(first_byte_us(url, &stream_body, 200).await?);
+        first_byte_us(url, None, &stream_body, 20).await?;
+        first_byte.push(first_byte_us(url, None, &stream_body, 200).await?);
     }
     let log = envoys[2].log();
     if log.contains("invalid policy") {

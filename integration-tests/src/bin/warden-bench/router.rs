@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Response;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use warden_integration_tests::bench::{Comparison, Figures, Load};
+use warden_integration_tests::bench::{first_byte_us, Comparison, Figures, Load};
 use warden_integration_tests::envoy::{Envoy, EnvoyBuilder};
 use warden_integration_tests::fixtures::TestServer;
 use warden_integration_tests::proxy_wasm_host::{HostEnv, Plugin, Vm};
@@ -72,23 +72,6 @@ fn chat(alias: &str, bytes: usize, stream: bool) -> String {
         body["stream"] = true.into();
     }
     body.to_string()
-}
-
-/// Median time to the first byte of a streamed answer, over `n` requests in turn.
-async fn first_byte_us(url: &str, body: &str, n: usize) -> Result<f64> {
-    let client = reqwest::Client::new();
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let start = Instant::now();
-        let mut response =
-            client.post(url).header("content-type", "application/json").body(body.to_string()).send().await?;
-        anyhow::ensure!(response.status().is_success(), "streamed chat refused: {}", response.status());
-        response.chunk().await?;
-        times.push(start.elapsed().as_secs_f64() * 1e6);
-        while response.chunk().await?.is_some() {}
-    }
-    times.sort_by(|a, b| a.total_cmp(b));
-    Ok((times[n / 2] * 10.0).round() / 10.0)
 }
 
 fn headers(path: &str, length: &str) -> Vec<(String, String)> {
@@ -267,8 +250,8 @@ pub async fn router(version: &str) -> Result<Value> {
     let stream_bodies = [chat("fast", 2048, true), chat("fast", 2048, true), chat("claude", 2048, true)];
     let mut first_byte = Vec::new();
     for (u, b) in stream_urls.iter().zip(&stream_bodies) {
-        first_byte_us(u, b, 20).await?;
-        first_byte.push(first_byte_us(u, b, 200).await?);
+        first_byte_us(u, None, b, 20).await?;
+        first_byte.push(first_byte_us(u, None, b, 200).await?);
     }
     anyhow::ensure!(envoys[2].stat("wasmcustom.warden.router.refused").await == 0, "the router refused requests");
     let vm = tokio::task::spawn_blocking(in_vm).await??;
