@@ -32,7 +32,8 @@ help:
 	@echo "make test      unit, wasm-host and end-to-end tests (Envoy $(ENVOY_VERSIONS))"
 	@echo "make bench     Envoy with and without each filter, side by side"
 	@echo "make fuzz      every parser of untrusted bytes under libFuzzer, FUZZ_SECONDS (60) each"
-	@echo "make validate  every Envoy config through 'envoy --mode validate', Istio manifests against the CRD"
+	@echo "make validate  every Envoy config through 'envoy --mode validate', Istio manifests against the CRD,"
+	@echo "               every policy and inline policy through wardenctl validate"
 	@echo "make lint      rustfmt check and clippy -D warnings for the host and wasm32-wasip1"
 
 ## Installs what is missing: the wasm target, Envoy from PyPI (each pinned version side by
@@ -67,7 +68,7 @@ setup-bench: setup
 
 build: setup
 	cargo build --locked --release --target wasm32-wasip1 $(foreach f,$(FILTERS),-p warden-$(f)) -p warden $(foreach f,$(TEST_FILTERS),-p $(f))
-	cargo build --locked -p warden-fixtures -p warden-ratelimit --bins
+	cargo build --locked -p warden-fixtures -p warden-ratelimit -p wardenctl --bins
 	@for w in $(WASM); do printf '%-58s %8d bytes\n' "$$w" "$$(stat -c %s $$w)"; done
 
 test: build test-unit test-harness test-e2e validate
@@ -76,6 +77,7 @@ test-unit:
 	$(TEST) -p warden-policy
 	$(TEST) -p warden-rls -p warden-ratelimit
 	$(TEST) -p warden-fixtures
+	$(TEST) -p wardenctl
 	$(TEST) -p warden-integration-tests --lib --bins
 
 test-harness:
@@ -93,7 +95,9 @@ validate: build
 	  out=$$(OPENAI_API_KEY=validate-only ANTHROPIC_API_KEY=validate-only .venv/envoy/$$v/envoy/_bin/envoy --mode validate --log-level error -c $$f 2>&1) && echo OK || { echo FAILED; echo "$$out"; exit 1; }; \
 	done; done
 	$(PY) scripts/validate-istio.py testdata/schemas/istio-wasmplugin-crd.yaml examples/istio/*.yaml
-	$(PY) scripts/validate-headers.py $(foreach b,$(ENVOY_BINS),--envoy $(b)) envoy/*.yaml examples/istio/*.yaml
+	target/debug/wardenctl validate $(foreach f,$(wildcard examples/*/policy.yaml),$(f))
+	target/debug/wardenctl validate $(foreach f,$(wildcard envoy/*.yaml examples/istio/*.yaml),--envoy $(f))
+	$(PY) scripts/validate-envoyfilter.py $(foreach b,$(ENVOY_BINS),--envoy $(b)) examples/istio/*.yaml
 
 run: build
 	examples/warden/run.sh

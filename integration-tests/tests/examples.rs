@@ -68,14 +68,14 @@ fn envoy_config_policies_are_valid_policies() {
     }
 }
 
-/// Runs `scripts/validate-headers.py` (what `make validate` runs) on `files`.
+/// Runs `wardenctl validate --envoy` (what `make validate` runs, built by `make build`) on `files`.
 fn validate_headers(files: &[&std::path::Path]) -> (bool, String) {
-    let python = repo::root().join(".venv/py/bin/python");
-    let out = std::process::Command::new(python)
-        .arg(repo::root().join("scripts/validate-headers.py"))
-        .args(files)
-        .output()
-        .unwrap();
+    let mut command = std::process::Command::new(repo::root().join("target/debug/wardenctl"));
+    command.arg("validate");
+    for file in files {
+        command.arg("--envoy").arg(file);
+    }
+    let out = command.output().unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 

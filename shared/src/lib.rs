@@ -9,6 +9,7 @@ pub mod attributes;
 pub mod audit;
 pub mod budget;
 pub mod canonical;
+pub mod compiled_policy;
 pub mod decision;
 pub mod duration;
 pub mod encoding;

@@ -89,7 +89,7 @@ struct ToolChoice<'a> {
 }
 
 /// The class of a function tool: what the policy's `llm.tools` says, or `write`.
-pub(crate) fn risk_of(acl: &CompiledToolAcl, tool: &str) -> Risk {
+pub fn risk_of(acl: &CompiledToolAcl, tool: &str) -> Risk {
     acl.llm
         .as_ref()
         .and_then(|l| l.tools.iter().find(|(glob, _)| glob.matches(tool)).map(|(_, risk)| *risk))

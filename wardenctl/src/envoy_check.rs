@@ -1,0 +1,241 @@
+//! Refuses a configuration in which a body-reading Warden filter would hang every request, and
+//! one whose inline policy a filter would refuse at configure time.
+//!
+//! A body-reading filter (tool-acl, redaction, token-budget, the router) holds the request
+//! headers while it reads the body, unless its policy says `requestHeaders: release`. Envoy lets
+//! a Wasm filter do that only when its PluginConfig sets `allow_on_headers_stop_iteration: true`
+//! (Envoy ≥ 1.35); without it no body reaches the filter and the request hangs. Envoy cannot see
+//! the policy, so it cannot refuse such a config itself: this check does.
+//!
+//! It reads Envoy configs (every Wasm filter in them), Istio `WasmPlugin`s (which cannot set the
+//! flag: a body-reading one must release the headers) and Istio `EnvoyFilter`s (whose
+//! EXTENSION_CONFIG patches can).
+
+use serde::Deserialize;
+use serde_json::Value;
+use warden_policy::compiled_policy::CompiledPolicy;
+
+const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
+/// Filters that read request bodies, by root id.
+const BODY_READING: [&str; 4] = ["warden.tool_acl", "warden.token_budget", "warden.redaction", "warden.router"];
+const ATTEMPT_ROOT_ID: &str = "warden.router_attempt";
+
+pub enum Refused {
+    /// Not YAML or JSON.
+    Unreadable(String),
+    /// What would hang or be refused, one line each.
+    Findings(Vec<String>),
+}
+
+/// Checks every document of `text`; `Ok` counts the Warden filters checked.
+pub fn check(text: &[u8]) -> Result<usize, Refused> {
+    let mut documents = Vec::new();
+    for document in serde_norway::Deserializer::from_slice(text) {
+        let value = Value::deserialize(document).map_err(|e| Refused::Unreadable(e.to_string()))?;
+        if !value.is_null() {
+            documents.push(value);
+        }
+    }
+    let mut findings = Vec::new();
+    let mut checked = 0;
+    for document in &documents {
+        if document.get("kind").and_then(Value::as_str) == Some("WasmPlugin") {
+            checked += check_wasm_plugin(document, &mut findings);
+            continue;
+        }
+        let mut configs = Vec::new();
+        wasm_configs(document, &mut configs);
+        for config in configs {
+            checked += check_wasm(config, &mut findings);
+        }
+    }
+    if findings.is_empty() {
+        Ok(checked)
+    } else {
+        Err(Refused::Findings(findings))
+    }
+}
+
+fn text<'v>(value: &'v Value, path: &[&str]) -> &'v str {
+    path.iter().try_fold(value, |v, key| v.get(key)).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Every Wasm filter config (the `config` of an `envoy.filters.http.wasm`) under `node`.
+fn wasm_configs<'v>(node: &'v Value, out: &mut Vec<&'v Value>) {
+    match node {
+        Value::Object(map) => {
+            if map.get("@type").and_then(Value::as_str) == Some(WASM_TYPE) {
+                if let Some(config) = map.get("config").filter(|c| c.is_object()) {
+                    out.push(config);
+                }
+            }
+            map.values().for_each(|v| wasm_configs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| wasm_configs(v, out)),
+        _ => {}
+    }
+}
+
+/// Where a PluginConfig's code comes from: a local file or a remote URI.
+fn code_source(config: &Value) -> String {
+    let local = text(config, &["vm_config", "code", "local", "filename"]);
+    let remote = text(config, &["vm_config", "code", "remote", "http_uri", "uri"]);
+    format!("{local}{remote}")
+}
+
+/// Whether a config runs Warden's code at all: its root id or its module names Warden.
+fn is_warden(root_id: &str, name: &str, source: &str) -> bool {
+    root_id.starts_with("warden.") || format!("{name} {source}").to_ascii_lowercase().contains("warden")
+}
+
+/// The body-reading filter a config runs, if any: its root id, name, module file or image name
+/// one (`tool_acl`, `tool-acl`, …) however decorated (`warden-tool-acl`, `tool-acl@sha256:…`).
+/// A Warden module this check cannot name counts as body-reading, so a config that would hang
+/// is never let through.
+fn body_reading(root_id: &str, name: &str, source: &str) -> Option<String> {
+    // The router's attempt filter runs upstream, once per attempt, and never holds headers.
+    if root_id == ATTEMPT_ROOT_ID {
+        return None;
+    }
+    let names = format!("{root_id} {name} {source}").to_ascii_lowercase().replace('-', "_");
+    if let Some(found) = BODY_READING.iter().find(|r| names.contains(&r["warden.".len()..])) {
+        return Some((*found).to_string());
+    }
+    (names.contains("warden") && !names.contains("identity")).then(|| "warden (unnamed module)".to_string())
+}
+
+/// The inline policy of a config (`configuration.value`, a string or a JSON object).
+fn inline_policy(configuration: Option<&Value>) -> Option<Vec<u8>> {
+    match configuration? {
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Null => None,
+        other => serde_json::to_vec(other).ok(),
+    }
+}
+
+fn holds_headers(policy: &Value) -> bool {
+    policy.get("requestHeaders").and_then(Value::as_str).unwrap_or("hold") == "hold"
+}
+
+fn parsed(policy: Option<&[u8]>) -> Value {
+    let Some(bytes) = policy else { return Value::Null };
+    serde_norway::from_slice::<Value>(bytes).unwrap_or(Value::Null)
+}
+
+/// Compiles an inline policy as the filter would; provider keys and the hash key are read from
+/// the proxy's environment, which is not here: any name stands in.
+fn compile_finding(who: &str, policy: &[u8], findings: &mut Vec<String>) {
+    let stand_in = |_: &str| Some("validate-only".to_string());
+    if let Err(e) = CompiledPolicy::compile(policy, &stand_in) {
+        findings.push(format!("{who}: its policy would be refused at configure time: {e}"));
+    }
+}
+
+fn check_wasm(config: &Value, findings: &mut Vec<String>) -> usize {
+    let root_id = text(config, &["root_id"]);
+    let name = text(config, &["name"]);
+    let source = code_source(config);
+    if !is_warden(root_id, name, &source) {
+        return 0;
+    }
+    let who = if name.is_empty() { root_id } else { name };
+    let policy = inline_policy(config.get("configuration").and_then(|c| c.get("value")));
+    let reading = body_reading(root_id, name, &source);
+    let flag = config.get("allow_on_headers_stop_iteration").and_then(Value::as_bool) == Some(true);
+    if reading.is_some() && holds_headers(&parsed(policy.as_deref())) && !flag {
+        findings.push(format!(
+            "{who}: the policy holds the request headers (requestHeaders: hold, the default) but the Wasm \
+             PluginConfig does not set allow_on_headers_stop_iteration: true (Envoy >= 1.35): every request \
+             would hang. Set the flag, or requestHeaders: release in the policy"
+        ));
+    }
+    if let Some(policy) = policy {
+        compile_finding(who, &policy, findings);
+    }
+    1
+}
+
+fn check_wasm_plugin(document: &Value, findings: &mut Vec<String>) -> usize {
+    let root_id = text(document, &["spec", "pluginName"]);
+    let url = text(document, &["spec", "url"]);
+    let name = text(document, &["metadata", "name"]);
+    if !is_warden(root_id, name, url) {
+        return 0;
+    }
+    let policy = inline_policy(document.get("spec").and_then(|s| s.get("pluginConfig")));
+    let who = format!("WasmPlugin {name}");
+    if body_reading(root_id, "", url).is_some() && holds_headers(&parsed(policy.as_deref())) {
+        findings.push(format!(
+            "{who}: the policy holds the request headers (requestHeaders: hold, the default), and a WasmPlugin \
+             cannot set allow_on_headers_stop_iteration: every request would hang. Use an EnvoyFilter \
+             (examples/istio/warden-envoyfilter.yaml), or requestHeaders: release"
+        ));
+    }
+    if let Some(policy) = policy {
+        compile_finding(&who, &policy, findings);
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn envoy_config(flag: Option<bool>, policy: &str) -> String {
+        let flag = flag.map(|f| format!("allow_on_headers_stop_iteration: {f}\n                ")).unwrap_or_default();
+        format!(
+            "static_resources:\n  listeners:\n  - filter_chains:\n    - filters:\n      - typed_config:\n          http_filters:\n          - name: warden.tool_acl\n            typed_config:\n              \"@type\": {WASM_TYPE}\n              config:\n                root_id: warden.tool_acl\n                {flag}vm_config: {{ code: {{ local: {{ filename: warden.wasm }} }} }}\n                configuration:\n                  \"@type\": type.googleapis.com/google.protobuf.StringValue\n                  value: {policy:?}\n"
+        )
+    }
+
+    const TOOLS: &str = "toolAcl:\n  servers: [{ name: files, pathPrefix: /mcp/ }]\n  rules: []\n";
+
+    #[test]
+    fn a_holding_filter_without_the_flag_is_refused_naming_it() {
+        let Err(Refused::Findings(findings)) = check(envoy_config(None, TOOLS).as_bytes()) else { panic!() };
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].starts_with("warden.tool_acl: the policy holds the request headers"), "{findings:?}");
+    }
+
+    #[test]
+    fn the_flag_or_a_released_policy_passes() {
+        assert_eq!(check(envoy_config(Some(true), TOOLS).as_bytes()).ok(), Some(1));
+        let released = format!("requestHeaders: release\n{TOOLS}");
+        assert_eq!(check(envoy_config(None, &released).as_bytes()).ok(), Some(1));
+    }
+
+    #[test]
+    fn an_inline_policy_with_a_typo_is_refused_naming_the_field() {
+        let typo = "toolAcl:\n  servers: [{ name: files, pathPrefx: /mcp/ }]\n  rules: []\n";
+        let Err(Refused::Findings(findings)) = check(envoy_config(Some(true), typo).as_bytes()) else { panic!() };
+        assert!(findings[0].contains("toolAcl.servers[0]") && findings[0].contains("pathPrefx"), "{findings:?}");
+    }
+
+    #[test]
+    fn a_wasm_plugin_cannot_hold_headers() {
+        let plugin = "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata: { name: tools }\nspec:\n  url: oci://r/warden-tool-acl:1\n  pluginName: warden.tool_acl\n  pluginConfig:\n    toolAcl: { servers: [{ name: f, pathPrefix: /mcp/ }], rules: [] }\n";
+        let Err(Refused::Findings(findings)) = check(plugin.as_bytes()) else { panic!() };
+        assert!(findings[0].contains("WasmPlugin tools") && findings[0].contains("EnvoyFilter"), "{findings:?}");
+        let released = plugin.replace("pluginConfig:\n", "pluginConfig:\n    requestHeaders: release\n");
+        assert_eq!(check(released.as_bytes()).ok(), Some(1));
+    }
+
+    #[test]
+    fn identity_and_the_attempt_filter_never_hold_and_other_filters_are_not_warden() {
+        let policy = "identity:\n  apiKeys: { keys: [{ sha256: 0d47600bb8f6d6dedba85fdea07bc6392c72496d6fe7f00c06aa1e700bbc42fd, agent: a }] }\n  routes: [{ name: all, agent: [apiKey] }]\n";
+        let identity = envoy_config(None, policy).replace("tool_acl", "identity");
+        assert_eq!(check(identity.as_bytes()).ok(), Some(1));
+        let other =
+            envoy_config(None, TOOLS).replace("warden.tool_acl", "acme.filter").replace("warden.wasm", "acme.wasm");
+        assert_eq!(check(other.as_bytes()).ok(), Some(0));
+    }
+
+    #[test]
+    fn an_unnamed_warden_module_counts_as_body_reading() {
+        let unnamed = envoy_config(None, TOOLS)
+            .replace("root_id: warden.tool_acl", "root_id: mine")
+            .replace("name: warden.tool_acl", "name: mine");
+        assert!(matches!(check(unnamed.as_bytes()), Err(Refused::Findings(_))));
+    }
+}

@@ -1,0 +1,158 @@
+//! `wardenctl`: Warden's policy and operations tool, sharing the filters' policy crate.
+//!
+//! Exit codes: 0 done (a policy or config is valid); 1 what was given is refused (an invalid
+//! policy, a config that would hang every request, an unreadable audit line); 2 the command
+//! itself is wrong (usage, a file that cannot be read).
+
+mod audit_report;
+mod envoy_check;
+mod explain;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use warden_policy::compiled_policy::CompiledPolicy;
+
+#[derive(Parser)]
+#[command(name = "wardenctl", version, about = "Validate and explain Warden policies, read its audit log.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a policy as every filter does at configure time (errors name the field), and/or
+    /// check Envoy configs and Istio manifests: a body-reading filter that holds the request
+    /// headers needs `allow_on_headers_stop_iteration: true`, and every inline policy compiles.
+    Validate {
+        /// Policy documents (YAML or JSON).
+        policies: Vec<PathBuf>,
+        /// An Envoy config, Istio WasmPlugin or EnvoyFilter to check (repeatable).
+        #[arg(long = "envoy", value_name = "CONFIG")]
+        envoy: Vec<PathBuf>,
+    },
+    /// Each filter's decision for one request, with rule and reason, without a proxy. Counters,
+    /// approvals and sessions are not consulted: this is what the policy says.
+    Explain(Box<explain::Request>),
+    /// Reports from audit lines (Envoy's access log, one JSON record a line): spend and tokens
+    /// by tenant, agent, model and day, denials by filter and reason, top tools, failovers.
+    Audit {
+        /// Access-log files; `-` (or none) reads standard input.
+        logs: Vec<PathBuf>,
+        /// Only the records of this session.
+        #[arg(long)]
+        session: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// A command that could not be carried out: its message, and the exit code.
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    /// What was given is refused (exit 1).
+    pub fn refused(message: impl Into<String>) -> Failure {
+        Failure { code: 1, message: message.into() }
+    }
+
+    /// The command cannot be carried out as asked (exit 2).
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure { code: 2, message: message.into() }
+    }
+}
+
+pub fn read(path: &Path) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))
+}
+
+/// Compiles a policy file; the proxy's environment is this process's.
+pub fn compile(path: &Path) -> Result<CompiledPolicy, Failure> {
+    let text = read(path)?;
+    let env = |name: &str| std::env::var(name).ok();
+    CompiledPolicy::compile(&text, &env).map_err(|e| Failure::refused(format!("{}: {e}", path.display())))
+}
+
+fn validate(policies: &[PathBuf], envoy: &[PathBuf]) -> Result<String, Failure> {
+    if policies.is_empty() && envoy.is_empty() {
+        return Err(Failure::usage("give policies, --envoy CONFIG, or both (see --help)"));
+    }
+    let mut report = Vec::new();
+    for path in policies {
+        let compiled = compile(path)?;
+        let sections: Vec<&str> = [
+            ("identity", compiled.identity.is_some()),
+            ("toolAcl", compiled.tool_acl.is_some()),
+            ("redaction", compiled.redaction.is_some()),
+            ("tokenBudget", compiled.token_budget.is_some()),
+            ("router", compiled.router.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, present)| present.then_some(name))
+        .collect();
+        report.push(format!("{}: valid ({})", path.display(), sections.join(", ")));
+        let env = compiled.environment();
+        if !env.is_empty() {
+            report.push(format!(
+                "  the proxy must expose to the filters' VMs (vm_config.environment_variables.host_env_keys): {}",
+                env.join(", ")
+            ));
+        }
+    }
+    let mut refusals = Vec::new();
+    for path in envoy {
+        let text = read(path)?;
+        match envoy_check::check(&text) {
+            Ok(checked) => report.push(format!(
+                "{}: {} Warden filter(s) checked: each body-reading one can hold the request headers or \
+                 releases them, and each inline policy compiles",
+                path.display(),
+                checked
+            )),
+            Err(envoy_check::Refused::Unreadable(why)) => {
+                return Err(Failure::usage(format!("{}: {why}", path.display())))
+            }
+            Err(envoy_check::Refused::Findings(findings)) => {
+                refusals.extend(findings.into_iter().map(|f| format!("{}: {f}", path.display())))
+            }
+        }
+    }
+    if refusals.is_empty() {
+        Ok(report.join("\n"))
+    } else {
+        Err(Failure::refused(refusals.join("\n")))
+    }
+}
+
+fn run(cli: Cli) -> Result<String, Failure> {
+    match cli.command {
+        Command::Validate { policies, envoy } => validate(&policies, &envoy),
+        Command::Explain(request) => explain::run(&request),
+        Command::Audit { logs, session, output } => audit_report::run(&logs, session.as_deref(), output),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("wardenctl: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

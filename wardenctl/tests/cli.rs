@@ -1,0 +1,186 @@
+//! The command as an operator runs it: exit codes, messages naming the field, `--help`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn wardenctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wardenctl")).args(args).current_dir(root()).output().unwrap()
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const CHAIN: &str = "examples/warden/policy.yaml";
+
+#[test]
+fn every_shipped_policy_and_config_validates() {
+    let out = wardenctl(&[
+        "validate",
+        CHAIN,
+        "examples/router/policy.yaml",
+        "--envoy",
+        "envoy/warden.yaml",
+        "--envoy",
+        "examples/istio/warden-envoyfilter.yaml",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("examples/warden/policy.yaml: valid (identity, toolAcl, redaction, tokenBudget, router)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ANTHROPIC_API_KEY, OPENAI_API_KEY"), "the keys the proxy must expose are named: {stdout}");
+}
+
+#[test]
+fn a_policy_with_a_typo_exits_1_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = std::fs::read_to_string(root().join(CHAIN)).unwrap().replacen("  providers:", "  provdiers:", 1);
+    assert!(policy.contains("provdiers"), "the example's router names its providers");
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, policy).unwrap();
+    let out = wardenctl(&["validate", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("router.provdiers") && stderr.contains("unknown field"), "{stderr}");
+}
+
+#[test]
+fn an_envoy_config_that_would_hang_exits_1_naming_the_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(root().join("envoy/warden.yaml")).unwrap();
+    let broken = config.replace("allow_on_headers_stop_iteration: true", "allow_on_headers_stop_iteration: false");
+    assert_ne!(config, broken);
+    let path = dir.path().join("envoy.yaml");
+    std::fs::write(&path, broken).unwrap();
+    let out = wardenctl(&["validate", "--envoy", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("allow_on_headers_stop_iteration") && stderr.contains("warden.tool_acl"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_and_unreadable_files_exit_2() {
+    assert_eq!(wardenctl(&["validate"]).status.code(), Some(2));
+    assert_eq!(wardenctl(&["validate", "no/such/policy.yaml"]).status.code(), Some(2));
+    assert_eq!(wardenctl(&["explain", CHAIN]).status.code(), Some(2), "--route is required");
+    assert_eq!(wardenctl(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn every_command_has_help() {
+    for command in [&["--help"][..], &["validate", "--help"], &["explain", "--help"], &["audit", "--help"]] {
+        let out = wardenctl(command);
+        assert!(out.status.success(), "{command:?}");
+        assert!(text(&out.stdout).contains("Usage: wardenctl"), "{command:?}");
+    }
+}
+
+fn explain(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["explain", CHAIN, "--output", "json"];
+    all.extend_from_slice(args);
+    let out = wardenctl(&all);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+}
+
+fn decision<'a>(answers: &'a [Value], filter: &str) -> (&'a str, &'a str, &'a str) {
+    let a = answers.iter().find(|a| a["filter"] == filter).unwrap_or_else(|| panic!("no {filter} in {answers:?}"));
+    (a["decision"].as_str().unwrap(), a["rule"].as_str().unwrap(), a["reason"].as_str().unwrap())
+}
+
+const PLANNER: [&str; 8] = ["--agent", "planner", "--tenant", "acme", "--session", "s1", "--scope", "tools:call"];
+
+#[test]
+fn explain_names_each_filters_rule_and_reason() {
+    let mut mcp = PLANNER.to_vec();
+    mcp.extend(["--route", "/mcp/files", "--tool", "read_file"]);
+    let answers = explain(&mcp);
+    assert_eq!(decision(&answers, "identity"), ("allow", "mcp", "authenticated"));
+    assert_eq!(decision(&answers, "tool-acl"), ("allow", "acme-agents-use-files", "allowed"));
+
+    let mut destructive = PLANNER.to_vec();
+    destructive.extend(["--route", "/mcp/files", "--tool", "delete_file"]);
+    assert_eq!(
+        decision(&explain(&destructive), "tool-acl"),
+        ("approval", "acme-agents-use-files", "approval_required")
+    );
+
+    let mut chat = PLANNER.to_vec();
+    chat.extend(["--scope", "models:call", "--route", "/v1/chat/completions", "--model", "gpt-4o"]);
+    let answers = explain(&chat);
+    assert_eq!(decision(&answers, "router"), ("allow", "router", "routed"));
+    assert_eq!(decision(&answers, "token-budget").0, "allow");
+
+    chat.extend(["--data-class", "private"]);
+    assert_eq!(decision(&explain(&chat), "router"), ("deny", "sensitive-data", "provider_not_permitted"));
+
+    // A refusal ends the chain: later filters never see the request.
+    let answers = explain(&[
+        "--agent",
+        "globex-agent",
+        "--tenant",
+        "globex",
+        "--route",
+        "/v1/chat/completions",
+        "--model",
+        "gpt-4o",
+    ]);
+    assert_eq!(decision(&answers, "identity"), ("deny", "openai", "insufficient_scope"));
+    assert_eq!(answers.len(), 1, "{answers:?}");
+}
+
+#[test]
+fn audit_reports_spend_denials_tools_and_a_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |session: &str, extra: Value| {
+        let mut r =
+            serde_json::json!({"v": 1, "principal": {"agent": "planner", "tenant": "acme", "session": session}});
+        r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::json!({"time": "2026-11-30T10:00:00.000Z", "request_id": "r1", "path": "/v1/chat/completions",
+            "status": 200, "warden": r.to_string()})
+        .to_string()
+    };
+    let log = [
+        record(
+            "s1",
+            serde_json::json!({"token_budget": {"verdict": "allow", "model_served": "gpt-4o",
+            "tokens": {"input": 10, "output": 20}, "cost_usd": 0.25}}),
+        ),
+        record(
+            "s1",
+            serde_json::json!({"tool_acl": {"verdict": "deny", "reason": "denied_by_rule",
+            "calls": [{"method": "tools/call", "tool": "refund", "verdict": "deny"}]}}),
+        ),
+        record(
+            "s2",
+            serde_json::json!({"token_budget": {"verdict": "allow", "model_served": "gpt-4o",
+            "tokens": {"input": 1, "output": 2}, "cost_usd": 0.5}}),
+        ),
+        "[2026-11-30 10:00:00.000][1][info][main] an Envoy log line".to_string(),
+    ]
+    .join("\n");
+    let path = dir.path().join("access.log");
+    std::fs::write(&path, log).unwrap();
+    let out = wardenctl(&["audit", path.to_str().unwrap(), "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["records"], 3);
+    assert_eq!(report["skipped_lines"], 1);
+    assert_eq!(report["spend"][0]["requests"], 2);
+    assert_eq!(report["spend"][0]["cost_usd"], 0.75);
+    assert_eq!(report["denials"][0]["filter"], "tool_acl");
+    assert_eq!(report["tools"][0]["tool"], "refund");
+
+    let out = wardenctl(&["audit", path.to_str().unwrap(), "--session", "s1"]);
+    let table = text(&out.stdout);
+    assert!(table.starts_with("SESSION STORY"), "{table}");
+    assert!(table.contains("tools/call refund") && table.contains("2 records"), "{table}");
+}
