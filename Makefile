@@ -17,7 +17,7 @@ ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
 WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm) target/wasm32-wasip1/release/warden.wasm
 TEST := cargo test --locked
 
-.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-router run-redaction run-identity run-tools run-budget demo validate bench fuzz fmt lint clean
+.PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-router run-redaction run-identity run-tools run-budget demo validate oci bench fuzz fmt lint clean
 
 help:
 	@echo "make demo      one agent session through Warden's chain on loopback (identity -> tool-acl -> token-budget,"
@@ -34,12 +34,12 @@ help:
 	@echo "make fuzz      every parser of untrusted bytes under libFuzzer, FUZZ_SECONDS (60) each"
 	@echo "make validate  every Envoy config through 'envoy --mode validate', Istio manifests against the CRD,"
 	@echo "               every policy and inline policy through wardenctl validate"
+	@echo "make oci       every filter's OCI image (and the chain's) in target/oci, for wardenctl push"
 	@echo "make lint      rustfmt check and clippy -D warnings for the host and wasm32-wasip1"
 
 ## Installs what is missing: the wasm target, Envoy from PyPI (each pinned version side by
-## side in a project-local venv), the Python packages the checks use, and Redis from Debian
-## (the rate-limit service's store in the end-to-end tests).
-setup: .venv/.rust-ready $(ENVOY_BINS) .venv/.python-ready .venv/.redis-ready
+## side in a project-local venv), the Python packages the checks use, and Debian packages.
+setup: .venv/.rust-ready $(ENVOY_BINS) .venv/.python-ready .venv/.debian-ready
 
 .venv/.rust-ready: rust-toolchain.toml
 	rustup target add wasm32-wasip1
@@ -58,8 +58,12 @@ setup: .venv/.rust-ready $(ENVOY_BINS) .venv/.python-ready .venv/.redis-ready
 	$(PIP) install --quiet $(PY_PACKAGES)
 	@touch $@
 
-.venv/.redis-ready:
-	@command -v redis-server >/dev/null || { apt-get update && apt-get install -y redis-server; }
+## From Debian: Redis (the rate-limit service's store), a container registry and skopeo (the
+## OCI image test pushes to one and pulls back with the other).
+DEBIAN_PACKAGES := redis-server docker-registry skopeo
+.venv/.debian-ready: Makefile
+	@missing=""; for p in $(DEBIAN_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; fi
 	@mkdir -p .venv && touch $@
 
 ## The load generator for `make bench`, from Debian.
@@ -81,7 +85,7 @@ test-unit:
 	$(TEST) -p warden-integration-tests --lib --bins
 
 test-harness:
-	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test token_budget_harness --test host_calls_harness --test warden_module_harness --test router_harness --test examples --test redaction_quality
+	$(TEST) -p warden-integration-tests --test harness --test identity_harness --test tool_acl_harness --test token_budget_harness --test host_calls_harness --test warden_module_harness --test router_harness --test examples --test redaction_quality --test oci_registry
 
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \
@@ -98,6 +102,11 @@ validate: build
 	target/debug/wardenctl validate $(foreach f,$(wildcard examples/*/policy.yaml),$(f))
 	target/debug/wardenctl validate $(foreach f,$(wildcard envoy/*.yaml examples/istio/*.yaml),--envoy $(f))
 	$(PY) scripts/validate-envoyfilter.py $(foreach b,$(ENVOY_BINS),--envoy $(b)) examples/istio/*.yaml
+
+## The filters' OCI images (the Wasm OCI artifact Istio's agent pulls), as OCI image layouts in
+## target/oci/; `target/debug/wardenctl push --to REGISTRY/PREFIX` sends them.
+oci: build
+	target/debug/wardenctl oci --out target/oci
 
 run: build
 	examples/warden/run.sh

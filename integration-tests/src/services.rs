@@ -114,3 +114,46 @@ impl Drop for RateLimitService {
         let _ = self.child.wait();
     }
 }
+
+/// A container registry (Debian's `docker-registry`, the CNCF Distribution `registry`) on its
+/// own loopback port, plain HTTP, storing under a temporary folder; killed when dropped.
+pub struct Registry {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Result<Registry> {
+        let dir = tempfile::tempdir()?;
+        let port = ports::free_port()?;
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.path().join("data").display()
+            ),
+        )?;
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting docker-registry (make setup installs it from Debian)")?;
+        wait_listening(&mut child, port, "docker-registry")?;
+        Ok(Registry { port, child, _dir: dir })
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

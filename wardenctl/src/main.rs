@@ -7,6 +7,7 @@
 mod audit_report;
 mod envoy_check;
 mod explain;
+mod oci;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -45,6 +46,41 @@ enum Command {
         session: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         output: Format,
+    },
+    /// Builds every filter's OCI image (and the whole chain's, `warden`) from the built modules,
+    /// as OCI image layouts in the form Istio's agent pulls: two layers, the runtime config
+    /// (application/vnd.module.wasm.config.v1+json) and the module
+    /// (application/vnd.module.wasm.content.layer.v1+wasm).
+    Oci {
+        /// Where the built modules are.
+        #[arg(long, default_value = "target/wasm32-wasip1/release")]
+        wasm_dir: PathBuf,
+        /// Where to write one layout per image.
+        #[arg(long, default_value = "target/oci")]
+        out: PathBuf,
+        /// The tag the layouts carry.
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        tag: String,
+    },
+    /// Pushes the images `oci` built to REGISTRY/PREFIX/<image>:<tag> and prints each by digest
+    /// (what a WasmPlugin's `url` and `sha256` pin). Credentials: --username, and the password
+    /// in WARDENCTL_REGISTRY_PASSWORD (never on the command line).
+    Push {
+        /// Where to push, e.g. registry.example.com/platform/warden.
+        #[arg(long)]
+        to: String,
+        /// Only these images (repeatable; default: every image built).
+        #[arg(long = "image")]
+        images: Vec<String>,
+        #[arg(long, default_value = "target/oci")]
+        oci_dir: PathBuf,
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        tag: String,
+        /// Talk plain HTTP (a registry on loopback without TLS).
+        #[arg(long)]
+        plain_http: bool,
+        #[arg(long)]
+        username: Option<String>,
     },
 }
 
@@ -139,6 +175,36 @@ fn run(cli: Cli) -> Result<String, Failure> {
         Command::Validate { policies, envoy } => validate(&policies, &envoy),
         Command::Explain(request) => explain::run(&request),
         Command::Audit { logs, session, output } => audit_report::run(&logs, session.as_deref(), output),
+        Command::Oci { wasm_dir, out, tag } => {
+            let built = oci::build(&wasm_dir, &out, &tag)?;
+            Ok(built
+                .iter()
+                .map(|b| {
+                    format!("{:<13} {:>9} bytes  {}  {}", b.name, b.module_bytes, b.manifest_digest, b.layout.display())
+                })
+                .collect::<Vec<_>>()
+                .join("\n"))
+        }
+        Command::Push { to, images, oci_dir, tag, plain_http, username } => {
+            let auth = match username {
+                Some(user) => {
+                    let password = std::env::var("WARDENCTL_REGISTRY_PASSWORD")
+                        .map_err(|_| Failure::usage("--username needs WARDENCTL_REGISTRY_PASSWORD"))?;
+                    Some((user, password))
+                }
+                None => None,
+            };
+            let mut pushed = Vec::new();
+            for spec in oci::IMAGES.iter().filter(|s| images.is_empty() || images.iter().any(|i| i == s.name)) {
+                let reference = format!("{}/{}:{tag}", to.trim_end_matches('/'), spec.name);
+                let by_digest = oci::push(&oci_dir.join(spec.name), &reference, plain_http, auth.as_ref())?;
+                pushed.push(format!("{reference} -> {by_digest}"));
+            }
+            if pushed.is_empty() {
+                return Err(Failure::usage(format!("no image is named {images:?}")));
+            }
+            Ok(pushed.join("\n"))
+        }
     }
 }
 
