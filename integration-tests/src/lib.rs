@@ -22,6 +22,7 @@ pub mod gzip;
 pub mod h2c;
 pub mod http_client;
 pub mod ports;
+pub mod prometheus;
 pub mod proxy_wasm_host;
 pub mod redaction_quality;
 pub mod repo;

@@ -473,3 +473,132 @@ async fn an_agent_kept_on_private_providers_reaches_only_those() {
     assert_eq!(chain.llm_mini.seen()[0].authorization, None, "the private provider needs no key, and got none");
     audit::check_schema(&chain.envoy.access_log()).unwrap();
 }
+
+/// The metrics as a Prometheus server scrapes them: a session through the chain that makes
+/// every kind of Warden metric count (an identity refusal, allowed and denied tool calls, a
+/// placeholder and a blocked key, budgeted chats and a budget refusal), then
+/// `/stats/prometheus`. Every metric `docs/metrics.md` documents is there under its documented
+/// name with its documented labels, and every query of the Grafana dashboard
+/// (`examples/grafana/warden.json`) names a metric the scrape has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_prometheus_scrape_has_every_documented_metric_and_the_dashboard_only_those() {
+    use warden_integration_tests::prometheus;
+    let chain = Chain::start(&example_policy()).await;
+    let session = "metrics-session";
+    let openai = chain.openai(PLANNER_KEY, session);
+    openai.chat().create(chat("gpt-4o", "Write to ann@example.com.")).await.unwrap();
+    openai.chat().create(chat("gpt-4o-mini", "Hello.")).await.unwrap();
+    openai.chat().create(chat("gpt-4o", "use AKIAIOSFODNN7EXAMPLE")).await.unwrap_err();
+    let huge = json!({"model": "gpt-4o", "max_tokens": 100000, "messages": [{"role": "user", "content": "hi"}]});
+    let refused = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", chain.envoy.url("agents")))
+        .bearer_auth(PLANNER_KEY)
+        .header("x-agent-session", session)
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429, "{}", refused.text().await.unwrap());
+    chain.openai("wk-not-a-key", session).chat().create(chat("gpt-4o", "hi")).await.unwrap_err();
+    let mcp = chain.mcp_client(PLANNER_KEY, session).await;
+    let params = |path: &str| -> CallToolRequestParams {
+        serde_json::from_value(json!({"name": "read_file", "arguments": {"path": path}})).unwrap()
+    };
+    mcp.call_tool(params("/srv/notes.txt")).await.unwrap();
+    mcp.call_tool(params("/etc/shadow")).await.unwrap();
+    mcp.cancel().await.unwrap();
+
+    let url = format!("http://127.0.0.1:{}/stats/prometheus", chain.envoy.admin_port);
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let scraped = prometheus::parse(&text);
+    std::fs::write(std::env::temp_dir().join(format!("warden-scrape-{}.txt", repo::envoy_version())), &text).unwrap();
+
+    let documented = documented_metrics();
+    assert!(documented.len() > 40, "docs/metrics.md lists the metrics: {}", documented.len());
+    let newest = repo::envoy_version() == repo::ENVOY_VERSIONS[0];
+    for (name, labels, older_name) in &documented {
+        let name = if newest { name } else { older_name.as_ref().unwrap_or(name) };
+        let found = scraped.iter().any(|s| &s.name == name && labels.iter().all(|l| s.labels.contains_key(l)));
+        assert!(found, "{name} with labels {labels:?} is not in the scrape:\n{}", relevant(&text));
+    }
+    for query in dashboard_queries() {
+        for metric in metric_names(&query) {
+            assert!(
+                scraped.iter().any(|s| s.name == metric),
+                "the dashboard's {query:?} names {metric}, not in the scrape"
+            );
+        }
+    }
+}
+
+fn relevant(text: &str) -> String {
+    text.lines().filter(|l| l.contains("warden")).collect::<Vec<_>>().join("\n")
+}
+
+/// `docs/metrics.md`'s rows: the Prometheus name, its labels, and its name on the oldest Envoy
+/// when it differs there.
+fn documented_metrics() -> Vec<(String, Vec<String>, Option<String>)> {
+    let doc = std::fs::read_to_string(repo::root().join("docs/metrics.md")).unwrap();
+    let code = |cell: &str| -> Vec<String> { cell.split('`').skip(1).step_by(2).map(str::to_string).collect() };
+    doc.lines()
+        .filter(|l| l.starts_with("| `warden_") || l.starts_with("| `envoy_"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = code(cells[1]).remove(0);
+            let labels = code(cells[2]);
+            let older = code(cells[3]).into_iter().next();
+            (name, labels, older)
+        })
+        .collect()
+}
+
+fn dashboard_queries() -> Vec<String> {
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo::root().join("examples/grafana/warden.json")).unwrap())
+            .unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 7, "the dashboard has its panels");
+    panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The metric names in a PromQL expression: identifiers starting with `warden_` or `envoy_`,
+/// outside label matchers (`{…}`) and grouping clauses (`by (…)`).
+fn metric_names(query: &str) -> Vec<String> {
+    let mut bare = String::new();
+    let mut rest = query;
+    while let Some(c) = rest.chars().next() {
+        let (skip_to, close) = if c == '{' {
+            (Some(0), '}')
+        } else if rest.starts_with("by (") || rest.starts_with("without (") {
+            (rest.find('('), ')')
+        } else {
+            (None, ' ')
+        };
+        match skip_to {
+            Some(open) => {
+                let end = rest[open..].find(close).map_or(rest.len(), |i| open + i + 1);
+                bare.push(' ');
+                rest = &rest[end..];
+            }
+            None => {
+                bare.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    bare.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("warden_") || w.starts_with("envoy_"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn metric_names_are_read_outside_matchers_and_groupings() {
+    let q =
+        r#"sum by (envoy_cluster_name) (rate(envoy_x_bucket{envoy_http_conn_manager_prefix="agents"}[5m])) / warden_a"#;
+    assert_eq!(metric_names(q), ["envoy_x_bucket", "warden_a"]);
+}

@@ -80,7 +80,7 @@ async fn the_provider_sees_placeholders_and_the_agent_its_own_data_json_and_stre
     let text = record.to_string();
     assert!(!text.contains("ann@example.com") && !text.contains("7946"), "no value in the record: {text}");
     audit::check_schema(&records).unwrap();
-    assert!(bed.envoy.stat("wasmcustom.warden.redaction.request.email.placeholder").await >= 2);
+    assert!(bed.envoy.stat("wasmcustom.warden.redaction.findings.request.email.placeholder").await >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

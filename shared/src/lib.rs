@@ -17,6 +17,7 @@ pub mod error_body;
 pub mod glob;
 pub mod host;
 pub mod identity;
+pub mod metric_labels;
 pub mod model_api;
 pub mod policy;
 pub mod principal;

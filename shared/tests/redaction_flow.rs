@@ -71,7 +71,7 @@ fn every_place_a_user_or_tool_puts_text_reaches_the_provider_redacted() {
     let classes: Vec<String> = serde_json::from_slice(&host.properties.borrow()[attributes::DATA_CLASSES]).unwrap();
     assert_eq!(classes, ["email", "ipv4", "pii", "private"]);
     assert_eq!(host.field(attributes::AUDIT, "redaction.findings.email.placeholder").as_deref(), Some("4"));
-    assert_eq!(host.metric("warden.redaction.request.email.placeholder"), 4);
+    assert_eq!(host.metric("warden.redaction.findings.request.email.placeholder"), 4);
 
     // The answer echoes the placeholders: the agent sees its own data again.
     *host.response_headers.borrow_mut() =

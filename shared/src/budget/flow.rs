@@ -426,10 +426,14 @@ impl BudgetFlow {
             }
             Err(e) => return Err(e),
         };
+        let draws = self.plan.as_ref().map(Plan::draws).unwrap_or_default();
         if !answer.over_limit {
+            for (draw, (_, remaining, _)) in draws.iter().zip(&answer.statuses) {
+                let budget = &vm.policy.budgets[draw.budget];
+                self.record_remaining(vm, draw.budget, rls::amount(budget.unit, *remaining));
+            }
             return self.forward(vm);
         }
-        let draws = self.plan.as_ref().map(Plan::draws).unwrap_or_default();
         // Refused all-or-nothing: the service drew nothing, so there is nothing to settle.
         if let Some(plan) = self.plan.as_mut() {
             plan.charges.iter_mut().for_each(|c| c.draw = None);
@@ -457,10 +461,15 @@ impl BudgetFlow {
         }
         self.record.set("model_served", plan.model.as_str());
         self.record.set_in("tokens", "reserved", plan.reserved_tokens());
+        let held: Vec<(usize, u64)> =
+            plan.charges.iter().filter_map(|c| c.local.as_ref().map(|h| (c.budget, h.used_after))).collect();
         let budgets: Vec<&str> = plan.charges.iter().map(|c| vm.policy.budgets[c.budget].id.as_str()).collect();
         let rule = if budgets.is_empty() { "none".to_string() } else { budgets.join(",") };
         let reason = if fallback { "fallback_model" } else { "within_budget" };
         let model = plan.model.clone();
+        for (index, used) in held {
+            self.record_remaining(vm, index, vm.policy.budgets[index].limit.saturating_sub(used));
+        }
         self.decide(Decision::allow(rule, reason))?;
         self.host.increment(metrics::ALLOWED, 1)?;
         let Some(plan) = &self.plan else { return self.write_edits(vm) };
@@ -502,6 +511,13 @@ impl BudgetFlow {
             self.host.resume_request()?;
         }
         Ok(Action::Continue)
+    }
+
+    /// Sets the budget's headroom gauge (budgets counted per tenant have one).
+    fn record_remaining(&self, vm: &BudgetVm, budget: usize, remaining: u64) {
+        if let Some(name) = metrics::remaining(&vm.labels, &vm.policy.budgets[budget], &self.caller) {
+            let _ = self.host.set_gauge(&name, remaining);
+        }
     }
 
     /// When the router served the request, the cost is the served target's: its model at its
@@ -549,6 +565,11 @@ impl BudgetFlow {
         if let Some(micro) = cost {
             let _ = self.host.increment(metrics::COST_MICRO_USD, micro as i64);
             self.record.set("cost_usd", micro as f64 / 1e6);
+        }
+        let served = self.record.get("model_served").and_then(|v| v.as_str()).unwrap_or(&plan.model).to_string();
+        let tenant = self.caller.tenant.as_deref();
+        for (what, value) in metrics::USAGE.iter().zip([1, usage.input, usage.output, cost.unwrap_or(0)]) {
+            let _ = self.host.increment(&metrics::usage(&vm.labels, what, tenant, &served), value as i64);
         }
         let _ = self.record.write(&*self.host, vm.audit_format, Section::TokenBudget);
     }

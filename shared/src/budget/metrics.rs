@@ -1,4 +1,11 @@
-//! Metric names of the token-budget filter (Envoy prefixes Wasm metrics with `wasmcustom.`).
+//! Metric names of the token-budget filter (Envoy prefixes Wasm metrics with `wasmcustom.`; the
+//! shipped configs' `stats_tags` turn the name parts after a fixed name into labels, see
+//! `docs/metrics.md`).
+
+use super::compile::Budget;
+use super::config::ScopePart;
+use crate::metric_labels::{self, LabelSets, OTHER};
+use crate::principal::Caller;
 
 pub const ALLOWED: &str = "warden.token_budget.allowed";
 pub const REFUSED: &str = "warden.token_budget.refused";
@@ -45,3 +52,72 @@ pub const ALL: [&str; 16] = [
     ANSWERS_WITHHELD,
     EXACT_COUNTS,
 ];
+
+/// What is counted per tenant and served model.
+pub const USAGE: [&str; 4] = ["requests", "input_tokens", "output_tokens", "cost_micro_usd"];
+
+/// `warden.token_budget.usage.<what>.tenant.<tenant>.model.<model>`: a settled request's usage
+/// by the tenant it was made for and the model that served it (labels `tenant`, `model`). Past
+/// the VM's bound on label sets, both are `other`.
+pub fn usage(sets: &LabelSets, what: &str, tenant: Option<&str>, model: &str) -> String {
+    let tenant = metric_labels::value(tenant.unwrap_or_default(), false);
+    let model = metric_labels::value(model, true);
+    let (tenant, model) =
+        if sets.admit(&format!("{tenant} {model}")) { (tenant, model) } else { (OTHER.into(), OTHER.into()) };
+    format!("warden.token_budget.usage.{what}.tenant.{tenant}.model.{model}")
+}
+
+/// `warden.token_budget.remaining.<budget>.tenant.<tenant>` (labels `budget`, `tenant`): what a
+/// budget counted per tenant had left, in its unit, after the last request this VM reserved in
+/// it. Only budgets counted per tenant alone have one; a budget per session, agent, user or
+/// model has too many counters for a gauge each.
+pub fn remaining(sets: &LabelSets, budget: &Budget, caller: &Caller) -> Option<String> {
+    if budget.scope != [ScopePart::Tenant] {
+        return None;
+    }
+    let tenant = metric_labels::value(caller.tenant.as_deref().unwrap_or_default(), false);
+    let tenant = if sets.admit(&format!("{} {tenant}", budget.id)) { tenant } else { OTHER.into() };
+    Some(format!("warden.token_budget.remaining.{}.tenant.{tenant}", budget.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::compile::CompiledTokenBudget;
+    use crate::policy::parse_document;
+
+    fn budgets() -> CompiledTokenBudget {
+        let doc = parse_document(
+            b"tokenBudget:\n  budgets:\n    - { id: tenant-daily, scope: [tenant], unit: totalTokens, limit: 10, window: day }\n    - { id: per-model, scope: [tenant, model], unit: requests, limit: 10, window: day }\n    - { id: per-session, scope: [session], unit: totalTokens, limit: 10, window: session }\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        CompiledTokenBudget::compile(&doc.token_budget.unwrap_or_else(|| panic!())).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn usage_names_carry_tenant_and_model_within_the_bound() {
+        let sets = LabelSets::new(2);
+        assert_eq!(
+            usage(&sets, "input_tokens", Some("acme.eu"), "gpt-4.1"),
+            "warden.token_budget.usage.input_tokens.tenant.acme_eu.model.gpt-4.1"
+        );
+        assert_eq!(usage(&sets, "requests", None, "m"), "warden.token_budget.usage.requests.tenant.none.model.m");
+        assert_eq!(
+            usage(&sets, "requests", Some("third"), "m"),
+            "warden.token_budget.usage.requests.tenant.other.model.other"
+        );
+    }
+
+    #[test]
+    fn only_budgets_counted_per_tenant_have_a_headroom_gauge() {
+        let policy = budgets();
+        let sets = LabelSets::new(8);
+        let caller = Caller { tenant: Some("acme".into()), session: Some("s".into()), ..Caller::default() };
+        assert_eq!(
+            remaining(&sets, &policy.budgets[0], &caller).as_deref(),
+            Some("warden.token_budget.remaining.tenant-daily.tenant.acme")
+        );
+        assert_eq!(remaining(&sets, &policy.budgets[1], &caller), None);
+        assert_eq!(remaining(&sets, &policy.budgets[2], &caller), None);
+    }
+}

@@ -10,6 +10,7 @@ use super::metrics;
 use super::rls;
 use super::tokenizer::Tokenizers;
 use crate::host::Host;
+use crate::metric_labels::LabelSets;
 use crate::policy::PolicyDocument;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -20,6 +21,9 @@ const MAX_QUEUED_SETTLES: usize = 4096;
 /// Settle calls are not on any request's path: they may wait longer than reservations.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Per-tenant metric label sets a VM defines before counting the rest as `other`.
+pub const MAX_LABEL_SETS: usize = 256;
+
 pub struct BudgetVm {
     pub policy: CompiledTokenBudget,
     pub tokenizers: Tokenizers,
@@ -28,6 +32,8 @@ pub struct BudgetVm {
     /// How the audit record is stored (`auditFormat`).
     pub audit_format: crate::policy::AuditFormat,
     settles: RefCell<VecDeque<Vec<u8>>>,
+    /// The label sets this VM has given its per-tenant metrics (usage, remaining).
+    pub labels: LabelSets,
     /// Random per VM, so reservation ids never meet across VMs and gateways; `reservations`
     /// counts within it.
     seed: u64,
@@ -65,6 +71,7 @@ impl BudgetVm {
             hold: document.request_headers.held(),
             audit_format: document.audit_format,
             settles: RefCell::new(VecDeque::new()),
+            labels: LabelSets::new(MAX_LABEL_SETS),
             seed,
             reservations: Cell::new(0),
         })

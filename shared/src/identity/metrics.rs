@@ -12,6 +12,9 @@ pub const JWKS_FETCH_FAILURE: &str = "warden.identity.jwks_fetch.failure";
 /// Gauge: usable keys held for remote issuers by this VM.
 pub const KEYS_LOADED: &str = "warden.identity.keys_loaded";
 
+/// Every fixed counter, defined when the policy loads so that each is exported from the start.
+pub const ALL: [&str; 5] = [ALLOWED, FAILURE_MODE, FAILURE_MODE_ALLOWED, JWKS_FETCH_SUCCESS, JWKS_FETCH_FAILURE];
+
 /// The counter a decision adds to: `allowed`, `denied.<reason>` or `shadow_denied.<reason>`.
 pub fn for_decision(decision: &Decision) -> String {
     match (decision.verdict, decision.shadowed) {

@@ -1,6 +1,6 @@
 //! Metric names of the redaction filter (Envoy prefixes Wasm metrics with `wasmcustom.`).
 //! Findings are counted per direction, class and action:
-//! `warden.redaction.request.email.placeholder`, `warden.redaction.answer.jwt.mask`.
+//! `warden.redaction.findings.request.email.placeholder`, `warden.redaction.findings.answer.jwt.mask`.
 
 use super::redactor::Redactor;
 use crate::host::{Host, HostError};
@@ -25,7 +25,7 @@ pub fn refused(reason: &str) -> String {
 pub fn count(host: &dyn Host, redactor: &Redactor, direction: &str) -> Result<(), HostError> {
     for ((class, action), n) in &redactor.counts {
         host.increment(
-            &format!("warden.redaction.{direction}.{class}.{action}"),
+            &format!("warden.redaction.findings.{direction}.{class}.{action}"),
             i64::try_from(*n).unwrap_or(i64::MAX),
         )?;
     }

@@ -89,6 +89,11 @@ pub fn write(
         if one.pin_changed {
             host.increment(metrics::PIN_CHANGED, 1)?;
         }
+        // Tool calls by risk class: MCP `tools/call`s and a model's function tool calls (a
+        // listing or a declared tool carries no class).
+        if let (Some(risk), Some(_)) = (one.risk, one.tool.as_deref()) {
+            host.increment(&metrics::tool_calls(risk, decision), 1)?;
+        }
     }
     Ok(())
 }

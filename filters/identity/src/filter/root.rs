@@ -12,9 +12,10 @@ use std::time::Duration;
 use warden_policy::attributes;
 use warden_policy::host::Host;
 use warden_policy::identity::compile::CompiledIdentity;
+use warden_policy::identity::metrics;
 use warden_policy::identity::vm::{self, IdentityVm};
 use warden_policy::policy::{parse_document, AuditFormat};
-use warden_proxy_host::{on_configure, ProxyHost};
+use warden_proxy_host::{define_counter, on_configure, ProxyHost};
 
 /// How often the root wakes to start due fetches and release requests that waited too long.
 const TICK: Duration = Duration::from_millis(100);
@@ -35,6 +36,10 @@ impl IdentityRoot {
             policy.routes.len(),
             policy.issuers.len()
         );
+        for metric in metrics::ALL {
+            define_counter(metric).map_err(|e| format!("cannot define metric {metric}: {e}"))?;
+        }
+        ProxyHost.set_gauge(metrics::KEYS_LOADED, 0).map_err(|e| format!("cannot define metric: {e}"))?;
         let vm = IdentityVm::new(policy);
         if !vm.keys.is_empty() {
             hostcalls::set_tick_period(TICK).map_err(|s| format!("cannot start the key refresh timer: {s:?}"))?;

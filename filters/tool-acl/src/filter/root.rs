@@ -8,7 +8,8 @@ use std::rc::Rc;
 use warden_policy::attributes;
 use warden_policy::policy::{parse_document, AuditFormat, RequestHeaders};
 use warden_policy::tool_acl::compile::CompiledToolAcl;
-use warden_proxy_host::on_configure;
+use warden_policy::tool_acl::metrics;
+use warden_proxy_host::{define_counter, on_configure};
 
 #[derive(Default)]
 pub struct ToolAclRoot {
@@ -28,6 +29,9 @@ impl ToolAclRoot {
             acl.rules.len(),
             if acl.llm.is_some() { " and model routes" } else { "" }
         );
+        for metric in metrics::ALL {
+            define_counter(metric).map_err(|e| format!("cannot define metric {metric}: {e}"))?;
+        }
         self.acl = Some(Rc::new(acl));
         self.request_headers = document.request_headers;
         Ok(document.audit_format)
