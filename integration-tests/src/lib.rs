@@ -21,6 +21,7 @@ pub use warden_fixtures as fixtures;
 pub mod gzip;
 pub mod h2c;
 pub mod http_client;
+pub mod otlp;
 pub mod ports;
 pub mod prometheus;
 pub mod proxy_wasm_host;

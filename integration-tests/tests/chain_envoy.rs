@@ -602,3 +602,107 @@ fn metric_names_are_read_outside_matchers_and_groupings() {
         r#"sum by (envoy_cluster_name) (rate(envoy_x_bucket{envoy_http_conn_manager_prefix="agents"}[5m])) / warden_a"#;
     assert_eq!(metric_names(q), ["envoy_x_bucket", "warden_a"]);
 }
+
+/// Attributes in OpenTelemetry's GenAI and MCP conventions, as a collector receives them: an
+/// OTLP receiver on loopback gets what Envoy exports for a model call and two MCP tool calls
+/// through the chain. The OTLP audit log records carry the attributes `docs/tracing.md` lists
+/// on both Envoys (with the request's trace id); on Envoy ≥ 1.37 the spans carry them too
+/// (`examples/tracing/span-tags.yaml`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn genai_and_mcp_attributes_reach_the_collector_on_logs_and_spans() {
+    use warden_integration_tests::otlp::{self, OtlpReceiver};
+    let receiver = OtlpReceiver::start().await.unwrap();
+    let spans_tagged = repo::envoy_version() == repo::ENVOY_VERSIONS[0];
+    let span_tags = std::fs::read_to_string(repo::root().join("examples/tracing/span-tags.yaml")).unwrap();
+    let chain = Chain::start_with(&example_policy(), |b| {
+        let b = b.cluster("otel", receiver.port);
+        if spans_tagged {
+            b.hcm("tracing", &span_tags)
+        } else {
+            b
+        }
+    })
+    .await;
+    let session = "trace-session";
+    let answer = chain.openai(PLANNER_KEY, session).chat().create(chat("gpt-4o", "Hello.")).await.unwrap();
+    assert_eq!(answer.model, "gpt-4o");
+    let mcp = chain.mcp_client(PLANNER_KEY, session).await;
+    let params = |path: &str| -> CallToolRequestParams {
+        serde_json::from_value(json!({"name": "read_file", "arguments": {"path": path}})).unwrap()
+    };
+    mcp.call_tool(params("/srv/notes.txt")).await.unwrap();
+    mcp.call_tool(params("/etc/shadow")).await.unwrap();
+    mcp.cancel().await.unwrap();
+
+    // Envoy's exporters flush every few seconds.
+    // An attribute a request does not have is `-` in a log record, empty on a span.
+    let has = |a: &std::collections::BTreeMap<String, String>, key: &str| {
+        a.get(key).is_some_and(|v| !v.is_empty() && v != "-")
+    };
+    let tool_calls = |sets: &[std::collections::BTreeMap<String, String>]| {
+        sets.iter().filter(|a| has(a, "gen_ai.tool.name")).count()
+    };
+    let mut logs = Vec::new();
+    let mut spans = Vec::new();
+    for _ in 0..200 {
+        logs = receiver.logs().iter().map(|l| otlp::attributes(&l.attributes)).collect::<Vec<_>>();
+        spans = receiver.spans().iter().map(|s| otlp::attributes(&s.attributes)).collect::<Vec<_>>();
+        if tool_calls(&logs) >= 2 && (!spans_tagged || tool_calls(&spans) >= 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut carriers = vec![("logs", logs.clone())];
+    if spans_tagged {
+        carriers.push(("spans", spans.clone()));
+    }
+    for (what, sets) in carriers {
+        let model = sets
+            .iter()
+            .find(|a| a.get("gen_ai.request.model").is_some_and(|m| m == "gpt-4o"))
+            .unwrap_or_else(|| panic!("{what}: {sets:#?}"));
+        assert_eq!(model["gen_ai.operation.name"], "chat", "{what}");
+        assert_eq!(model["gen_ai.provider.name"], "openai", "{what}");
+        assert_eq!(model["gen_ai.response.model"], "gpt-4o", "{what}");
+        assert!(model["gen_ai.usage.input_tokens"].parse::<u64>().unwrap() > 0, "{what}: {model:?}");
+        assert!(model["gen_ai.usage.output_tokens"].parse::<u64>().unwrap() > 0, "{what}: {model:?}");
+        assert_eq!(model["gen_ai.conversation.id"], session, "{what}");
+        assert_eq!(model["warden.agent"], "planner", "{what}");
+        assert_eq!(model["warden.tenant"], "acme", "{what}");
+        assert_eq!(model["warden.decision"], "allow", "{what}");
+        assert!(model["warden.cost_usd"].parse::<f64>().unwrap() > 0.0, "{what}: {model:?}");
+
+        let calls: Vec<_> = sets.iter().filter(|a| has(a, "gen_ai.tool.name")).collect();
+        assert_eq!(calls.len(), 2, "{what}: {sets:#?}");
+        for call in &calls {
+            assert_eq!(call["gen_ai.operation.name"], "execute_tool", "{what}");
+            assert_eq!(call["gen_ai.tool.name"], "read_file", "{what}");
+            assert_eq!(call["mcp.method.name"], "tools/call", "{what}");
+            assert_eq!(call["gen_ai.conversation.id"], session, "{what}");
+        }
+        let decisions: Vec<&str> = calls.iter().map(|c| c["warden.decision"].as_str()).collect();
+        assert!(
+            decisions.contains(&"allow") && decisions.contains(&"deny:tool_acl:denied_by_rule"),
+            "{what}: {decisions:?}"
+        );
+    }
+    // Each log record is the request's audit record, joined to its span by the trace id.
+    let records = receiver.logs();
+    let chat_log = records
+        .iter()
+        .find(|l| otlp::attributes(&l.attributes).get("gen_ai.request.model").is_some_and(|m| m == "gpt-4o"))
+        .unwrap();
+    let body: Value = serde_json::from_str(&otlp::text(chat_log.body.as_ref().unwrap()).unwrap()).unwrap();
+    assert_eq!(body["principal"]["session"], session);
+    assert_eq!(body["router"]["provider"], "openai");
+    assert_eq!(chat_log.trace_id.len(), 16, "the record carries its request's trace id");
+    let mut traced = false;
+    for _ in 0..100 {
+        traced = receiver.spans().iter().any(|s| s.trace_id == chat_log.trace_id);
+        if traced {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(traced, "the record's trace id is a span's");
+}

@@ -27,6 +27,7 @@ pub mod shared_slot;
 pub mod sse;
 pub mod strict_json;
 pub mod tool_acl;
+pub mod trace;
 pub mod when;
 
 #[cfg(any(test, feature = "testing"))]

@@ -42,6 +42,11 @@ pub struct PolicyDocument {
     pub request_headers: RequestHeaders,
     #[serde(default)]
     pub audit_format: AuditFormat,
+    /// Whether identity (the chain's first filter) puts the request's span attributes in
+    /// `x-warden-trace-*` request headers once the response has ended, for Envoy's tracer's
+    /// `custom_tags` (see `trace`).
+    #[serde(default)]
+    pub trace_attributes: bool,
 }
 
 /// How the request's audit record (`docs/audit.md`) is stored, and so how Envoy's access log

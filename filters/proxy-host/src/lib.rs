@@ -23,12 +23,22 @@ fn failed(call: &'static str, status: Status) -> HostError {
     }
 }
 
-// The one direct ABI import: allowed here only, where it is wrapped with its status mapped.
+// The direct ABI imports: allowed here only, where each is wrapped with its status mapped. The
+// SDK's helpers for these panic on any status but `Ok`, which would stop the VM (every filter
+// sharing it) on a status Envoy does return.
 #[allow(unsafe_code)]
 #[link(wasm_import_module = "env")]
 extern "C" {
     /// The ABI call itself, returning the raw status (see `Host::set_property`).
     fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
 }
 
 /// The first `size` bytes of a buffer (empty when there is none).
@@ -156,8 +166,23 @@ impl Host for ProxyHost {
         Ok(pairs.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect())
     }
 
+    #[allow(unsafe_code)]
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
-        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).map_err(|s| failed("set_map_value", s))
+        // Not the SDK's `hostcalls::set_map_value`: Envoy answers `BadArgument` where the request's
+        // headers can no longer be changed (its response phase), and the SDK would panic.
+        let map = MapType::HttpRequestHeaders as u32;
+        // SAFETY: the pointers and lengths describe live slices for the duration of the call;
+        // the host copies what it keeps.
+        let status = unsafe {
+            match value {
+                Some(v) => proxy_replace_header_map_value(map, name.as_ptr(), name.len(), v.as_ptr(), v.len()),
+                None => proxy_remove_header_map_value(map, name.as_ptr(), name.len()),
+            }
+        };
+        match status {
+            0 => Ok(()),
+            other => Err(HostError::Failed { call: "set_map_value", status: format!("status {other}") }),
+        }
     }
 
     fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError> {

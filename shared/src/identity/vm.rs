@@ -8,6 +8,7 @@ use super::remote_keys::{FetchRequest, RemoteKeys};
 use super::request::{decide, CapturedRequest, Step};
 use super::token_cache::{TokenCache, Verifier};
 use crate::host::{Host, HostError};
+use crate::trace::TraceAttributes;
 use log::{error, info, warn};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -29,6 +30,8 @@ pub struct IdentityVm {
     pub cache: TokenCache,
     pub callouts: HashMap<u32, usize>,
     pub waiting: Vec<Waiting>,
+    /// The request's span attributes, when the policy asks for them (`traceAttributes`).
+    pub trace: Option<Rc<TraceAttributes>>,
 }
 
 impl IdentityVm {
@@ -39,6 +42,7 @@ impl IdentityVm {
             policy: Rc::new(policy),
             callouts: HashMap::new(),
             waiting: Vec::new(),
+            trace: None,
         }
     }
 

@@ -13,11 +13,24 @@ use warden_proxy_host::ProxyHost;
 pub struct IdentityHttp {
     context_id: u32,
     vm: Rc<RefCell<IdentityVm>>,
+    traced: bool,
 }
 
 impl IdentityHttp {
     pub fn new(context_id: u32, vm: Rc<RefCell<IdentityVm>>) -> Self {
-        Self { context_id, vm }
+        Self { context_id, vm, traced: false }
+    }
+
+    /// Once the response has ended (every later filter has written its part of the record):
+    /// the span attributes, when the policy asks for them.
+    fn trace(&mut self) {
+        if std::mem::replace(&mut self.traced, true) {
+            return;
+        }
+        let Some(trace) = self.vm.borrow().trace.clone() else { return };
+        if let Err(e) = trace.write(&ProxyHost) {
+            log::warn!("warden identity: cannot set the span attributes: {e}");
+        }
     }
 
     fn on_request(&mut self) -> Result<Action, HostError> {
@@ -84,6 +97,25 @@ impl HttpContext for IdentityHttp {
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         self.body_action()
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            self.trace();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            self.trace();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.trace();
+        Action::Continue
     }
 }
 

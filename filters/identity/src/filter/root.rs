@@ -15,6 +15,7 @@ use warden_policy::identity::compile::CompiledIdentity;
 use warden_policy::identity::metrics;
 use warden_policy::identity::vm::{self, IdentityVm};
 use warden_policy::policy::{parse_document, AuditFormat};
+use warden_policy::trace::TraceAttributes;
 use warden_proxy_host::{define_counter, on_configure, ProxyHost};
 
 /// How often the root wakes to start due fetches and release requests that waited too long.
@@ -40,7 +41,10 @@ impl IdentityRoot {
             define_counter(metric).map_err(|e| format!("cannot define metric {metric}: {e}"))?;
         }
         ProxyHost.set_gauge(metrics::KEYS_LOADED, 0).map_err(|e| format!("cannot define metric: {e}"))?;
-        let vm = IdentityVm::new(policy);
+        let mut vm = IdentityVm::new(policy);
+        if document.trace_attributes {
+            vm.trace = Some(Rc::new(TraceAttributes::new(document.router.as_ref())));
+        }
         if !vm.keys.is_empty() {
             hostcalls::set_tick_period(TICK).map_err(|s| format!("cannot start the key refresh timer: {s:?}"))?;
         }
