@@ -17,7 +17,7 @@ use warden_integration_tests::audit;
 use warden_integration_tests::envoy::{config_policy, Envoy};
 use warden_integration_tests::fixtures::{ChatProvider, Script};
 use warden_integration_tests::repo;
-use warden_integration_tests::services::{RateLimitService, Redis};
+use warden_integration_tests::services::{RateLimitService, Redis, RedisCluster};
 
 const CONFIG: &str = "envoy/token-budget.yaml";
 const PLANNER_KEY: &str = "wk-planner-7f3a9c1e5b2d4068";
@@ -131,6 +131,91 @@ async fn concurrent_agents_on_two_envoys_never_overspend_one_global_budget() {
     assert!(globex <= budget + 7, "globex billed {globex} of {budget}");
     assert!(globex + 2 * (per_request + 60) > budget, "globex billed only {globex}: settles did not give back");
     drop(redis);
+}
+
+/// Past one machine: two replicas of the service on one Redis Cluster (three masters, three
+/// replicas, all on loopback), two Envoys each on its own replica, and two global budgets, so
+/// every draw touches two counters (each under its own hash tag, usually on two masters; the
+/// agent's is drawn first, so a refusal by the tenant's gives the agent's draw back). Mid-run
+/// the master holding the tenant's counter is killed: until its replica takes over, draws on it
+/// fail and the budget's failure mode (deny) refuses them; the tenant is never billed past its
+/// budget, before, during or after the failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_cluster_behind_two_service_replicas_never_overspends_when_a_master_dies() {
+    let mut cluster = RedisCluster::start(3).unwrap();
+    let urls = cluster.urls();
+    let rls = [RateLimitService::start(Some(&urls)).unwrap(), RateLimitService::start(Some(&urls)).unwrap()];
+    let provider = ChatProvider::start(Script { output_tokens: 60, ..Script::default() }).await.unwrap();
+    let budget = 5000u64;
+    let policy = policy(&format!(
+        "  defaultMaxOutputTokens: 60\n  rateLimitService: {{ cluster: ratelimit, timeout: 500ms }}\n  budgets:\n    - {{ id: agent-day, scope: [agent], unit: requests, limit: 100000, window: day, store: global, failureMode: deny }}\n    - {{ id: tenant-day, scope: [tenant], unit: totalTokens, limit: {budget}, window: day, store: global, failureMode: deny }}\n"
+    ));
+    let envoys = [envoy(&policy, &provider, Some(&rls[0])).await, envoy(&policy, &provider, Some(&rls[1])).await];
+    let master = cluster.master_of("{warden|warden_budget=tenant-day|tenant=acme}").unwrap();
+
+    let (mut ok, mut refused, mut unavailable) = (0, 0, 0);
+    for wave in 0..40 {
+        if wave == 1 {
+            cluster.kill(master);
+        }
+        if wave == 3 {
+            // The replica has had time to take over (cluster-node-timeout 1 s).
+            cluster.await_failover(master).unwrap();
+        }
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let client = client(&envoys[i % 2], PLANNER_KEY, &format!("wave-{wave}-agent-{i}"));
+                tokio::spawn(async move {
+                    client.chat().create(request("gpt-4o", "Plan the next step of the migration.", false)).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(e) if error_code(&e) == "budget_exhausted" => refused += 1,
+                Err(e) if error_code(&e) == "budget_unavailable" => unavailable += 1,
+                Err(e) => panic!("unexpected error {e}\n{}", envoys[0].log()),
+            }
+        }
+        if wave >= 3 && refused > 0 {
+            break;
+        }
+    }
+    let billed = provider.billed_total();
+    println!("redis cluster: {ok} answered, {refused} over budget, {unavailable} refused while the master was down; billed {billed} of {budget}");
+    assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}, unavailable {unavailable}");
+    assert!(unavailable > 0, "a draw on the dead master was refused by the failure mode (deny)");
+    assert!(billed <= budget, "billed {billed} of {budget}");
+    assert_eq!(provider.seen().len(), ok, "no refused request reached the provider");
+    // The agent's counter holds exactly the requests answered: draws the tenant's budget
+    // refused were given back, and draws left behind by a failed call were settled at nothing
+    // (settle calls that failed while the master was down are sent again).
+    let day = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86400 * 86400;
+    let key = format!("warden:{{warden|warden_budget=agent-day|agent=planner}}|{day}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counted = cluster.get(&key).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+        if counted == ok {
+            break;
+        }
+        if Instant::now() > deadline {
+            let mut stats = String::new();
+            for e in &envoys {
+                for name in ["rls_errors", "rls_settles", "failure_mode_applied", "allowed", "refused"] {
+                    stats.push_str(&format!(
+                        "{name}={} ",
+                        e.stat(&format!("wasmcustom.warden.token_budget.{name}")).await
+                    ));
+                }
+            }
+            panic!(
+                "the agent's counter holds {counted}, {ok} were answered; {stats}\n{}",
+                cluster.scan("*agent=planner*")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

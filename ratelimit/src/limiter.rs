@@ -17,19 +17,29 @@ pub struct Limiter {
     pub prefix: String,
 }
 
-/// A counter's key: prefix, domain, every entry and the window start, with `|`, `=` and `%`
-/// escaped in names and values so two descriptors can never share a key.
-fn key(prefix: &str, domain: &str, entries: &[rls::Entry], window_start: u64) -> String {
-    let escape = |s: &str| s.replace('%', "%25").replace('|', "%7C").replace('=', "%3D");
-    let mut out = format!("{prefix}{}", escape(domain));
+/// Names and values with the key's separators escaped, so two descriptors never share a key.
+fn escape(s: &str) -> String {
+    s.replace('%', "%25").replace('|', "%7C").replace('=', "%3D").replace('{', "%7B").replace('}', "%7D")
+}
+
+/// A counter's identity: domain and every entry, as a Redis hash tag (`{…}`). Every key of one
+/// counter (the counter in each window, its reservations' records and marks) carries it, so on
+/// Redis Cluster they share a hash slot and one script can change them together.
+fn tag(domain: &str, entries: &[rls::Entry]) -> String {
+    let mut out = format!("{{{}", escape(domain));
     for e in entries {
         out.push('|');
         out.push_str(&escape(&e.key));
         out.push('=');
         out.push_str(&escape(&e.value));
     }
-    out.push_str(&format!("|{window_start}"));
+    out.push('}');
     out
+}
+
+/// A counter's key in one window: prefix, its tag, the window start.
+fn key(prefix: &str, domain: &str, entries: &[rls::Entry], window_start: u64) -> String {
+    format!("{prefix}{}|{window_start}", tag(domain, entries))
 }
 
 enum Part {
@@ -38,12 +48,13 @@ enum Part {
     Settle(Settle),
 }
 
-/// Where a reservation's draw and its settle's mark are kept, by its id.
-fn reservation(prefix: &str, domain: &str, id: &str) -> Reservation {
-    let escape = |s: &str| s.replace('%', "%25").replace('|', "%7C");
+/// Where a reservation's draw on one counter and its settle's mark are kept, by its id, under
+/// the counter's tag.
+fn reservation(prefix: &str, domain: &str, scope: &[rls::Entry], id: &str) -> Reservation {
+    let tag = tag(domain, scope);
     Reservation {
-        record: format!("{prefix}reservation|{}|{}", escape(domain), escape(id)),
-        mark: format!("{prefix}settled|{}|{}", escape(domain), escape(id)),
+        record: format!("{prefix}{tag}|reservation|{}", escape(id)),
+        mark: format!("{prefix}{tag}|settled|{}", escape(id)),
     }
 }
 
@@ -63,7 +74,7 @@ impl Limiter {
             let ttl = span.end.saturating_sub(now) + TTL_MARGIN_SECS;
             return Part::Settle(Settle {
                 key: key(&self.prefix, domain, scope, span.start),
-                reservation: reservation(&self.prefix, domain, &id.value),
+                reservation: reservation(&self.prefix, domain, scope, &id.value),
                 used,
                 ttl,
             });
@@ -71,7 +82,7 @@ impl Limiter {
         // A draw, remembered by its reservation id when it has one (not part of the key).
         let mut held = None;
         if let Some((id, scope)) = entries.split_last().filter(|(id, _)| id.key == rls::RESERVATION_ENTRY) {
-            held = Some(reservation(&self.prefix, domain, &id.value));
+            held = Some(reservation(&self.prefix, domain, scope, &id.value));
             entries = scope;
         }
         let span = window.span(now);
@@ -201,5 +212,20 @@ mod tests {
         let a = key("p:", "d", &[e("tenant", "a|user=b")], 0);
         let b = key("p:", "d", &[e("tenant", "a"), e("user", "b")], 0);
         assert_ne!(a, b);
+        // A value cannot close the hash tag early and so move another counter's slot.
+        let c = key("p:", "d", &[e("tenant", "a}x")], 0);
+        assert_eq!(c, "p:{d|tenant=a%7Dx}|0");
+    }
+
+    #[test]
+    fn every_key_of_a_counter_shares_its_hash_tag() {
+        let e = |k: &str, v: &str| Entry { key: k.into(), value: v.into() };
+        let scope = [e(rls::BUDGET_ENTRY, "tenant-day"), e("tenant", "acme")];
+        let counter = key("w:", "warden", &scope, 86400);
+        let r = reservation("w:", "warden", &scope, "abc.1");
+        let tag = |k: &str| k[k.find('{').unwrap()..=k.find('}').unwrap()].to_string();
+        assert_eq!(tag(&counter), "{warden|warden_budget=tenant-day|tenant=acme}");
+        assert_eq!(tag(&r.record), tag(&counter));
+        assert_eq!(tag(&r.mark), tag(&counter));
     }
 }

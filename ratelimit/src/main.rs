@@ -1,9 +1,12 @@
 //! `warden-ratelimit`: the Envoy RLS v3 service for Warden's global budgets.
 //!
 //! ```text
-//! warden-ratelimit [--listen 127.0.0.1:8081] [--redis redis://127.0.0.1:6379/0] [--prefix warden:]
-//!                  [--max-keys 100000] [--tls-cert PEM --tls-key PEM --client-ca PEM] [--insecure]
+//! warden-ratelimit [--listen 127.0.0.1:8081] [--redis redis://127.0.0.1:6379/0 | --redis-cluster URL,URL…]
+//!                  [--prefix warden:] [--max-keys 100000] [--tls-cert PEM --tls-key PEM --client-ca PEM] [--insecure]
 //! ```
+//! With `--redis-cluster` the counters live on a Redis Cluster reached through any of the given
+//! nodes; every key of one counter shares a hash slot (see `store::RedisStore`). Replicas of the
+//! service keep no state of their own: any number of them may serve one Redis.
 //! With `--tls-cert`, `--tls-key` and `--client-ca` it serves mutual TLS only: a peer without a
 //! certificate signed by the client CA (the gateways') cannot draw or settle. Without them it
 //! listens only on a loopback address, unless `--insecure` says otherwise.
@@ -25,6 +28,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_millis(15);
 struct Args {
     listen: SocketAddr,
     redis: Option<String>,
+    redis_cluster: Vec<String>,
     prefix: String,
     max_keys: usize,
     tls_cert: Option<String>,
@@ -37,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
         redis: None,
+        redis_cluster: Vec::new(),
         prefix: "warden:".into(),
         max_keys: DEFAULT_MAX_KEYS,
         tls_cert: None,
@@ -50,21 +55,23 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--listen" => args.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
             "--redis" => args.redis = Some(value()?),
+            "--redis-cluster" => args.redis_cluster = value()?.split(',').map(str::to_string).collect(),
             "--prefix" => args.prefix = value()?,
             "--max-keys" => args.max_keys = value()?.parse().map_err(|e| format!("--max-keys: {e}"))?,
             "--tls-cert" => args.tls_cert = Some(value()?),
             "--tls-key" => args.tls_key = Some(value()?),
             "--client-ca" => args.client_ca = Some(value()?),
             "--insecure" => args.insecure = true,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: warden-ratelimit [--listen ADDR] [--redis redis://HOST:PORT/DB] [--prefix KEYPREFIX] [--max-keys N] \
-                     [--tls-cert PEM --tls-key PEM --client-ca PEM] [--insecure]"
-                        .into(),
-                )
-            }
+            "-h" | "--help" => return Err(
+                "usage: warden-ratelimit [--listen ADDR] [--redis redis://HOST:PORT/DB | --redis-cluster URL,URL...] \
+                     [--prefix KEYPREFIX] [--max-keys N] [--tls-cert PEM --tls-key PEM --client-ca PEM] [--insecure]"
+                    .into(),
+            ),
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
+    }
+    if args.redis.is_some() && !args.redis_cluster.is_empty() {
+        return Err("give --redis (one server) or --redis-cluster (its nodes), not both".into());
     }
     let tls = [&args.tls_cert, &args.tls_key, &args.client_ca].iter().filter(|v| v.is_some()).count();
     if tls != 0 && tls != 3 {
@@ -98,12 +105,19 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match &args.redis {
-        None => Store::Memory(MemoryStore::new(args.max_keys)),
-        Some(url) => match RedisStore::connect(url, REDIS_TIMEOUT).await {
+    let store = match (&args.redis, args.redis_cluster.is_empty()) {
+        (None, true) => Store::Memory(MemoryStore::new(args.max_keys)),
+        (Some(url), _) => match RedisStore::connect(url, REDIS_TIMEOUT).await {
             Ok(store) => Store::Redis(store),
             Err(e) => {
                 eprintln!("warden-ratelimit: cannot connect to {url}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, false) => match RedisStore::connect_cluster(&args.redis_cluster, REDIS_TIMEOUT).await {
+            Ok(store) => Store::Redis(store),
+            Err(e) => {
+                eprintln!("warden-ratelimit: cannot connect to the cluster {}: {e}", args.redis_cluster.join(","));
                 return ExitCode::FAILURE;
             }
         },
@@ -115,7 +129,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let backend = if args.redis.is_some() { "redis" } else { "memory" };
+    let backend = match (&args.redis, args.redis_cluster.is_empty()) {
+        (Some(_), _) => "redis",
+        (None, false) => "redis cluster",
+        (None, true) => "memory",
+    };
     let transport = if args.tls_cert.is_some() { "mutual TLS" } else { "plaintext" };
     println!("warden-ratelimit listening on {} ({backend}, {transport})", args.listen);
     let tls = match tls_config(&args) {

@@ -8,6 +8,7 @@
 //! nothing. Counters never go below zero.
 
 use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
 use redis::Script;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -136,11 +137,12 @@ impl MemoryStore {
             let live = |counters: &HashMap<String, (u64, u64)>, key: &str| {
                 counters.get(key).filter(|(_, expires)| *expires > now).map(|(v, _)| *v)
             };
-            // A reservation already settled (its settle came first) draws nothing.
+            // A reservation already settled (its settle came first), or already drawn (a retry),
+            // draws nothing.
             let hits: Vec<u64> = takes
                 .iter()
                 .map(|t| match &t.reservation {
-                    Some(r) if live(counters, &r.mark).is_some() => 0,
+                    Some(r) if live(counters, &r.mark).is_some() || live(counters, &r.record).is_some() => 0,
                     _ => t.hits,
                 })
                 .collect();
@@ -195,28 +197,48 @@ impl MemoryStore {
 }
 
 /// Every counter checked, then every counter added to, in one script: atomic in Redis. Per
-/// take, KEYS are the counter, the reservation's record and its mark (`-` without one); ARGV
-/// its hits, limit and TTL, then the record's TTL last.
+/// take, KEYS are the counter, the reservation's record and its mark (the counter again, three
+/// times, without a reservation: every key must be in the counter's slot); ARGV its hits,
+/// limit, TTL and whether it has a reservation, then the record's TTL last. Answers the flag,
+/// the counters' values, and the hits each take really added: none for a reservation already
+/// settled, or already drawn (a client retried a call whose answer it lost: the draw counts once).
 const DRAW_SCRIPT: &str = r"
 local n = #KEYS / 3
 local current, hits = {}, {}
 for i = 1, n do
   current[i] = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
-  hits[i] = tonumber(ARGV[3 * i - 2])
-  if KEYS[3 * i] ~= '-' and redis.call('EXISTS', KEYS[3 * i]) == 1 then hits[i] = 0 end
-  if current[i] + hits[i] > tonumber(ARGV[3 * i - 1]) then
+  hits[i] = tonumber(ARGV[4 * i - 3])
+  if ARGV[4 * i] == '1' and redis.call('EXISTS', KEYS[3 * i], KEYS[3 * i - 1]) > 0 then hits[i] = 0 end
+  if current[i] + hits[i] > tonumber(ARGV[4 * i - 2]) then
     local out = {0}
     for j = 1, n do out[j + 1] = tonumber(redis.call('GET', KEYS[3 * j - 2]) or '0') end
+    for j = 1, n do out[n + j + 1] = 0 end
     return out
   end
 end
 local out = {1}
 for i = 1, n do
   out[i + 1] = redis.call('INCRBY', KEYS[3 * i - 2], hits[i])
-  if redis.call('TTL', KEYS[3 * i - 2]) < tonumber(ARGV[3 * i]) then redis.call('EXPIRE', KEYS[3 * i - 2], ARGV[3 * i]) end
-  if KEYS[3 * i - 1] ~= '-' and hits[i] > 0 then redis.call('SET', KEYS[3 * i - 1], hits[i], 'EX', ARGV[#ARGV]) end
+  out[n + i + 1] = hits[i]
+  if redis.call('TTL', KEYS[3 * i - 2]) < tonumber(ARGV[4 * i - 1]) then redis.call('EXPIRE', KEYS[3 * i - 2], ARGV[4 * i - 1]) end
+  if ARGV[4 * i] == '1' and hits[i] > 0 then redis.call('SET', KEYS[3 * i - 1], hits[i], 'EX', ARGV[#ARGV]) end
 end
 return out
+";
+
+/// Gives back a draw of one slot's counters when a later slot refused (Redis Cluster): per
+/// take, KEYS are the counter and its reservation's record (the counter again without one);
+/// ARGV the hits it added and whether it has a reservation.
+const UNDO_SCRIPT: &str = r"
+for i = 1, #KEYS / 2 do
+  local hits = tonumber(ARGV[2 * i - 1])
+  if hits > 0 then
+    local v = redis.call('DECRBY', KEYS[2 * i - 1], hits)
+    if v < 0 then redis.call('SET', KEYS[2 * i - 1], 0, 'KEEPTTL') end
+    if ARGV[2 * i] == '1' then redis.call('DEL', KEYS[2 * i]) end
+  end
+end
+return 1
 ";
 
 /// Per settle, KEYS are the counter, the record and the mark; ARGV the hits used and the
@@ -239,10 +261,46 @@ end
 return 1
 ";
 
-/// Counters in Redis, shared by every replica of the service.
+/// A connection to one Redis server, or to a Redis Cluster.
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A key's hash tag (the part between the first `{` and the next `}`), which decides its slot
+/// on Redis Cluster; every key of one counter carries the counter's (see `limiter::tag`).
+fn hash_tag(key: &str) -> &str {
+    match key.find('{') {
+        Some(open) => match key[open + 1..].find('}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    }
+}
+
+/// Indices of `keys` grouped by hash tag, in first-seen order: one script per group.
+fn by_slot<'k>(keys: impl Iterator<Item = &'k str>) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, key) in keys.enumerate() {
+        let tag = hash_tag(key);
+        match groups.iter_mut().find(|(t, _)| *t == tag) {
+            Some((_, group)) => group.push(i),
+            None => groups.push((tag, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// Counters in Redis, shared by every replica of the service: one server (a draw is one
+/// script), or a Redis Cluster, where a draw's counters may live on several masters: it is
+/// drawn one slot at a time, and when a slot refuses, the slots already drawn are given back.
+/// Between the two, a concurrent request may see the draw and be refused too; no request can
+/// spend past a limit.
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: Connection,
     draw: Script,
+    undo: Script,
     settle: Script,
     timeout: Duration,
 }
@@ -256,39 +314,120 @@ impl RedisStore {
             .set_number_of_retries(1);
         let connection =
             ConnectionManager::new_with_config(client, config).await.map_err(|e| StoreError::Redis(e.to_string()))?;
-        Ok(RedisStore { connection, draw: Script::new(DRAW_SCRIPT), settle: Script::new(SETTLE_SCRIPT), timeout })
+        Ok(RedisStore::with(Connection::Single(connection), timeout))
     }
 
-    async fn draw(&self, takes: &[Take]) -> Result<Drawn, StoreError> {
-        let mut invocation = self.draw.prepare_invoke();
-        for t in takes {
-            let (record, mark) = t.reservation.as_ref().map_or(("-", "-"), |r| (r.record.as_str(), r.mark.as_str()));
-            invocation.key(&t.key).key(record).key(mark).arg(t.hits).arg(t.limit).arg(t.ttl);
-        }
-        invocation.arg(RECORD_TTL_SECS);
-        let mut connection = self.connection.clone();
-        let call = invocation.invoke_async::<Vec<u64>>(&mut connection);
-        let values = tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| StoreError::Redis("timed out".to_string()))?
+    /// A Redis Cluster, reached through any of `nodes` (it learns the rest and follows
+    /// failovers).
+    pub async fn connect_cluster(nodes: &[String], timeout: Duration) -> Result<RedisStore, StoreError> {
+        let client = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(2)
+            .build()
             .map_err(|e| StoreError::Redis(e.to_string()))?;
-        let (flag, counters) =
-            values.split_first().ok_or_else(|| StoreError::Redis("empty script answer".to_string()))?;
-        Ok(if *flag == 1 { Drawn::Within(counters.to_vec()) } else { Drawn::Over(counters.to_vec()) })
+        let connection = client.get_async_connection().await.map_err(|e| StoreError::Redis(e.to_string()))?;
+        Ok(RedisStore::with(Connection::Cluster(connection), timeout))
     }
 
-    async fn settle(&self, settles: &[Settle]) -> Result<(), StoreError> {
-        let mut invocation = self.settle.prepare_invoke();
-        for s in settles {
-            invocation.key(&s.key).key(&s.reservation.record).key(&s.reservation.mark).arg(s.used).arg(s.ttl);
+    fn with(connection: Connection, timeout: Duration) -> RedisStore {
+        RedisStore {
+            connection,
+            draw: Script::new(DRAW_SCRIPT),
+            undo: Script::new(UNDO_SCRIPT),
+            settle: Script::new(SETTLE_SCRIPT),
+            timeout,
         }
-        invocation.arg(MARK_TTL_SECS);
-        let mut connection = self.connection.clone();
-        let call = invocation.invoke_async::<i64>(&mut connection);
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, invocation: redis::ScriptInvocation<'_>) -> Result<T, StoreError> {
+        let call = async {
+            match &self.connection {
+                Connection::Single(c) => invocation.invoke_async::<T>(&mut c.clone()).await,
+                Connection::Cluster(c) => invocation.invoke_async::<T>(&mut c.clone()).await,
+            }
+        };
         tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| StoreError::Redis("timed out".to_string()))?
-            .map_err(|e| StoreError::Redis(e.to_string()))?;
+            .map_err(|e| StoreError::Redis(e.to_string()))
+    }
+
+    /// Draws `takes` in one script; answers the flag, the values and the hits added.
+    async fn draw_group(&self, takes: &[&Take]) -> Result<(bool, Vec<u64>, Vec<u64>), StoreError> {
+        let mut invocation = self.draw.prepare_invoke();
+        for t in takes {
+            let (record, mark) = t
+                .reservation
+                .as_ref()
+                .map_or((t.key.as_str(), t.key.as_str()), |r| (r.record.as_str(), r.mark.as_str()));
+            let reserved = u8::from(t.reservation.is_some());
+            invocation.key(&t.key).key(record).key(mark).arg(t.hits).arg(t.limit).arg(t.ttl).arg(reserved);
+        }
+        invocation.arg(RECORD_TTL_SECS);
+        let values: Vec<u64> = self.run(invocation).await?;
+        let n = takes.len();
+        if values.len() != 1 + 2 * n {
+            return Err(StoreError::Redis(format!(
+                "the draw script answered {} values for {n} counters",
+                values.len()
+            )));
+        }
+        Ok((values[0] == 1, values[1..=n].to_vec(), values[n + 1..].to_vec()))
+    }
+
+    async fn draw(&self, takes: &[Take]) -> Result<Drawn, StoreError> {
+        let groups = match self.connection {
+            Connection::Single(_) => vec![(0..takes.len()).collect()],
+            Connection::Cluster(_) => by_slot(takes.iter().map(|t| t.key.as_str())),
+        };
+        let mut values = vec![0; takes.len()];
+        let mut drawn: Vec<(Vec<usize>, Vec<u64>)> = Vec::new();
+        for group in groups {
+            let members: Vec<&Take> = group.iter().map(|&i| &takes[i]).collect();
+            let (within, group_values, added) = self.draw_group(&members).await?;
+            for (&i, v) in group.iter().zip(&group_values) {
+                values[i] = *v;
+            }
+            if !within {
+                // Give back what the earlier slots drew, and answer their values before it.
+                for (done, added) in drawn.iter().rev() {
+                    self.undo_group(takes, done, added).await?;
+                    for (&i, a) in done.iter().zip(added) {
+                        values[i] -= a;
+                    }
+                }
+                return Ok(Drawn::Over(values));
+            }
+            drawn.push((group, added));
+        }
+        Ok(Drawn::Within(values))
+    }
+
+    async fn undo_group(&self, takes: &[Take], group: &[usize], added: &[u64]) -> Result<(), StoreError> {
+        let mut invocation = self.undo.prepare_invoke();
+        for (&i, hits) in group.iter().zip(added) {
+            let t = &takes[i];
+            let record = t.reservation.as_ref().map_or(t.key.as_str(), |r| r.record.as_str());
+            invocation.key(&t.key).key(record).arg(*hits).arg(u8::from(t.reservation.is_some()));
+        }
+        self.run::<i64>(invocation).await.map(|_| ())
+    }
+
+    async fn settle(&self, settles: &[Settle]) -> Result<(), StoreError> {
+        let groups = match self.connection {
+            Connection::Single(_) => vec![(0..settles.len()).collect()],
+            Connection::Cluster(_) => by_slot(settles.iter().map(|s| s.key.as_str())),
+        };
+        for group in groups {
+            let mut invocation = self.settle.prepare_invoke();
+            for &i in &group {
+                let s = &settles[i];
+                invocation.key(&s.key).key(&s.reservation.record).key(&s.reservation.mark).arg(s.used).arg(s.ttl);
+            }
+            invocation.arg(MARK_TTL_SECS);
+            self.run::<i64>(invocation).await?;
+        }
         Ok(())
     }
 }
@@ -342,6 +481,9 @@ mod tests {
         store.settle(&[settle("a", "late", 0)]);
         store.draw(&[reserved("a", 50, 100, "late")]).unwrap();
         assert_eq!(store.draw(&[take("a", 0, 100)]).unwrap(), Drawn::Within(vec![8]), "the late draw counts nothing");
+        // A draw retried after its answer was lost counts once.
+        store.draw(&[reserved("a", 10, 100, "twice")]).unwrap();
+        assert_eq!(store.draw(&[reserved("a", 10, 100, "twice")]).unwrap(), Drawn::Within(vec![18]));
     }
 
     /// The in-memory store never holds more than its bound: a draw that needs a new counter
@@ -399,6 +541,12 @@ mod tests {
         store.draw(&[reserved("a", 50, 100, "late")]).await.unwrap();
         assert_eq!(value(store.draw(&[take("a", 0, 100)]).await.unwrap()), 8, "the late draw counts nothing");
         assert_eq!(store.draw(&[take("a", 93, 100)]).await.unwrap(), Drawn::Over(vec![8]));
+        store.draw(&[reserved("a", 10, 100, "twice")]).await.unwrap();
+        assert_eq!(
+            value(store.draw(&[reserved("a", 10, 100, "twice")]).await.unwrap()),
+            18,
+            "a retried draw counts once"
+        );
         let _ = server.kill();
         let _ = server.wait();
     }

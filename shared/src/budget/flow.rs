@@ -143,7 +143,7 @@ impl BudgetFlow {
             }
             // Draws sent (or maybe sent) are settled at nothing: given back if they landed,
             // and a late one counts nothing.
-            settle_global(&*self.host, vm, &plan, Usage::default());
+            settle_global(&*self.host, vm, &plan, None);
         }
     }
 
@@ -554,7 +554,7 @@ impl BudgetFlow {
         if let Err(e) = planner.settle_local(&plan, usage) {
             error!("warden token-budget: cannot settle: {e}");
         }
-        settle_global(&*self.host, vm, &plan, usage);
+        settle_global(&*self.host, vm, &plan, Some(usage));
         let cost = plan.price.map(|p| super::plan::amount(super::config::Unit::CostUsd, Some(p), usage));
         let _ = self.host.increment(metrics::INPUT_TOKENS, usage.input as i64);
         let _ = self.host.increment(metrics::OUTPUT_TOKENS, usage.output as i64);
@@ -586,7 +586,9 @@ fn prompt_tokens(vm: &BudgetVm, request: &ModelRequest, model: &str, exact: bool
 }
 
 /// Queues the settle of every global draw of `plan` at what `usage` amounts to.
-fn settle_global(host: &dyn Host, vm: &BudgetVm, plan: &Plan, usage: Usage) {
+/// Settles the plan's global draws at what the request used; `None`: it was never served, so
+/// it used nothing, not even the one request a `requests` budget counts.
+fn settle_global(host: &dyn Host, vm: &BudgetVm, plan: &Plan, usage: Option<Usage>) {
     let Some(service) = vm.policy.rate_limit_service.as_ref().filter(|s| s.release) else { return };
     let settled: Vec<(rls::Draw, u64, u64)> = plan
         .charges
@@ -594,7 +596,8 @@ fn settle_global(host: &dyn Host, vm: &BudgetVm, plan: &Plan, usage: Usage) {
         .filter_map(|c| {
             let draw = c.draw.clone()?;
             let budget = &vm.policy.budgets[c.budget];
-            let used = rls::hits(budget.unit, super::plan::amount(budget.unit, plan.price, usage));
+            let used =
+                usage.map_or(0, |usage| rls::hits(budget.unit, super::plan::amount(budget.unit, plan.price, usage)));
             Some((draw, used, c.window_start))
         })
         .collect();

@@ -13,7 +13,7 @@ use crate::host::Host;
 use crate::metric_labels::LabelSets;
 use crate::policy::PolicyDocument;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 /// Settle calls kept when the service is down; older ones are dropped (and counted).
@@ -22,6 +22,19 @@ const MAX_QUEUED_SETTLES: usize = 4096;
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Per-tenant metric label sets a VM defines before counting the rest as `other`.
+/// How many times a settle call is sent before it is given up (each answered with an error):
+/// with the back-off below, for about 12 s, long enough for a Redis replica to take over.
+pub const SETTLE_TRIES: u32 = 8;
+/// The wait before a failed settle call is sent again doubles from this, up to 5 s.
+const SETTLE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A settle call waiting to be sent: the message, the tries so far, and when it may go.
+struct Queued {
+    message: Vec<u8>,
+    tries: u32,
+    not_before: std::time::SystemTime,
+}
+
 pub const MAX_LABEL_SETS: usize = 256;
 
 pub struct BudgetVm {
@@ -31,7 +44,11 @@ pub struct BudgetVm {
     pub hold: bool,
     /// How the audit record is stored (`auditFormat`).
     pub audit_format: crate::policy::AuditFormat,
-    settles: RefCell<VecDeque<Vec<u8>>>,
+    settles: RefCell<VecDeque<Queued>>,
+    /// Settle calls sent and not yet answered, by call token, with the tries so far: a call the
+    /// service could not carry out (its Redis failing over, say) is queued again. Settles are
+    /// idempotent (each reservation is settled once), so a retry never gives back twice.
+    in_flight: RefCell<HashMap<u32, Queued>>,
     /// The label sets this VM has given its per-tenant metrics (usage, remaining).
     pub labels: LabelSets,
     /// Random per VM, so reservation ids never meet across VMs and gateways; `reservations`
@@ -71,6 +88,7 @@ impl BudgetVm {
             hold: document.request_headers.held(),
             audit_format: document.audit_format,
             settles: RefCell::new(VecDeque::new()),
+            in_flight: RefCell::new(HashMap::new()),
             labels: LabelSets::new(MAX_LABEL_SETS),
             seed,
             reservations: Cell::new(0),
@@ -91,7 +109,7 @@ impl BudgetVm {
             queue.pop_front();
             let _ = host.increment(metrics::RLS_ERRORS, 1);
         }
-        queue.push_back(message);
+        queue.push_back(Queued { message, tries: 0, not_before: std::time::UNIX_EPOCH });
     }
 
     /// Settle calls waiting to be sent.
@@ -103,19 +121,43 @@ impl BudgetVm {
     /// sent, keeping it for the next tick. Returns why, if one could not be sent.
     pub fn send_settles(&self, host: &dyn Host) -> Option<String> {
         let service = self.policy.rate_limit_service.as_ref()?;
-        loop {
-            let message = self.settles.borrow_mut().pop_front()?;
-            if let Err(e) = host.grpc_call(&service.cluster, rls::SERVICE, rls::METHOD, &message, SETTLE_TIMEOUT) {
-                let _ = host.increment(metrics::RLS_ERRORS, 1);
-                self.settles.borrow_mut().push_front(message);
-                return Some(format!("cannot send a settle call: {e}"));
+        let now = host.now();
+        let queue = std::mem::take(&mut *self.settles.borrow_mut());
+        let mut kept = VecDeque::new();
+        let mut failed = None;
+        for queued in queue {
+            // A retry not yet due, or anything after a call that could not be sent, waits.
+            if failed.is_some() || queued.not_before > now {
+                kept.push_back(queued);
+                continue;
+            }
+            match host.grpc_call(&service.cluster, rls::SERVICE, rls::METHOD, &queued.message, SETTLE_TIMEOUT) {
+                Ok(token) => {
+                    self.in_flight.borrow_mut().insert(token, Queued { tries: queued.tries + 1, ..queued });
+                }
+                Err(e) => {
+                    let _ = host.increment(metrics::RLS_ERRORS, 1);
+                    failed = Some(format!("cannot send a settle call: {e}"));
+                    kept.push_back(queued);
+                }
             }
         }
+        // Settles queued meanwhile (none: this runs on the root's tick) go after those kept.
+        let mut settles = self.settles.borrow_mut();
+        kept.append(&mut settles);
+        *settles = kept;
+        failed
     }
 
-    /// A settle call was answered with gRPC `status`: counted.
-    pub fn settle_answered(&self, host: &dyn Host, status: u32) {
+    /// A settle call was answered with gRPC `status`: counted, and queued again when it failed
+    /// and has tries left.
+    pub fn settle_answered(&self, host: &dyn Host, token: u32, status: u32) {
         let metric = if status == 0 { metrics::RLS_SETTLES } else { metrics::RLS_ERRORS };
         let _ = host.increment(metric, 1);
+        let Some(queued) = self.in_flight.borrow_mut().remove(&token) else { return };
+        if status != 0 && queued.tries < SETTLE_TRIES {
+            let wait = SETTLE_BACKOFF.saturating_mul(1 << queued.tries.min(6)).min(Duration::from_secs(5));
+            self.settles.borrow_mut().push_back(Queued { not_before: host.now() + wait, ..queued });
+        }
     }
 }

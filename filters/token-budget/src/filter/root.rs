@@ -50,12 +50,12 @@ impl BudgetRoot {
 }
 
 impl Context for BudgetRoot {
-    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, _response_size: usize) {
+    fn on_grpc_call_response(&mut self, token_id: u32, status_code: u32, _response_size: usize) {
         if status_code != 0 {
             warn!("warden token-budget: a settle call failed with gRPC status {status_code}");
         }
         if let Some(vm) = &self.vm {
-            vm.settle_answered(&ProxyHost, status_code);
+            vm.settle_answered(&ProxyHost, token_id, status_code);
         }
     }
 }
