@@ -27,6 +27,10 @@ impl PolicyError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PolicyDocument {
+    /// The schema the document is written to (`warden.dev/v1`); optional, and checked when given
+    /// so a document written for another version is refused rather than misread.
+    #[serde(default)]
+    pub api_version: Option<String>,
     #[serde(default)]
     pub identity: Option<IdentityConfig>,
     #[serde(default)]
@@ -85,8 +89,31 @@ impl RequestHeaders {
     }
 }
 
+/// The policy schema this Warden reads.
+pub const API_VERSION: &str = "warden.dev/v1";
+
+/// Refuses a document written for another schema version, saying which one this Warden reads.
+fn check_version(document: &PolicyDocument) -> Result<(), PolicyError> {
+    match document.api_version.as_deref() {
+        None | Some(API_VERSION) => Ok(()),
+        Some(other) if other.starts_with("warden.dev/") => Err(PolicyError::at(
+            "apiVersion",
+            format!(
+                "{other} is not a policy version this Warden reads: it reads {API_VERSION} (see docs/policy.md for what changed)"
+            ),
+        )),
+        Some(other) => Err(PolicyError::at("apiVersion", format!("{other:?} is not a Warden policy version ({API_VERSION})"))),
+    }
+}
+
 /// Reads a policy given as JSON (first non-blank character `{`) or YAML.
 pub fn parse_document(text: &[u8]) -> Result<PolicyDocument, PolicyError> {
+    let document = parse_unchecked(text)?;
+    check_version(&document)?;
+    Ok(document)
+}
+
+fn parse_unchecked(text: &[u8]) -> Result<PolicyDocument, PolicyError> {
     let first = text.iter().find(|b| !b.is_ascii_whitespace());
     let result = match first {
         None => return Err(PolicyError::at("(document)", "the policy is empty")),
@@ -144,6 +171,15 @@ mod tests {
         let err = parse_document(b"requestHeaders: keep\n").unwrap_err();
         assert_eq!(err.path, "requestHeaders");
         assert!(err.message.contains("hold") && err.message.contains("release"), "{err}");
+    }
+
+    #[test]
+    fn the_schema_version_is_checked_when_given() {
+        assert!(parse_document(b"apiVersion: warden.dev/v1\nidentity: null\n").is_ok());
+        let err = parse_document(b"apiVersion: warden.dev/v1alpha1\nidentity: null\n").unwrap_err();
+        assert_eq!(err.path, "apiVersion");
+        assert!(err.message.contains("warden.dev/v1alpha1") && err.message.contains("reads warden.dev/v1"), "{err}");
+        assert!(parse_document(b"apiVersion: v2\n").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! itself is wrong (usage, a file that cannot be read).
 
 mod audit_report;
+mod ecds;
 mod envoy_check;
 mod explain;
 mod oci;
@@ -47,6 +48,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Renders what a deployment loads from a policy.
+    Render {
+        #[command(subcommand)]
+        what: Render,
+    },
     /// Builds every filter's OCI image (and the whole chain's, `warden`) from the built modules,
     /// as OCI image layouts in the form Istio's agent pulls: two layers, the runtime config
     /// (application/vnd.module.wasm.config.v1+json) and the module
@@ -81,6 +87,27 @@ enum Command {
         plain_http: bool,
         #[arg(long)]
         username: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Render {
+    /// The chain's Warden filters as ECDS resources: one DiscoveryResponse file per filter in
+    /// OUT (written beside its name and moved into place, which Envoy's directory watch picks up),
+    /// and with --envoy-out the Envoy config that loads them from there. A policy a filter would
+    /// refuse is refused before anything is written.
+    Ecds {
+        /// The policy document.
+        policy: PathBuf,
+        /// The Envoy config with the filters inline (e.g. envoy/warden.yaml).
+        #[arg(long)]
+        envoy: PathBuf,
+        /// The directory Envoy watches.
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write the Envoy config that loads the filters through ECDS.
+        #[arg(long)]
+        envoy_out: Option<PathBuf>,
     },
 }
 
@@ -175,6 +202,11 @@ fn run(cli: Cli) -> Result<String, Failure> {
         Command::Validate { policies, envoy } => validate(&policies, &envoy),
         Command::Explain(request) => explain::run(&request),
         Command::Audit { logs, session, output } => audit_report::run(&logs, session.as_deref(), output),
+        Command::Render { what: Render::Ecds { policy, envoy, out, envoy_out } } => {
+            let rendered = ecds::render(&envoy, &policy, &out, envoy_out.as_deref())?;
+            let files: Vec<String> = rendered.files.iter().map(|f| f.display().to_string()).collect();
+            Ok(format!("policy version {}: {}", rendered.version, files.join(", ")))
+        }
         Command::Oci { wasm_dir, out, tag } => {
             let built = oci::build(&wasm_dir, &out, &tag)?;
             Ok(built

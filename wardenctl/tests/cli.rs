@@ -76,7 +76,16 @@ fn usage_errors_and_unreadable_files_exit_2() {
 
 #[test]
 fn every_command_has_help() {
-    for command in [&["--help"][..], &["validate", "--help"], &["explain", "--help"], &["audit", "--help"]] {
+    let commands = [
+        &["--help"][..],
+        &["validate", "--help"],
+        &["explain", "--help"],
+        &["audit", "--help"],
+        &["render", "ecds", "--help"],
+        &["oci", "--help"],
+        &["push", "--help"],
+    ];
+    for command in commands {
         let out = wardenctl(command);
         assert!(out.status.success(), "{command:?}");
         assert!(text(&out.stdout).contains("Usage: wardenctl"), "{command:?}");
