@@ -65,9 +65,14 @@ impl Chain {
             .cluster("ratelimit", rls.port)
             .env("OPENAI_API_KEY", OPENAI_KEY)
             .env("ANTHROPIC_API_KEY", ANTHROPIC_KEY);
-        for filter in
-            ["warden.identity", "warden.tool_acl", "warden.token_budget", "warden.router", "warden.router_attempt"]
-        {
+        for filter in [
+            "warden.identity",
+            "warden.tool_acl",
+            "warden.redaction",
+            "warden.token_budget",
+            "warden.router",
+            "warden.router_attempt",
+        ] {
             builder = builder.policy(filter, policy);
         }
         let envoy = customize(builder).start().await.unwrap();
@@ -614,7 +619,11 @@ async fn genai_and_mcp_attributes_reach_the_collector_on_logs_and_spans() {
     let receiver = OtlpReceiver::start().await.unwrap();
     let spans_tagged = repo::envoy_version() == repo::ENVOY_VERSIONS[0];
     let span_tags = std::fs::read_to_string(repo::root().join("examples/tracing/span-tags.yaml")).unwrap();
-    let chain = Chain::start_with(&example_policy(), |b| {
+    // Tenant acme opts in to the capture of what its agents saw.
+    let policy =
+        example_policy().replacen("\nredaction:\n", "\nredaction:\n  capture: { when: { tenants: [acme] } }\n", 1);
+    assert!(policy.contains("capture:"));
+    let chain = Chain::start_with(&policy, |b| {
         let b = b.cluster("otel", receiver.port);
         if spans_tagged {
             b.hcm("tracing", &span_tags)
@@ -626,6 +635,7 @@ async fn genai_and_mcp_attributes_reach_the_collector_on_logs_and_spans() {
     let session = "trace-session";
     let answer = chain.openai(PLANNER_KEY, session).chat().create(chat("gpt-4o", "Hello.")).await.unwrap();
     assert_eq!(answer.model, "gpt-4o");
+    chain.openai(PLANNER_KEY, session).chat().create(chat("gpt-4o-mini", "Write to ann@example.com.")).await.unwrap();
     let mcp = chain.mcp_client(PLANNER_KEY, session).await;
     let params = |path: &str| -> CallToolRequestParams {
         serde_json::from_value(json!({"name": "read_file", "arguments": {"path": path}})).unwrap()
@@ -705,4 +715,22 @@ async fn genai_and_mcp_attributes_reach_the_collector_on_logs_and_spans() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(traced, "the record's trace id is a span's");
+
+    // The capture of what the agent saw: its own log records, the request after redaction.
+    let captures: Vec<Value> = receiver
+        .logs()
+        .iter()
+        .filter(|l| otlp::attributes(&l.attributes).get("log.kind").is_some_and(|k| k == "warden.capture"))
+        .filter_map(|l| serde_json::from_str(&otlp::text(l.body.as_ref()?)?).ok())
+        .collect();
+    let mailed = captures
+        .iter()
+        .find(|c| c["request"].as_str().is_some_and(|r| r.contains("Write to")))
+        .unwrap_or_else(|| panic!("no capture of the chat: {captures:#?}"));
+    assert!(mailed["request"].as_str().unwrap().contains("⟦EMAIL_1⟧"), "{mailed}");
+    assert!(!mailed.to_string().contains("ann@example.com"), "{mailed}");
+    assert!(mailed["answer"].as_str().is_some_and(|a| a.contains("choices")), "{mailed}");
+    assert_eq!(mailed["session"], session);
+    let audit_logs = chain.envoy.access_log();
+    assert!(audit_logs.iter().any(|r| r["request_id"] == mailed["request_id"]), "tied to the audit line by request id");
 }

@@ -227,15 +227,22 @@ return out
 ";
 
 /// Gives back a draw of one slot's counters when a later slot refused (Redis Cluster): per
-/// take, KEYS are the counter and its reservation's record (the counter again without one);
-/// ARGV the hits it added and whether it has a reservation.
+/// take, KEYS are the counter, its reservation's record and mark (the counter again without
+/// one); ARGV the hits it added and whether it has a reservation. A reservation's draw is given
+/// back from its record, and only while the record is there and no settle has come: a settle
+/// that landed first (the gateway gave up waiting) or a retried undo gives nothing back twice.
 const UNDO_SCRIPT: &str = r"
-for i = 1, #KEYS / 2 do
+for i = 1, #KEYS / 3 do
+  local counter, record, mark = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local hits = tonumber(ARGV[2 * i - 1])
+  if ARGV[2 * i] == '1' then
+    hits = 0
+    if redis.call('EXISTS', mark) == 0 then hits = tonumber(redis.call('GET', record) or '0') end
+    redis.call('DEL', record)
+  end
   if hits > 0 then
-    local v = redis.call('DECRBY', KEYS[2 * i - 1], hits)
-    if v < 0 then redis.call('SET', KEYS[2 * i - 1], 0, 'KEEPTTL') end
-    if ARGV[2 * i] == '1' then redis.call('DEL', KEYS[2 * i]) end
+    local v = redis.call('DECRBY', counter, hits)
+    if v < 0 then redis.call('SET', counter, 0, 'KEEPTTL') end
   end
 end
 return 1
@@ -408,8 +415,11 @@ impl RedisStore {
         let mut invocation = self.undo.prepare_invoke();
         for (&i, hits) in group.iter().zip(added) {
             let t = &takes[i];
-            let record = t.reservation.as_ref().map_or(t.key.as_str(), |r| r.record.as_str());
-            invocation.key(&t.key).key(record).arg(*hits).arg(u8::from(t.reservation.is_some()));
+            let (record, mark) = t
+                .reservation
+                .as_ref()
+                .map_or((t.key.as_str(), t.key.as_str()), |r| (r.record.as_str(), r.mark.as_str()));
+            invocation.key(&t.key).key(record).key(mark).arg(*hits).arg(u8::from(t.reservation.is_some()));
         }
         self.run::<i64>(invocation).await.map(|_| ())
     }

@@ -46,9 +46,9 @@ pub struct PolicyDocument {
     pub request_headers: RequestHeaders,
     #[serde(default)]
     pub audit_format: AuditFormat,
-    /// Whether identity (the chain's first filter) puts the request's span attributes in
-    /// `x-warden-trace-*` request headers once the response has ended, for Envoy's tracer's
-    /// `custom_tags` (see `trace`).
+    /// Whether identity (the chain's first filter) writes the request's attributes as filter
+    /// state (`wasm.warden.trace.<attribute>`) once the response has ended, for Envoy's
+    /// formatters: the OTLP log's attributes, span tags on Envoy ≥ 1.37 (see `trace`).
     #[serde(default)]
     pub trace_attributes: bool,
 }

@@ -218,3 +218,43 @@ fn with_answers_unscanned_placeholders_are_still_restored() {
     let got: Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
     assert_eq!(got["choices"][0]["message"]["content"], "ann@example.com and bob@example.org");
 }
+
+/// "What did the agent see?": an opted-in tenant's request and answer are copied after
+/// redaction (the answer with its placeholders, never the values restored to the agent), tied
+/// to the request id and session; a tenant not opted in is not copied at all.
+#[test]
+fn a_capture_holds_the_redacted_request_and_answer_of_opted_in_callers_only() {
+    let policy = format!("{POLICY}  capture: {{ when: {{ tenants: [acme] }}, maxBytes: 4096 }}\n");
+    let doc = parse_document(policy.as_bytes()).unwrap();
+    let compiled = Rc::new(CompiledRedaction::compile(doc.redaction.as_ref().unwrap(), &|_| None).unwrap());
+    let acme = host("/v1/chat/completions");
+    let mut flow = RedactionFlow::new(acme.clone(), Some(compiled.clone()), true);
+    let body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "mail ann@example.com"}]});
+    assert_eq!(post(&mut flow, &acme, body.to_string().as_bytes()), Action::Continue);
+    *acme.response_headers.borrow_mut() =
+        vec![(":status".into(), "200".into()), ("content-type".into(), "application/json".into())];
+    flow.on_response_headers();
+    let answer = json!({"choices": [{"message": {"role": "assistant", "content": "Mailed ⟦EMAIL_1⟧."}}]}).to_string();
+    *acme.response_body.borrow_mut() = answer.clone().into_bytes();
+    flow.on_response_body(answer.len(), true);
+    let got: Value = serde_json::from_slice(&acme.response_body.borrow()).unwrap();
+    assert_eq!(got["choices"][0]["message"]["content"], "Mailed ann@example.com.", "the agent gets its value back");
+
+    let capture: Value = serde_json::from_slice(&acme.properties.borrow()["warden.capture"]).unwrap();
+    assert_eq!(capture["request_id"], "req-1");
+    let request: Value = serde_json::from_str(capture["request"].as_str().unwrap()).unwrap();
+    assert_eq!(request["messages"][0]["content"], "mail ⟦EMAIL_1⟧");
+    let captured_answer: Value = serde_json::from_str(capture["answer"].as_str().unwrap()).unwrap();
+    assert_eq!(captured_answer["choices"][0]["message"]["content"], "Mailed ⟦EMAIL_1⟧.");
+    assert!(!capture.to_string().contains("ann@example.com"), "{capture}");
+
+    // Another tenant: nothing is copied.
+    let other = host("/v1/chat/completions");
+    other.set_principal(&principal::with(|p| {
+        p.agent = "globex-agent".into();
+        p.tenant = Some("globex".into());
+    }));
+    let mut flow = RedactionFlow::new(other.clone(), Some(compiled), true);
+    post(&mut flow, &other, body.to_string().as_bytes());
+    assert!(!other.properties.borrow().contains_key("warden.capture"));
+}

@@ -8,12 +8,12 @@
 //! file is written beside its final name and moved there, the change Envoy's watch reacts to.
 //! A policy that a filter would refuse is refused here, before any file is touched.
 
+use crate::envoy_check;
 use crate::Failure;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use warden_policy::compiled_policy::CompiledPolicy;
 
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
 const EXTENSION_TYPE: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
@@ -38,9 +38,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
 
 pub fn render(envoy: &Path, policy: &Path, dir: &Path, envoy_out: Option<&Path>) -> Result<Rendered, Failure> {
     let policy_text = crate::read(policy)?;
-    let stand_in = |_: &str| Some("render-only".to_string());
-    CompiledPolicy::compile(&policy_text, &stand_in)
-        .map_err(|e| Failure::refused(format!("{}: {e}", policy.display())))?;
     let policy_text = String::from_utf8(policy_text).map_err(|e| usage(policy, e))?;
     let version = hex::encode(&Sha256::digest(policy_text.as_bytes())[..8]);
     let config_text = crate::read(envoy)?;
@@ -48,7 +45,10 @@ pub fn render(envoy: &Path, policy: &Path, dir: &Path, envoy_out: Option<&Path>)
         Value::deserialize(serde_norway::Deserializer::from_slice(&config_text)).map_err(|e| usage(envoy, e))?;
     std::fs::create_dir_all(dir).map_err(|e| usage(dir, e))?;
     let dir = dir.canonicalize().map_err(|e| usage(dir, e))?;
-    let mut files = Vec::new();
+    // Every filter's new config is built and checked (its policy compiled as it would compile
+    // it, the header flag its policy needs) before any file is written: all or nothing.
+    let mut rendered: Vec<(String, Value)> = Vec::new();
+    let mut findings = Vec::new();
     // The connection managers' filters; a cluster's upstream filters (the router's attempt
     // plugin) keep their inline policy.
     let listeners = config.pointer_mut("/static_resources/listeners").and_then(Value::as_array_mut);
@@ -64,21 +64,16 @@ pub fn render(envoy: &Path, policy: &Path, dir: &Path, envoy_out: Option<&Path>)
                 };
                 for filter in http_filters.iter_mut() {
                     let Some(name) = filter.get("name").and_then(Value::as_str).map(str::to_string) else { continue };
-                    let Some(typed) = filter.get("typed_config").cloned() else { continue };
+                    let Some(mut typed) = filter.get("typed_config").cloned() else { continue };
                     let root_id = typed.pointer("/config/root_id").and_then(Value::as_str).unwrap_or_default();
                     if typed.get("@type").and_then(Value::as_str) != Some(WASM_TYPE) || !root_id.starts_with("warden.")
                     {
                         continue;
                     }
-                    let mut typed = typed;
                     typed["config"]["configuration"] =
                         json!({"@type": "type.googleapis.com/google.protobuf.StringValue", "value": policy_text});
-                    let response = json!({
-                        "version_info": version,
-                        "resources": [{"@type": EXTENSION_TYPE, "name": name, "typed_config": typed}],
-                    });
+                    envoy_check::check_wasm(&typed["config"], &mut findings);
                     let file = dir.join(format!("{name}.yaml"));
-                    write_atomically(&file, &serde_json::to_vec_pretty(&response).unwrap_or_default())?;
                     *filter = json!({
                         "name": name,
                         "config_discovery": {
@@ -89,13 +84,26 @@ pub fn render(envoy: &Path, policy: &Path, dir: &Path, envoy_out: Option<&Path>)
                             "type_urls": [WASM_TYPE],
                         },
                     });
-                    files.push(file);
+                    rendered.push((name, typed));
                 }
             }
         }
     }
-    if files.is_empty() {
+    if !findings.is_empty() {
+        return Err(Failure::refused(format!("{}: {}", policy.display(), findings.join("\n"))));
+    }
+    if rendered.is_empty() {
         return Err(Failure::refused(format!("{}: no Warden Wasm filter in a connection manager", envoy.display())));
+    }
+    let mut files = Vec::new();
+    for (name, typed) in rendered {
+        let response = json!({
+            "version_info": version,
+            "resources": [{"@type": EXTENSION_TYPE, "name": name, "typed_config": typed}],
+        });
+        let file = dir.join(format!("{name}.yaml"));
+        write_atomically(&file, &serde_json::to_vec_pretty(&response).unwrap_or_default())?;
+        files.push(file);
     }
     if let Some(out) = envoy_out {
         // An xDS subscription, even from a file, needs the node named.

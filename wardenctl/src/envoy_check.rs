@@ -36,6 +36,14 @@ pub fn check(text: &[u8]) -> Result<usize, Refused> {
             documents.push(value);
         }
     }
+    // A `kind: List` (what `kubectl get -o yaml` prints) holds its documents as items.
+    let documents: Vec<Value> = documents
+        .into_iter()
+        .flat_map(|d| match (d.get("kind").and_then(Value::as_str), d.get("items").and_then(Value::as_array)) {
+            (Some("List"), Some(items)) => items.clone(),
+            _ => vec![d],
+        })
+        .collect();
     let mut findings = Vec::new();
     let mut checked = 0;
     for document in &documents {
@@ -49,6 +57,9 @@ pub fn check(text: &[u8]) -> Result<usize, Refused> {
             checked += check_wasm(config, &mut findings);
         }
     }
+    if checked == 0 {
+        findings.push("no Warden Wasm filter found (nothing was checked)".to_string());
+    }
     if findings.is_empty() {
         Ok(checked)
     } else {
@@ -56,16 +67,45 @@ pub fn check(text: &[u8]) -> Result<usize, Refused> {
     }
 }
 
-fn text<'v>(value: &'v Value, path: &[&str]) -> &'v str {
-    path.iter().try_fold(value, |v, key| v.get(key)).and_then(Value::as_str).unwrap_or_default()
+/// A field by its proto name, or by the camelCase JSON name Envoy accepts as well.
+fn field<'v>(value: &'v Value, key: &str) -> Option<&'v Value> {
+    value.get(key).or_else(|| {
+        let mut camel = String::with_capacity(key.len());
+        let mut upper = false;
+        for c in key.chars() {
+            if c == '_' {
+                upper = true;
+            } else if upper {
+                camel.push(c.to_ascii_uppercase());
+                upper = false;
+            } else {
+                camel.push(c);
+            }
+        }
+        value.get(&camel)
+    })
 }
+
+fn text<'v>(value: &'v Value, path: &[&str]) -> &'v str {
+    path.iter().try_fold(value, |v, key| field(v, key)).and_then(Value::as_str).unwrap_or_default()
+}
+
+const TYPED_STRUCTS: [&str; 2] =
+    ["type.googleapis.com/udpa.type.v1.TypedStruct", "type.googleapis.com/xds.type.v3.TypedStruct"];
 
 /// Every Wasm filter config (the `config` of an `envoy.filters.http.wasm`) under `node`.
 fn wasm_configs<'v>(node: &'v Value, out: &mut Vec<&'v Value>) {
     match node {
         Value::Object(map) => {
-            if map.get("@type").and_then(Value::as_str) == Some(WASM_TYPE) {
+            let kind = map.get("@type").and_then(Value::as_str).unwrap_or_default();
+            if kind == WASM_TYPE {
                 if let Some(config) = map.get("config").filter(|c| c.is_object()) {
+                    out.push(config);
+                }
+            }
+            // The same config wrapped in a TypedStruct (`type_url` the Wasm filter's).
+            if TYPED_STRUCTS.contains(&kind) && text(node, &["type_url"]) == WASM_TYPE {
+                if let Some(config) = node.get("value").and_then(|v| v.get("config")).filter(|c| c.is_object()) {
                     out.push(config);
                 }
             }
@@ -122,16 +162,74 @@ fn parsed(policy: Option<&[u8]>) -> Value {
     serde_norway::from_slice::<Value>(bytes).unwrap_or(Value::Null)
 }
 
-/// Compiles an inline policy as the filter would; provider keys and the hash key are read from
-/// the proxy's environment, which is not here: any name stands in.
-fn compile_finding(who: &str, policy: &[u8], findings: &mut Vec<String>) {
-    let stand_in = |_: &str| Some("validate-only".to_string());
-    if let Err(e) = CompiledPolicy::compile(policy, &stand_in) {
-        findings.push(format!("{who}: its policy would be refused at configure time: {e}"));
+/// The policy section a filter of this root id needs.
+fn section_of(root_id: &str) -> Option<&'static str> {
+    match root_id {
+        "warden.identity" => Some("identity"),
+        "warden.tool_acl" => Some("toolAcl"),
+        "warden.redaction" => Some("redaction"),
+        "warden.token_budget" => Some("tokenBudget"),
+        "warden.router" | "warden.router_attempt" => Some("router"),
+        _ => None,
     }
 }
 
-fn check_wasm(config: &Value, findings: &mut Vec<String>) -> usize {
+/// Compiles an inline policy as the filter would: the whole document, the filter's own section
+/// required. Provider keys and the hash key are read from the proxy's environment, which is not
+/// here: a stand-in of the right length serves; `exposed` (the VM's `host_env_keys`, when the
+/// config is at hand) must name every variable the filter reads.
+pub fn compile_finding(who: &str, root_id: &str, policy: &[u8], exposed: Option<&[String]>) -> Option<String> {
+    let stand_in = |_: &str| Some("stand-in-for-a-secret-of-32-bytes".to_string());
+    let compiled = match CompiledPolicy::compile(policy, &stand_in) {
+        Ok(compiled) => compiled,
+        Err(e) => return Some(format!("{who}: its policy would be refused at configure time: {e}")),
+    };
+    let document = &compiled.document;
+    let present = match section_of(root_id) {
+        Some("identity") => document.identity.is_some(),
+        Some("toolAcl") => document.tool_acl.is_some(),
+        Some("redaction") => document.redaction.is_some(),
+        Some("tokenBudget") => document.token_budget.is_some(),
+        Some("router") => document.router.is_some(),
+        _ => true,
+    };
+    if !present {
+        let section = section_of(root_id).unwrap_or_default();
+        return Some(format!("{who}: its policy has no {section} section, which {root_id} needs"));
+    }
+    // Only the attempt plugin reads provider keys, only redaction the hash key.
+    let needed: Vec<String> = match root_id {
+        "warden.router_attempt" => compiled
+            .router
+            .iter()
+            .flat_map(|r| r.router.providers.iter().filter_map(|p| p.credential.as_ref()?.env.clone()))
+            .collect(),
+        "warden.redaction" => {
+            document.redaction.iter().filter_map(|r| Some(r.hash_key.as_ref()?.env.clone())).collect()
+        }
+        _ => Vec::new(),
+    };
+    let missing: Vec<&String> = needed.iter().filter(|n| exposed.is_some_and(|e| !e.contains(n))).collect();
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|n| n.as_str()).collect();
+        return Some(format!(
+            "{who}: its policy reads {} from the proxy's environment, which vm_config.environment_variables.host_env_keys \
+             does not expose: the filter would refuse its configuration",
+            names.join(", ")
+        ));
+    }
+    None
+}
+
+/// The variables a Wasm config exposes to its VM.
+fn host_env_keys(config: &Value) -> Vec<String> {
+    let keys = ["vm_config", "environment_variables", "host_env_keys"].iter().try_fold(config, |v, k| field(v, k));
+    keys.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .unwrap_or_default()
+}
+
+pub fn check_wasm(config: &Value, findings: &mut Vec<String>) -> usize {
     let root_id = text(config, &["root_id"]);
     let name = text(config, &["name"]);
     let source = code_source(config);
@@ -139,9 +237,9 @@ fn check_wasm(config: &Value, findings: &mut Vec<String>) -> usize {
         return 0;
     }
     let who = if name.is_empty() { root_id } else { name };
-    let policy = inline_policy(config.get("configuration").and_then(|c| c.get("value")));
+    let policy = inline_policy(field(config, "configuration").and_then(|c| c.get("value")));
     let reading = body_reading(root_id, name, &source);
-    let flag = config.get("allow_on_headers_stop_iteration").and_then(Value::as_bool) == Some(true);
+    let flag = field(config, "allow_on_headers_stop_iteration").and_then(Value::as_bool) == Some(true);
     if reading.is_some() && holds_headers(&parsed(policy.as_deref())) && !flag {
         findings.push(format!(
             "{who}: the policy holds the request headers (requestHeaders: hold, the default) but the Wasm \
@@ -150,7 +248,7 @@ fn check_wasm(config: &Value, findings: &mut Vec<String>) -> usize {
         ));
     }
     if let Some(policy) = policy {
-        compile_finding(who, &policy, findings);
+        findings.extend(compile_finding(who, root_id, &policy, Some(&host_env_keys(config))));
     }
     1
 }
@@ -164,15 +262,16 @@ fn check_wasm_plugin(document: &Value, findings: &mut Vec<String>) -> usize {
     }
     let policy = inline_policy(document.get("spec").and_then(|s| s.get("pluginConfig")));
     let who = format!("WasmPlugin {name}");
-    if body_reading(root_id, "", url).is_some() && holds_headers(&parsed(policy.as_deref())) {
+    if body_reading(root_id, name, url).is_some() && holds_headers(&parsed(policy.as_deref())) {
         findings.push(format!(
             "{who}: the policy holds the request headers (requestHeaders: hold, the default), and a WasmPlugin \
              cannot set allow_on_headers_stop_iteration: every request would hang. Use an EnvoyFilter \
              (examples/istio/warden-envoyfilter.yaml), or requestHeaders: release"
         ));
     }
+    // Istio sets the VM's environment from the WasmPlugin's `vmConfig.env`; not checked here.
     if let Some(policy) = policy {
-        compile_finding(&who, &policy, findings);
+        findings.extend(compile_finding(&who, root_id, &policy, None));
     }
     1
 }
@@ -228,7 +327,8 @@ mod tests {
         assert_eq!(check(identity.as_bytes()).ok(), Some(1));
         let other =
             envoy_config(None, TOOLS).replace("warden.tool_acl", "acme.filter").replace("warden.wasm", "acme.wasm");
-        assert_eq!(check(other.as_bytes()).ok(), Some(0));
+        let Err(Refused::Findings(findings)) = check(other.as_bytes()) else { panic!("nothing to check is refused") };
+        assert!(findings[0].contains("no Warden Wasm filter"), "{findings:?}");
     }
 
     #[test]
@@ -237,5 +337,43 @@ mod tests {
             .replace("root_id: warden.tool_acl", "root_id: mine")
             .replace("name: warden.tool_acl", "name: mine");
         assert!(matches!(check(unnamed.as_bytes()), Err(Refused::Findings(_))));
+    }
+
+    #[test]
+    fn a_typed_struct_camel_case_or_a_list_does_not_hide_a_filter() {
+        let typed = format!(
+            "http_filters:\n- name: x\n  typed_config:\n    \"@type\": type.googleapis.com/udpa.type.v1.TypedStruct\n    type_url: {WASM_TYPE}\n    value:\n      config:\n        root_id: warden.tool_acl\n        configuration: {{ value: {TOOLS:?} }}\n"
+        );
+        assert!(matches!(check(typed.as_bytes()), Err(Refused::Findings(_))), "a TypedStruct is read");
+        let camel = envoy_config(None, TOOLS).replace("root_id:", "rootId:");
+        assert!(matches!(check(camel.as_bytes()), Err(Refused::Findings(_))), "rootId is read");
+        let camel_flag =
+            envoy_config(Some(true), TOOLS).replace("allow_on_headers_stop_iteration", "allowOnHeadersStopIteration");
+        assert_eq!(check(camel_flag.as_bytes()).ok(), Some(1), "the camelCase flag counts");
+        let plugin = "kind: WasmPlugin\nmetadata: { name: warden-tools }\nspec:\n  url: oci://r/platform/mcp-acl:1\n  pluginConfig:\n    toolAcl: { servers: [{ name: f, pathPrefix: /mcp/ }], rules: [] }\n";
+        let list = format!("apiVersion: v1\nkind: List\nitems:\n- {}", plugin.replace('\n', "\n  "));
+        let Err(Refused::Findings(findings)) = check(list.as_bytes()) else { panic!("a List's items are read") };
+        assert!(findings[0].contains("WasmPlugin warden-tools"), "{findings:?}");
+    }
+
+    #[test]
+    fn a_policy_without_the_filters_section_or_its_environment_is_refused() {
+        let identity_only = "identity:\n  apiKeys: { keys: [{ sha256: 0d47600bb8f6d6dedba85fdea07bc6392c72496d6fe7f00c06aa1e700bbc42fd, agent: a }] }\n  routes: [{ name: all, agent: [apiKey] }]\n";
+        let Err(Refused::Findings(findings)) = check(envoy_config(Some(true), identity_only).as_bytes()) else {
+            panic!()
+        };
+        assert!(findings[0].contains("no toolAcl section"), "{findings:?}");
+        let keyed = format!("redaction:\n  hashKey: {{ env: WARDEN_HASH_KEY }}\n{TOOLS}").replace("toolAcl", "toolAcl");
+        let config = envoy_config(Some(true), &keyed).replace("warden.tool_acl", "warden.redaction");
+        let Err(Refused::Findings(findings)) = check(config.as_bytes()) else { panic!() };
+        assert!(findings[0].contains("WARDEN_HASH_KEY") && findings[0].contains("host_env_keys"), "{findings:?}");
+        let exposed = config
+            .replace("vm_config: {", "vm_config: { environment_variables: { host_env_keys: [WARDEN_HASH_KEY] }, ");
+        assert_eq!(check(exposed.as_bytes()).ok(), Some(1), "{exposed}");
+    }
+
+    #[test]
+    fn a_file_without_a_warden_filter_is_refused() {
+        assert!(matches!(check(b"static_resources: {}\n"), Err(Refused::Findings(_))));
     }
 }

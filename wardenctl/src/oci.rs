@@ -176,6 +176,13 @@ pub fn push(
 
     let Layout { manifest, blobs } = read_layout(layout)?;
     let image: Reference = reference.parse().map_err(|e| Failure::usage(format!("{reference}: {e}")))?;
+    let registry = image.resolve_registry().to_string();
+    let loopback = registry.starts_with("127.") || registry.starts_with("localhost") || registry.starts_with("[::1]");
+    if plain_http && credentials.is_some() && !loopback {
+        return Err(Failure::usage(format!(
+            "{registry}: credentials are not sent over plain HTTP to a registry off this host: drop --plain-http"
+        )));
+    }
     let protocol = if plain_http { ClientProtocol::Http } else { ClientProtocol::Https };
     // reqwest is built without a default TLS provider: ring, installed once per process.
     let _ = rustls::crypto::ring::default_provider().install_default();

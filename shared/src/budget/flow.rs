@@ -515,7 +515,7 @@ impl BudgetFlow {
 
     /// Sets the budget's headroom gauge (budgets counted per tenant have one).
     fn record_remaining(&self, vm: &BudgetVm, budget: usize, remaining: u64) {
-        if let Some(name) = metrics::remaining(&vm.labels, &vm.policy.budgets[budget], &self.caller) {
+        if let Some(name) = metrics::remaining(&vm.headroom_labels, &vm.policy.budgets[budget], &self.caller) {
             let _ = self.host.set_gauge(&name, remaining);
         }
     }
@@ -568,8 +568,15 @@ impl BudgetFlow {
         }
         let served = self.record.get("model_served").and_then(|v| v.as_str()).unwrap_or(&plan.model).to_string();
         let tenant = self.caller.tenant.as_deref();
+        // A model the policy prices or routes; any other is the client's word, labelled `other`.
+        let known = vm.policy.model(&served).price.is_some()
+            || vm
+                .policy
+                .routes
+                .iter()
+                .any(|(alias, targets)| alias == &served || targets.iter().any(|(_, m)| m == &served));
         for (what, value) in metrics::USAGE.iter().zip([1, usage.input, usage.output, cost.unwrap_or(0)]) {
-            let _ = self.host.increment(&metrics::usage(&vm.labels, what, tenant, &served), value as i64);
+            let _ = self.host.increment(&metrics::usage(&vm.usage_labels, what, tenant, &served, known), value as i64);
         }
         let _ = self.record.write(&*self.host, vm.audit_format, Section::TokenBudget);
     }
@@ -713,11 +720,17 @@ impl BudgetFlow {
         // charged at least its reservation, unless the provider answered an error.
         let Some(vm) = self.vm.clone() else { return };
         if self.plan.is_some() && !self.settled {
-            let usage = match &self.meter {
-                Some(meter) => meter.charge(self.estimate_for_settle(), false),
-                None => Usage::default(),
-            };
-            self.settle(&vm, usage);
+            match &self.meter {
+                Some(meter) => {
+                    let usage = meter.charge(self.estimate_for_settle(), false);
+                    self.settle(&vm, usage);
+                }
+                // Never forwarded: given back whole, not even counted as one request.
+                None => {
+                    self.settled = true;
+                    self.release(&vm);
+                }
+            }
         }
     }
 

@@ -57,11 +57,12 @@ pub const ALL: [&str; 16] = [
 pub const USAGE: [&str; 4] = ["requests", "input_tokens", "output_tokens", "cost_micro_usd"];
 
 /// `warden.token_budget.usage.<what>.tenant.<tenant>.model.<model>`: a settled request's usage
-/// by the tenant it was made for and the model that served it (labels `tenant`, `model`). Past
-/// the VM's bound on label sets, both are `other`.
-pub fn usage(sets: &LabelSets, what: &str, tenant: Option<&str>, model: &str) -> String {
+/// by the tenant it was made for and the model that served it (labels `tenant`, `model`). A
+/// model the policy does not name (`known` false: a client's free choice) is `other`, so no
+/// client can fill the label sets; past the VM's bound on them, both are `other`.
+pub fn usage(sets: &LabelSets, what: &str, tenant: Option<&str>, model: &str, known: bool) -> String {
     let tenant = metric_labels::value(tenant.unwrap_or_default(), false);
-    let model = metric_labels::value(model, true);
+    let model = if known { metric_labels::value(model, true) } else { OTHER.into() };
     let (tenant, model) =
         if sets.admit(&format!("{tenant} {model}")) { (tenant, model) } else { (OTHER.into(), OTHER.into()) };
     format!("warden.token_budget.usage.{what}.tenant.{tenant}.model.{model}")
@@ -98,13 +99,19 @@ mod tests {
     fn usage_names_carry_tenant_and_model_within_the_bound() {
         let sets = LabelSets::new(2);
         assert_eq!(
-            usage(&sets, "input_tokens", Some("acme.eu"), "gpt-4.1"),
+            usage(&sets, "input_tokens", Some("acme.eu"), "gpt-4.1", true),
             "warden.token_budget.usage.input_tokens.tenant.acme_eu.model.gpt-4.1"
         );
-        assert_eq!(usage(&sets, "requests", None, "m"), "warden.token_budget.usage.requests.tenant.none.model.m");
+        assert_eq!(usage(&sets, "requests", None, "m", true), "warden.token_budget.usage.requests.tenant.none.model.m");
         assert_eq!(
-            usage(&sets, "requests", Some("third"), "m"),
+            usage(&sets, "requests", Some("third"), "m", true),
             "warden.token_budget.usage.requests.tenant.other.model.other"
+        );
+        let fresh = LabelSets::new(2);
+        assert_eq!(
+            usage(&fresh, "requests", Some("acme"), "made-up-1", false),
+            "warden.token_budget.usage.requests.tenant.acme.model.other",
+            "a model the policy does not name takes no label set of its own"
         );
     }
 

@@ -21,7 +21,6 @@ const MAX_QUEUED_SETTLES: usize = 4096;
 /// Settle calls are not on any request's path: they may wait longer than reservations.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Per-tenant metric label sets a VM defines before counting the rest as `other`.
 /// How many times a settle call is sent before it is given up (each answered with an error):
 /// with the back-off below, for about 12 s, long enough for a Redis replica to take over.
 pub const SETTLE_TRIES: u32 = 8;
@@ -35,6 +34,7 @@ struct Queued {
     not_before: std::time::SystemTime,
 }
 
+/// Per-tenant metric label sets a VM defines (per pool) before counting the rest as `other`.
 pub const MAX_LABEL_SETS: usize = 256;
 
 pub struct BudgetVm {
@@ -49,8 +49,10 @@ pub struct BudgetVm {
     /// service could not carry out (its Redis failing over, say) is queued again. Settles are
     /// idempotent (each reservation is settled once), so a retry never gives back twice.
     in_flight: RefCell<HashMap<u32, Queued>>,
-    /// The label sets this VM has given its per-tenant metrics (usage, remaining).
-    pub labels: LabelSets,
+    /// The label sets this VM has given its per-tenant usage metrics, and its headroom gauges:
+    /// two pools, so neither can crowd out the other.
+    pub usage_labels: LabelSets,
+    pub headroom_labels: LabelSets,
     /// Random per VM, so reservation ids never meet across VMs and gateways; `reservations`
     /// counts within it.
     seed: u64,
@@ -89,7 +91,8 @@ impl BudgetVm {
             audit_format: document.audit_format,
             settles: RefCell::new(VecDeque::new()),
             in_flight: RefCell::new(HashMap::new()),
-            labels: LabelSets::new(MAX_LABEL_SETS),
+            usage_labels: LabelSets::new(MAX_LABEL_SETS),
+            headroom_labels: LabelSets::new(MAX_LABEL_SETS),
             seed,
             reservations: Cell::new(0),
         })

@@ -1,6 +1,7 @@
 //! The `redaction` section compiled once per VM: the detectors into their scanners, each
 //! class's action, the rules, and the hash key read from the proxy's environment.
 
+use super::capture::CapturePolicy;
 use super::catalogue::{Category, Shape, BUILTINS, PLACEHOLDER_PATTERN};
 use super::checks::Check;
 use super::config::{Action, McpScan, RedactionConfig};
@@ -33,6 +34,8 @@ pub struct CompiledRedaction {
     pub mcp: Vec<McpServer>,
     pub hash_key: Option<Vec<u8>>,
     pub audit_format: AuditFormat,
+    /// What is copied, after redaction, for "what did the agent see?" (off when `None`).
+    pub capture: Option<CapturePolicy>,
 }
 
 #[derive(Debug, Clone)]
@@ -229,6 +232,10 @@ impl CompiledRedaction {
             mcp,
             hash_key,
             audit_format: AuditFormat::default(),
+            capture: match &config.capture {
+                Some(c) => Some(CapturePolicy::compile(c, principal(&c.when, "redaction.capture.when")?)?),
+                None => None,
+            },
         })
     }
 

@@ -46,6 +46,35 @@ pub struct RedactionConfig {
     /// Where the `hash` action's key comes from; never the policy itself.
     #[serde(default)]
     pub hash_key: Option<KeySource>,
+    /// A copy of what the agent saw, after redaction, for the callers and routes named (off
+    /// when absent; see `capture`).
+    #[serde(default)]
+    pub capture: Option<CaptureConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CaptureConfig {
+    /// Whose requests (agents, users, tenants); everyone's when empty.
+    #[serde(default)]
+    pub when: PrincipalConditions,
+    /// Path prefixes (every path this filter reads, when empty).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// The share of those requests captured, 0 to 1.
+    #[serde(default = "default_sample")]
+    pub sample: f64,
+    /// The most bytes kept of the request, and of the answer.
+    #[serde(default = "default_capture_bytes")]
+    pub max_bytes: usize,
+}
+
+fn default_sample() -> f64 {
+    1.0
+}
+
+fn default_capture_bytes() -> usize {
+    16 * 1024
 }
 
 fn default_paths() -> Vec<String> {

@@ -4,6 +4,7 @@
 //! restored). Each callback returns what the proxy does next.
 
 use super::answer_stream::{AnswerStream, StreamApi};
+use super::capture::Capture;
 use super::compile::CompiledRedaction;
 use super::config::McpScan;
 use super::json_text;
@@ -54,6 +55,8 @@ pub struct RedactionFlow {
     answer: Answer,
     /// This filter's section as written for the request; the answer's findings are added.
     record: Option<Record>,
+    /// The copy of what the agent saw, when the policy captures this request.
+    capture: Option<Capture>,
 }
 
 impl RedactionFlow {
@@ -70,6 +73,7 @@ impl RedactionFlow {
             redactor: None,
             answer: Answer::Pass,
             record: None,
+            capture: None,
         }
     }
 
@@ -212,6 +216,11 @@ impl RedactionFlow {
     fn body(&mut self, policy: &Rc<CompiledRedaction>, size: usize) -> Result<Action, HostError> {
         let body = self.host.request_body(size)?;
         let caller = Caller::read(&*self.host)?;
+        let mut capture = policy
+            .capture
+            .as_ref()
+            .filter(|c| c.applies(&caller, &self.path, &self.request_id))
+            .map(|c| Capture::new(&self.request_id, caller.session.as_deref(), &self.path, c.max_bytes));
         let record_only = matches!(self.target, Target::Mcp { record_only: true }) || policy.mode == Mode::Shadow;
         let mut redactor = Redactor::new(Rc::clone(policy), caller, &self.path, record_only);
         let Ok(text) = std::str::from_utf8(&body) else {
@@ -233,6 +242,12 @@ impl RedactionFlow {
             let message = format!("the request carries {class} data, which policy does not let leave");
             return Ok(self.refuse(400, "sensitive_data", &message));
         }
+        if let Some(capture) = capture.as_mut() {
+            // What left, redacted even where the policy only records.
+            capture.set_request(rewritten.as_deref().unwrap_or(text));
+            capture.write(&*self.host)?;
+        }
+        self.capture = capture;
         if let Some(new_body) = rewritten.filter(|_| !redactor.record_only()) {
             self.host.set_request_body(size, new_body.as_bytes())?;
             if self.hold {
@@ -363,10 +378,16 @@ impl RedactionFlow {
                 let rewritten =
                     json_text::rewrite(&text, &mut |t| redactor.rewrite(t, Direction::Answer, TextKind::Plain));
                 // An answer that is not JSON has no text of a known shape; it passes as sent.
-                if let Ok(Some(new_body)) = rewritten {
-                    if !redactor.record_only() || !new_body.is_empty() {
+                let delivered = match &rewritten {
+                    Ok(Some(new_body)) if !redactor.record_only() || !new_body.is_empty() => {
                         self.host.set_response_body(size, new_body.as_bytes())?;
+                        new_body.as_str()
                     }
+                    _ => &*text,
+                };
+                if let Some(capture) = self.capture.as_mut() {
+                    capture.push_answer(delivered, &|t| redactor.unrestore(t));
+                    capture.write(&*self.host)?;
                 }
                 self.record_answer(policy)?;
                 Ok(Action::Continue)
@@ -374,7 +395,15 @@ impl RedactionFlow {
             Answer::Stream(stream) => {
                 let chunk = self.host.response_body(size)?;
                 match stream.push(redactor, &chunk, end) {
-                    Ok(out) => self.host.set_response_body(size, &out)?,
+                    Ok(out) => {
+                        self.host.set_response_body(size, &out)?;
+                        if let Some(capture) = self.capture.as_mut() {
+                            capture.push_answer(&String::from_utf8_lossy(&out), &|t| redactor.unrestore(t));
+                            if end {
+                                capture.write(&*self.host)?;
+                            }
+                        }
+                    }
                     Err(too_large) => {
                         error!("warden redaction: {too_large}; the stream is ended");
                         self.host.set_response_body(size, b"")?;

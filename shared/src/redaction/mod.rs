@@ -10,6 +10,7 @@
 //! - [`answer_stream`]: a streamed answer rewritten event by event, per protocol.
 
 pub mod answer_stream;
+pub mod capture;
 pub mod catalogue;
 pub mod checks;
 pub mod compile;

@@ -177,6 +177,18 @@ impl Redactor {
     }
 
     /// Whether anything was found that the data-class record should carry.
+    /// `text` with each value this request's placeholders were restored to put back as its
+    /// placeholder: what a capture may keep of an answer.
+    pub fn unrestore(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (placeholder, value) in &self.placeholders {
+            if !value.is_empty() && out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), placeholder);
+            }
+        }
+        out
+    }
+
     pub fn found_any(&self) -> bool {
         !self.counts.is_empty()
     }
