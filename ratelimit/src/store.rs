@@ -518,11 +518,21 @@ mod tests {
     #[tokio::test]
     async fn redis_settles_give_back_only_what_was_drawn_once_and_reconcile_late_draws() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut server = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (make setup installs it)");
+        // Killed when dropped, so a failing assertion does not leave it running.
+        struct Server(std::process::Child);
+        impl Drop for Server {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _server = Server(
+            std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server (make setup installs it)"),
+        );
         let url = format!("redis://127.0.0.1:{port}/0");
         let mut store = None;
         for _ in 0..100 {
@@ -557,7 +567,5 @@ mod tests {
             18,
             "a retried draw counts once"
         );
-        let _ = server.kill();
-        let _ = server.wait();
     }
 }
