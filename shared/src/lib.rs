@@ -22,6 +22,7 @@ pub mod model_api;
 pub mod policy;
 pub mod principal;
 pub mod redaction;
+pub mod root_ids;
 pub mod router;
 pub mod shared_slot;
 pub mod sse;

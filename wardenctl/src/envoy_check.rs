@@ -14,11 +14,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 use warden_policy::compiled_policy::CompiledPolicy;
+use warden_policy::policy::PolicyDocument;
+use warden_policy::root_ids;
 
 const WASM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
-/// Filters that read request bodies, by root id.
-const BODY_READING: [&str; 4] = ["warden.tool_acl", "warden.token_budget", "warden.redaction", "warden.router"];
-const ATTEMPT_ROOT_ID: &str = "warden.router_attempt";
 
 pub enum Refused {
     /// Not YAML or JSON.
@@ -134,11 +133,11 @@ fn is_warden(root_id: &str, name: &str, source: &str) -> bool {
 /// is never let through.
 fn body_reading(root_id: &str, name: &str, source: &str) -> Option<String> {
     // The router's attempt filter runs upstream, once per attempt, and never holds headers.
-    if root_id == ATTEMPT_ROOT_ID {
+    if root_id == root_ids::ROUTER_ATTEMPT {
         return None;
     }
     let names = format!("{root_id} {name} {source}").to_ascii_lowercase().replace('-', "_");
-    if let Some(found) = BODY_READING.iter().find(|r| names.contains(&r["warden.".len()..])) {
+    if let Some(found) = root_ids::BODY_READING.iter().find(|r| names.contains(&r["warden.".len()..])) {
         return Some((*found).to_string());
     }
     (names.contains("warden") && !names.contains("identity")).then(|| "warden (unnamed module)".to_string())
@@ -163,13 +162,14 @@ fn parsed(policy: Option<&[u8]>) -> Value {
 }
 
 /// The policy section a filter of this root id needs.
-fn section_of(root_id: &str) -> Option<&'static str> {
+/// The policy section a filter of this root id needs, and whether `document` has it.
+fn section_of(root_id: &str, document: &PolicyDocument) -> Option<(&'static str, bool)> {
     match root_id {
-        "warden.identity" => Some("identity"),
-        "warden.tool_acl" => Some("toolAcl"),
-        "warden.redaction" => Some("redaction"),
-        "warden.token_budget" => Some("tokenBudget"),
-        "warden.router" | "warden.router_attempt" => Some("router"),
+        root_ids::IDENTITY => Some(("identity", document.identity.is_some())),
+        root_ids::TOOL_ACL => Some(("toolAcl", document.tool_acl.is_some())),
+        root_ids::REDACTION => Some(("redaction", document.redaction.is_some())),
+        root_ids::TOKEN_BUDGET => Some(("tokenBudget", document.token_budget.is_some())),
+        root_ids::ROUTER | root_ids::ROUTER_ATTEMPT => Some(("router", document.router.is_some())),
         _ => None,
     }
 }
@@ -185,26 +185,17 @@ pub fn compile_finding(who: &str, root_id: &str, policy: &[u8], exposed: Option<
         Err(e) => return Some(format!("{who}: its policy would be refused at configure time: {e}")),
     };
     let document = &compiled.document;
-    let present = match section_of(root_id) {
-        Some("identity") => document.identity.is_some(),
-        Some("toolAcl") => document.tool_acl.is_some(),
-        Some("redaction") => document.redaction.is_some(),
-        Some("tokenBudget") => document.token_budget.is_some(),
-        Some("router") => document.router.is_some(),
-        _ => true,
-    };
-    if !present {
-        let section = section_of(root_id).unwrap_or_default();
+    if let Some((section, false)) = section_of(root_id, document) {
         return Some(format!("{who}: its policy has no {section} section, which {root_id} needs"));
     }
     // Only the attempt plugin reads provider keys, only redaction the hash key.
     let needed: Vec<String> = match root_id {
-        "warden.router_attempt" => compiled
+        root_ids::ROUTER_ATTEMPT => compiled
             .router
             .iter()
             .flat_map(|r| r.router.providers.iter().filter_map(|p| p.credential.as_ref()?.env.clone()))
             .collect(),
-        "warden.redaction" => {
+        root_ids::REDACTION => {
             document.redaction.iter().filter_map(|r| Some(r.hash_key.as_ref()?.env.clone())).collect()
         }
         _ => Vec::new(),

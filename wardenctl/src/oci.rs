@@ -10,6 +10,7 @@ use crate::Failure;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use warden_policy::root_ids;
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.module.wasm.config.v1+json";
@@ -26,23 +27,12 @@ pub struct ImageSpec {
 
 /// The images Warden ships: the whole chain in one module (`warden`), and each filter's own.
 pub const IMAGES: [ImageSpec; 6] = [
-    ImageSpec {
-        name: "warden",
-        module: "warden.wasm",
-        root_ids: &[
-            "warden.identity",
-            "warden.tool_acl",
-            "warden.redaction",
-            "warden.token_budget",
-            "warden.router",
-            "warden.router_attempt",
-        ],
-    },
-    ImageSpec { name: "identity", module: "warden_identity.wasm", root_ids: &["warden.identity"] },
-    ImageSpec { name: "tool-acl", module: "warden_tool_acl.wasm", root_ids: &["warden.tool_acl"] },
-    ImageSpec { name: "redaction", module: "warden_redaction.wasm", root_ids: &["warden.redaction"] },
-    ImageSpec { name: "token-budget", module: "warden_token_budget.wasm", root_ids: &["warden.token_budget"] },
-    ImageSpec { name: "router", module: "warden_router.wasm", root_ids: &["warden.router", "warden.router_attempt"] },
+    ImageSpec { name: "warden", module: "warden.wasm", root_ids: &root_ids::CHAIN },
+    ImageSpec { name: "identity", module: "warden_identity.wasm", root_ids: &[root_ids::IDENTITY] },
+    ImageSpec { name: "tool-acl", module: "warden_tool_acl.wasm", root_ids: &[root_ids::TOOL_ACL] },
+    ImageSpec { name: "redaction", module: "warden_redaction.wasm", root_ids: &[root_ids::REDACTION] },
+    ImageSpec { name: "token-budget", module: "warden_token_budget.wasm", root_ids: &[root_ids::TOKEN_BUDGET] },
+    ImageSpec { name: "router", module: "warden_router.wasm", root_ids: &[root_ids::ROUTER, root_ids::ROUTER_ATTEMPT] },
 ];
 
 /// One image written as a layout: where, and what a `WasmPlugin` pins.

@@ -19,27 +19,21 @@ mod tool_acl;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;
+use warden_policy::root_ids;
 use warden_proxy_host::{plugin_root_id, UnknownRoot};
 
 /// The `root_id`s this module answers to, as the shipped configs name them.
-pub const ROOT_IDS: [&str; 6] = [
-    "warden.identity",
-    "warden.tool_acl",
-    "warden.redaction",
-    "warden.token_budget",
-    "warden.router",
-    "warden.router_attempt",
-];
+pub const ROOT_IDS: [&str; 6] = root_ids::CHAIN;
 
 /// The root context for the plugin being created, chosen by its `root_id` (which Envoy reports
 /// for the context being created).
 fn root_for(_context_id: u32) -> Box<dyn RootContext> {
     let root_id = plugin_root_id();
     match root_id.as_str() {
-        "warden.identity" => Box::new(identity::root::IdentityRoot::default()),
-        "warden.tool_acl" => Box::new(tool_acl::root::ToolAclRoot::default()),
-        "warden.redaction" => Box::new(redaction::root::RedactionRoot::default()),
-        "warden.token_budget" => Box::new(token_budget::root::BudgetRoot::default()),
+        root_ids::IDENTITY => Box::new(identity::root::IdentityRoot::default()),
+        root_ids::TOOL_ACL => Box::new(tool_acl::root::ToolAclRoot::default()),
+        root_ids::REDACTION => Box::new(redaction::root::RedactionRoot::default()),
+        root_ids::TOKEN_BUDGET => Box::new(token_budget::root::BudgetRoot::default()),
         id => match router::root::role_of(id) {
             Some(role) => Box::new(router::root::RouterRoot::new(role)),
             None => Box::new(UnknownRoot { module: "warden", root_id, valid: &ROOT_IDS }),

@@ -14,8 +14,8 @@ use warden_policy::router::vm::{Role, RouterVm};
 use warden_proxy_host::{define_counter, on_configure};
 
 /// The `root_id`s of the two plugins.
-pub const ROUTER_ROOT_ID: &str = "warden.router";
-pub const ATTEMPT_ROOT_ID: &str = "warden.router_attempt";
+pub const ROUTER_ROOT_ID: &str = warden_policy::root_ids::ROUTER;
+pub const ATTEMPT_ROOT_ID: &str = warden_policy::root_ids::ROUTER_ATTEMPT;
 
 /// Which plugin a `root_id` names; the router's own module also takes an empty one.
 pub fn role_of(root_id: &str) -> Option<Role> {
