@@ -12,7 +12,7 @@ FILTERS := identity tool-acl token-budget router redaction
 TEST_FILTERS := warden-noop-filter warden-probe-filter
 PY := .venv/py/bin/python
 PIP := .venv/py/bin/pip
-PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4 anthropic==2.10.0 faker==40.54.0
+PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4 anthropic==2.10.0 faker==40.54.0 cel-python==0.5.0 kubernetes-validate==1.37.0
 ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
 WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm) target/wasm32-wasip1/release/warden.wasm
 TEST := cargo test --locked
@@ -93,15 +93,22 @@ test-e2e:
 	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy --test token_budget_envoy --test attacks_envoy --test chain_envoy --test router_envoy --test redaction_envoy --test ecds_envoy || exit 1; \
 	done
 
+# Istio: the single-gateway examples, and one directory per namespace (a policy.yaml, the
+# warden.yaml `wardenctl render istio` makes of it, and what else the namespace runs).
+ISTIO_NAMESPACES := $(patsubst %/policy.yaml,%,$(wildcard examples/istio/namespaces/*/policy.yaml))
+ISTIO_MANIFESTS := $(wildcard examples/istio/*.yaml) $(filter-out %/policy.yaml,$(wildcard examples/istio/namespaces/*/*.yaml))
+
 validate: build
 	@for v in $(ENVOY_VERSIONS); do for f in envoy/*.yaml; do \
 	  printf 'envoy %-7s --mode validate %-28s ' "$$v" "$$f"; \
 	  out=$$(OPENAI_API_KEY=validate-only ANTHROPIC_API_KEY=validate-only .venv/envoy/$$v/envoy/_bin/envoy --mode validate --log-level error -c $$f 2>&1) && echo OK || { echo FAILED; echo "$$out"; exit 1; }; \
 	done; done
-	$(PY) scripts/validate-istio.py testdata/schemas/istio-wasmplugin-crd.yaml examples/istio/*.yaml
-	target/debug/wardenctl validate $(foreach f,$(wildcard examples/*/policy.yaml),$(f))
-	target/debug/wardenctl validate $(foreach f,$(wildcard envoy/*.yaml examples/istio/*.yaml),--envoy $(f))
-	$(PY) scripts/validate-envoyfilter.py $(foreach b,$(ENVOY_BINS),--envoy $(b)) examples/istio/*.yaml
+	scripts/check-rendered.sh target/debug/wardenctl $(ISTIO_NAMESPACES)
+	$(PY) scripts/validate-istio.py testdata/schemas/istio-crds.yaml $(ISTIO_MANIFESTS)
+	$(PY) scripts/validate-istio.py --expect-invalid testdata/schemas/istio-crds.yaml testdata/istio-invalid/*.yaml
+	target/debug/wardenctl validate $(wildcard examples/*/policy.yaml examples/istio/namespaces/*/policy.yaml)
+	target/debug/wardenctl validate $(foreach f,$(wildcard envoy/*.yaml examples/istio/*.yaml examples/istio/namespaces/*/warden.yaml),--envoy $(f))
+	$(PY) scripts/validate-envoyfilter.py $(foreach b,$(ENVOY_BINS),--envoy $(b)) $(ISTIO_MANIFESTS)
 
 ## The filters' OCI images (the Wasm OCI artifact Istio's agent pulls), as OCI image layouts in
 ## target/oci/; `target/debug/wardenctl push --to REGISTRY/PREFIX` sends them.

@@ -8,7 +8,9 @@ mod audit_report;
 mod ecds;
 mod envoy_check;
 mod explain;
+mod istio;
 mod oci;
+mod yaml_out;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -109,6 +111,38 @@ enum Render {
         #[arg(long)]
         envoy_out: Option<PathBuf>,
     },
+    /// One namespace's Istio manifests from a policy, on standard output: identity as a
+    /// WasmPlugin; the body-reading filters as one EnvoyFilter (they need the header flag a
+    /// WasmPlugin cannot set), with the router's providers' hop and a ServiceEntry with TLS
+    /// origination per external provider. The policy and every Wasm config are checked first.
+    Istio {
+        /// The policy document.
+        policy: PathBuf,
+        /// The namespace the manifests go to (Istio's root namespace, e.g. istio-system, makes
+        /// a manifest without --selector or --gateway mesh-wide).
+        #[arg(long)]
+        namespace: String,
+        /// Workload labels the filters attach to, KEY=VALUE (repeatable); none: every workload
+        /// of the namespace.
+        #[arg(long = "selector", value_name = "KEY=VALUE")]
+        selector: Vec<String>,
+        /// A Kubernetes Gateway (gateway.networking.k8s.io) of the namespace to attach to
+        /// (targetRefs) instead of a selector.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// The selected workloads are gateways (Envoy's GATEWAY context), not sidecars.
+        #[arg(long)]
+        gateway_workload: bool,
+        /// Where the images are: IMAGES/<image>:<tag>.
+        #[arg(long, default_value = "oci://registry.example.internal/warden")]
+        images: String,
+        #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+        tag: String,
+        /// The route (its Istio name) carrying model calls, which the router sends to the
+        /// providers; needed when the policy has a router.
+        #[arg(long)]
+        model_route: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -207,6 +241,20 @@ fn run(cli: Cli) -> Result<String, Failure> {
             let files: Vec<String> = rendered.files.iter().map(|f| f.display().to_string()).collect();
             Ok(format!("policy version {}: {}", rendered.version, files.join(", ")))
         }
+        Command::Render {
+            what: Render::Istio { policy, namespace, selector, gateway, gateway_workload, images, tag, model_route },
+        } => {
+            let target = istio::Target {
+                namespace: &namespace,
+                selector: &selector,
+                gateway: gateway.as_deref(),
+                gateway_workload,
+                images: &images,
+                tag: &tag,
+                model_route: model_route.as_deref(),
+            };
+            istio::render(&policy, &target).map(|yaml| yaml.trim_end().to_string())
+        }
         Command::Oci { wasm_dir, out, tag } => {
             let built = oci::build(&wasm_dir, &out, &tag)?;
             Ok(built
@@ -244,7 +292,9 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(out) => {
             if !out.is_empty() {
-                println!("{out}");
+                // A reader that went away (`| head`) is not an error of ours.
+                use std::io::Write;
+                let _ = writeln!(std::io::stdout(), "{out}");
             }
             ExitCode::SUCCESS
         }

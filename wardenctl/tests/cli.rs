@@ -82,6 +82,7 @@ fn every_command_has_help() {
         &["explain", "--help"],
         &["audit", "--help"],
         &["render", "ecds", "--help"],
+        &["render", "istio", "--help"],
         &["oci", "--help"],
         &["push", "--help"],
     ];
@@ -192,4 +193,113 @@ fn audit_reports_spend_denials_tools_and_a_session() {
     let table = text(&out.stdout);
     assert!(table.starts_with("SESSION STORY"), "{table}");
     assert!(table.contains("tools/call refund") && table.contains("2 records"), "{table}");
+}
+
+fn yaml_documents(text: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    serde_norway::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn render_istio(args: &[&str]) -> Output {
+    let mut all = vec!["render", "istio"];
+    all.extend_from_slice(args);
+    wardenctl(&all)
+}
+
+#[test]
+fn render_istio_makes_a_namespaces_manifests_from_one_policy() {
+    let out = render_istio(&[CHAIN, "--namespace", "team-a", "--selector", "app=agent-gw", "--model-route", "models"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let documents = yaml_documents(&text(&out.stdout));
+    let kinds: Vec<&str> = documents.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(&kinds[..2], ["WasmPlugin", "EnvoyFilter"], "{kinds:?}");
+    assert!(documents.iter().all(|d| d["metadata"]["namespace"] == "team-a"));
+
+    // identity reads no body: a WasmPlugin, fail closed, the policy as its pluginConfig, typed
+    // as the policy file types it.
+    let plugin = &documents[0];
+    assert_eq!(plugin["spec"]["phase"], "AUTHN");
+    assert_eq!(plugin["spec"]["failStrategy"], "FAIL_CLOSE");
+    assert_eq!(plugin["spec"]["selector"]["matchLabels"]["app"], "agent-gw");
+    let policy: Value = yaml_documents(&std::fs::read_to_string(root().join(CHAIN)).unwrap()).remove(0);
+    assert_eq!(plugin["spec"]["pluginConfig"], policy);
+
+    // The body readers: one EnvoyFilter, each holding the headers, in chain order, sidecar side.
+    let filter = &documents[1];
+    assert_eq!(filter["spec"]["workloadSelector"]["labels"]["app"], "agent-gw");
+    let patches = filter["spec"]["configPatches"].as_array().unwrap();
+    let inserted: Vec<&str> = patches
+        .iter()
+        .filter(|p| p["applyTo"] == "HTTP_FILTER")
+        .map(|p| {
+            assert_eq!(p["match"]["context"], "SIDECAR_INBOUND");
+            assert_eq!(p["patch"]["operation"], "INSERT_BEFORE");
+            p["patch"]["value"]["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(inserted, ["warden.tool_acl", "warden.redaction", "warden.token_budget", "warden.router"]);
+    for patch in patches.iter().filter(|p| p["applyTo"] == "EXTENSION_CONFIG") {
+        let config = &patch["patch"]["value"]["typed_config"]["config"];
+        assert_eq!(config["allow_on_headers_stop_iteration"], true, "{config}");
+        assert_eq!(config["fail_open"], false);
+        assert_eq!(config["vm_config"]["vm_id"], "warden");
+        assert!(config["vm_config"]["environment_variables"].is_null(), "no key reaches the chain's VM: {config}");
+    }
+    // The router's hop: the attempt plugin alone sees the provider keys; the model route retries.
+    let cluster = patches.iter().find(|p| p["applyTo"] == "CLUSTER").unwrap();
+    let attempt = &cluster["patch"]["value"]["typed_extension_protocol_options"]
+        ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"][0]["typed_config"]["config"];
+    assert_eq!(attempt["root_id"], "warden.router_attempt");
+    assert_eq!(
+        attempt["vm_config"]["environment_variables"]["host_env_keys"],
+        serde_json::json!(["OPENAI_API_KEY", "ANTHROPIC_API_KEY"])
+    );
+    let route = patches.iter().find(|p| p["applyTo"] == "HTTP_ROUTE").unwrap();
+    assert_eq!(route["match"]["routeConfiguration"]["vhost"]["route"]["name"], "models");
+
+    // What the output says it is, `validate --envoy` agrees with.
+    let dir = tempfile::tempdir().unwrap();
+    let rendered = dir.path().join("warden.yaml");
+    std::fs::write(&rendered, &out.stdout).unwrap();
+    let check = wardenctl(&["validate", "--envoy", rendered.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+}
+
+#[test]
+fn render_istio_attaches_to_a_gateway_by_target_ref() {
+    let out = render_istio(&["examples/tool-acl/policy.yaml", "--namespace", "edge", "--gateway", "agents"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let documents = yaml_documents(&text(&out.stdout));
+    for document in &documents[..2] {
+        assert_eq!(document["spec"]["targetRefs"][0]["kind"], "Gateway", "{document}");
+        assert_eq!(document["spec"]["targetRefs"][0]["name"], "agents");
+        assert!(document["spec"]["selector"].is_null() && document["spec"]["workloadSelector"].is_null());
+    }
+    let patch =
+        documents[1]["spec"]["configPatches"].as_array().unwrap().iter().find(|p| p["applyTo"] == "HTTP_FILTER");
+    assert_eq!(patch.unwrap()["match"]["context"], "GATEWAY");
+}
+
+#[test]
+fn render_istio_refuses_what_it_cannot_render_faithfully() {
+    // A router without the route it serves.
+    let out = render_istio(&[CHAIN, "--namespace", "team-a"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--model-route"), "{}", text(&out.stderr));
+    // Both a selector and a Gateway.
+    let out =
+        render_istio(&["examples/tool-acl/policy.yaml", "--namespace", "a", "--gateway", "g", "--selector", "a=b"]);
+    assert_eq!(out.status.code(), Some(2));
+    // A policy the filters would refuse: nothing is printed.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    let policy = std::fs::read_to_string(root().join("examples/tool-acl/policy.yaml")).unwrap();
+    std::fs::write(&path, policy.replacen("toolAcl:", "toolAcl:\n  maxBodyByts: 5", 1)).unwrap();
+    let out = render_istio(&[path.to_str().unwrap(), "--namespace", "a"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("maxBodyByts"), "{}", text(&out.stderr));
 }
