@@ -54,6 +54,31 @@ def wasm_configs(node):
 
 
 
+def local_extension(extension, wasm_dir):
+    """A copy of an EXTENSION_CONFIG's value with its module the locally built one."""
+    ext = yaml.safe_load(yaml.safe_dump(extension))
+    config = ext["typed_config"]["config"]
+    module = module_file(config, config.get("root_id") or ext["name"])
+    config["vm_config"]["code"] = {"local": {"filename": os.path.join(wasm_dir, module + ".wasm")}}
+    return ext
+
+
+def inline_discovered(node, extensions, wasm_dir):
+    """Replaces every filter loaded by `config_discovery` under `node` with its EXTENSION_CONFIG."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "http_filters" and isinstance(value, list):
+                for i, item in enumerate(value):
+                    if isinstance(item, dict) and "config_discovery" in item:
+                        if item.get("name") not in extensions:
+                            raise ValueError(f"filter {item.get('name')} has no EXTENSION_CONFIG")
+                        value[i] = local_extension(extensions[item["name"]], wasm_dir)
+            inline_discovered(value, extensions, wasm_dir)
+    elif isinstance(node, list):
+        for item in node:
+            inline_discovered(item, extensions, wasm_dir)
+
+
 def envoy_filter_bootstrap(doc, wasm_dir):
     """A bootstrap with the EnvoyFilter's Wasm filters in one HTTP connection manager."""
     patches = (doc.get("spec") or {}).get("configPatches") or []
@@ -69,12 +94,7 @@ def envoy_filter_bootstrap(doc, wasm_dir):
         name = p["patch"]["value"]["name"]
         if name not in extensions:
             raise ValueError(f"HTTP_FILTER {name} has no EXTENSION_CONFIG")
-        ext = yaml.safe_load(yaml.safe_dump(extensions[name]))
-        config = ext["typed_config"]["config"]
-        root_id = config.get("root_id") or name
-        module = module_file(config, root_id)
-        config["vm_config"]["code"] = {"local": {"filename": os.path.join(wasm_dir, module + ".wasm")}}
-        filters.append(ext)
+        filters.append(local_extension(extensions[name], wasm_dir))
     router = {
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
@@ -90,15 +110,20 @@ def envoy_filter_bootstrap(doc, wasm_dir):
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
         "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
     }
-    # Clusters and listeners the EnvoyFilter adds (the router's providers hop), with any Wasm
-    # code in them replaced by the locally built module too.
+    # Clusters and listeners the EnvoyFilter adds (the router's providers hop). A Wasm filter in
+    # them must come over ECDS (`config_discovery` naming an EXTENSION_CONFIG): Istio's agent
+    # fetches an `oci://` module only for ECDS resources, and Envoy would refuse the URL inline.
+    # For validation the EXTENSION_CONFIG is put in place, with the locally built module.
     added = {"CLUSTER": [], "LISTENER": []}
     for p in patches:
         if p.get("applyTo") in added and (p.get("patch") or {}).get("operation") == "ADD":
             value = yaml.safe_load(yaml.safe_dump(p["patch"]["value"]))
             for config in wasm_configs(value):
-                module = module_file(config, config.get("root_id") or "")
-                config["vm_config"]["code"] = {"local": {"filename": os.path.join(wasm_dir, module + ".wasm")}}
+                if "remote" in ((config.get("vm_config") or {}).get("code") or {}):
+                    raise ValueError(
+                        f"{p['applyTo']} {value.get('name')}: Wasm filter {config.get('name')} has remote code inline; "
+                        "deliver it over ECDS (an EXTENSION_CONFIG and config_discovery)")
+            inline_discovered(value, extensions, wasm_dir)
             added[p["applyTo"]].append(value)
     bootstrap = {"static_resources": {"listeners": [listener] + added["LISTENER"], "clusters": added["CLUSTER"]}}
     if any("internal_listener" in l for l in added["LISTENER"]):

@@ -21,6 +21,7 @@ usage: validate-istio.py CRDS.yaml MANIFEST.yaml...
          (each manifest must be refused, with every `# expect: TEXT` line of the file in what is
          said: the checks themselves are checked)
 """
+import re
 import sys
 from urllib.parse import urlparse
 
@@ -144,6 +145,26 @@ def check_custom(schema, doc):
     return problems
 
 
+METADATA_FIELDS = {"name", "namespace", "labels", "annotations"}
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def metadata_problems(metadata):
+    """A custom resource's metadata, as the API server takes it from a manifest (the rest of
+    ObjectMeta is the server's to set)."""
+    problems = [(["metadata", k], f"'{k}' is not a field a manifest sets") for k in metadata if k not in METADATA_FIELDS]
+    for field in ("name", "namespace"):
+        value = metadata.get(field)
+        if not isinstance(value, str) or len(value) > 253 or not DNS_SUBDOMAIN.match(value):
+            problems.append((["metadata", field], f"{value!r} is not a DNS subdomain name"))
+    for field in ("labels", "annotations"):
+        if not isinstance(metadata.get(field, {}), dict):
+            problems.append((["metadata", field], "must be a map of strings"))
+        elif any(not isinstance(v, str) for v in metadata.get(field, {}).values()):
+            problems.append((["metadata", field], "values must be strings"))
+    return problems
+
+
 def check_core(doc):
     try:
         kubernetes_validate.validate(doc, KUBERNETES, strict=True)
@@ -160,10 +181,16 @@ def check_file(path, known):
         documents = [d for d in yaml.safe_load_all(f) if d]
     failures, said = 0, []
     for doc in documents:
+        if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
+            failures += 1
+            said.append(f"{path}: a document that is not an object with metadata: {str(doc)[:80]}")
+            continue
         key = (doc.get("apiVersion"), doc.get("kind"))
-        name = doc.get("metadata", {}).get("name", "?")
-        if not doc.get("metadata", {}).get("namespace") and key[1] != "Namespace":
+        name = doc["metadata"].get("name", "?")
+        if not doc["metadata"].get("namespace") and key[1] != "Namespace":
             problems = [(["metadata"], "no namespace: every manifest here says where it goes")]
+        elif key in known and metadata_problems(doc["metadata"]):
+            problems = metadata_problems(doc["metadata"])
         elif key in known:
             problems = check_custom(known[key], doc)
             against = f"{key[0]} (schema and CEL rules)"

@@ -6,9 +6,11 @@
 //!   request headers while the body is read needs. Each is an `EXTENSION_CONFIG` (delivered over
 //!   ECDS, the image pulled by Istio's agent) and an `HTTP_FILTER` patch before Envoy's router, in
 //!   chain order, all from the one-module `warden` image in one VM;
-//! - with a router: its providers' hop (the `warden_providers` cluster with the attempt plugin
-//!   holding the provider keys, the internal listener, the model route's retries), and a
-//!   `ServiceEntry` with TLS origination for each provider outside the mesh.
+//! - with a router (gateways only): its providers' hop (the `warden_providers` cluster whose
+//!   upstream filter, the attempt plugin, alone holds the provider keys and comes over ECDS like
+//!   the others; the internal listener; the model route's retries);
+//! - for every host outside the mesh a `cluster:` of the policy names, a `ServiceEntry` and a
+//!   `DestinationRule` originating TLS, the certificate checked for the host's name.
 //!
 //! Where it applies: `--selector` picks workloads (sidecars, or a gateway Deployment's labels),
 //! `--gateway` a Kubernetes Gateway (`targetRefs`); neither means every workload of the
@@ -102,8 +104,24 @@ pub fn render(policy_path: &Path, target: &Target) -> Result<String, Failure> {
     let policy_value = Value::deserialize(serde_norway::Deserializer::from_str(&policy_text))
         .map_err(|e| Failure::usage(format!("{}: {e}", policy_path.display())))?;
     let namespace = target.namespace;
-    if namespace.is_empty() {
-        return Err(Failure::usage("--namespace must name a namespace"));
+    if !is_dns_label(namespace) {
+        return Err(Failure::usage(format!("--namespace {namespace:?}: not a Kubernetes namespace name")));
+    }
+    if target.gateway_workload && target.selector.is_empty() {
+        return Err(Failure::usage(
+            "--gateway-workload needs --selector naming the gateway's labels (without it the identity WasmPlugin \
+             would apply to every workload of the namespace, the whole mesh in the root namespace)",
+        ));
+    }
+    if compiled.router.is_some() && target.context() == "SIDECAR_INBOUND" {
+        return Err(Failure::usage(
+            "the policy has a router: render it for a gateway (--gateway, or --selector with --gateway-workload); a \
+             sidecar's inbound routes are all named `default`, so the model route cannot be told apart",
+        ));
+    }
+    let environment = compiled.environment();
+    if let Some(bad) = environment.iter().find(|name| !is_env_name(name)) {
+        return Err(Failure::refused(format!("environment variable {bad:?}: not a plain variable name")));
     }
     let mut documents: Vec<(String, Value)> = Vec::new();
     if compiled.identity.is_some() {
@@ -136,7 +154,17 @@ pub fn render(policy_path: &Path, target: &Target) -> Result<String, Failure> {
     clusters_named(&policy_value, &mut clusters);
     clusters.sort();
     clusters.dedup();
-    for (port, host) in clusters.iter().filter_map(|c| external_host(c)) {
+    for cluster in &clusters {
+        let Some((port, host)) = external_host(cluster) else { continue };
+        if !is_dns_name(host) {
+            return Err(Failure::refused(format!("cluster {cluster:?}: {host:?} is not a DNS name")));
+        }
+        if port == 443 && target.context() == "SIDECAR_INBOUND" {
+            return Err(Failure::refused(format!(
+                "cluster {cluster:?}: on sidecars an HTTP entry on port 443 would make the workload's own outbound \
+                 port 443 plain HTTP; name another port (outbound|8443||{host}: the entry forwards it to 443 with TLS)"
+            )));
+        }
         documents.extend(external_service(host, port, namespace));
     }
     if !findings.is_empty() {
@@ -152,7 +180,6 @@ pub fn render(policy_path: &Path, target: &Target) -> Result<String, Failure> {
         env!("CARGO_PKG_VERSION"),
         policy_path.display(),
     );
-    let environment = compiled.environment();
     if !environment.is_empty() {
         out.push_str(&format!(
             "# The proxy's environment must carry {} (from a Kubernetes Secret, never the policy).\n",
@@ -161,6 +188,8 @@ pub fn render(policy_path: &Path, target: &Target) -> Result<String, Failure> {
     }
     for (why, document) in documents {
         let yaml = crate::yaml_out::to_string(&document);
+        // A comment is one line of plain text, whatever a name in it holds.
+        let why: String = why.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
         out.push_str(&format!("---\n# {why}\n{yaml}"));
     }
     Ok(out)
@@ -181,6 +210,10 @@ fn identity_plugin(policy: &Value, target: &Target) -> Result<Value, Failure> {
         "failStrategy": "FAIL_CLOSE",
         "pluginConfig": policy,
     })));
+    if target.context() == "SIDECAR_INBOUND" {
+        // Requests to the workload only: its own outbound calls are not agents calling it.
+        spec.insert("match".into(), json!([{"mode": "SERVER"}]));
+    }
     Ok(json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
         "kind": "WasmPlugin",
@@ -239,13 +272,17 @@ fn chain_envoy_filter(
         .and_then(|r| r.hash_key.as_ref())
         .map(|k| vec![k.env.clone()])
         .unwrap_or_default();
+    // ECDS names are one space per proxy, and a VM's shared data (counters, sessions) is its
+    // vm_id's: both carry the namespace, so a mesh-wide baseline and a namespace's own policy on
+    // one workload neither replace nor share each other's.
+    let vm_id = format!("warden.{}", target.namespace);
     let mut patches = Vec::new();
     for root_id in chain {
         patches.push(json!({
             "applyTo": "EXTENSION_CONFIG",
             "patch": {"operation": "ADD", "value": {
-                "name": root_id,
-                "typed_config": wasm_config(root_id, "warden", target.image("warden"), &chain_env, policy),
+                "name": ecds_name(target.namespace, root_id),
+                "typed_config": wasm_config(root_id, &vm_id, target.image("warden"), &chain_env, policy),
             }},
         }));
     }
@@ -254,13 +291,7 @@ fn chain_envoy_filter(
             "applyTo": "HTTP_FILTER",
             "match": {"context": context, "listener": {"filterChain": {"filter": {
                 "name": HCM, "subFilter": {"name": "envoy.filters.http.router"}}}}},
-            "patch": {"operation": "INSERT_BEFORE", "value": {
-                "name": root_id,
-                "config_discovery": {
-                    "config_source": {"ads": {}, "initial_fetch_timeout": "0s"},
-                    "type_urls": [WASM_TYPE],
-                },
-            }},
+            "patch": {"operation": "INSERT_BEFORE", "value": discovered(&ecds_name(target.namespace, root_id))},
         }));
     }
     if let Some(router) = &compiled.router {
@@ -271,7 +302,7 @@ fn chain_envoy_filter(
         };
         let keys: Vec<String> =
             router.router.providers.iter().filter_map(|p| p.credential.as_ref()?.env.clone()).collect();
-        patches.extend(providers_hop(context, route, target.image("router"), &keys, policy));
+        patches.extend(providers_hop(target, route, &keys, policy));
     }
     let mut spec = object(target.attachment("workloadSelector")?);
     spec.insert("configPatches".into(), Value::Array(patches));
@@ -286,14 +317,23 @@ fn chain_envoy_filter(
 /// The router's providers' hop (see filters/router/README.md): the model route goes to
 /// `warden_providers`, whose upstream filter (the attempt plugin, the only VM with the provider
 /// keys) shapes each attempt for an internal listener that routes it to the provider's cluster.
-fn providers_hop(context: &str, route: &str, image: String, keys: &[String], policy: &str) -> Vec<Value> {
+fn providers_hop(target: &Target, route: &str, keys: &[String], policy: &str) -> Vec<Value> {
+    let context = target.context();
     let attempt = root_ids::ROUTER_ATTEMPT;
-    let mut attempt_config = wasm_config(attempt, attempt, image, keys, policy);
+    let attempt_name = ecds_name(target.namespace, attempt);
+    let vm_id = format!("{attempt}.{}", target.namespace);
+    let mut attempt_config = wasm_config(attempt, &vm_id, target.image("router"), keys, policy);
     // The attempt plugin runs on the upstream request: its headers are never held.
     if let Some(config) = attempt_config.get_mut("config").and_then(Value::as_object_mut) {
         config.remove("allow_on_headers_stop_iteration");
     }
     vec![
+        // Delivered over ECDS like the chain's filters: Istio's agent fetches an `oci://` module
+        // only for ECDS resources; inline in a cluster, Envoy would be handed the URL itself.
+        json!({
+            "applyTo": "EXTENSION_CONFIG",
+            "patch": {"operation": "ADD", "value": {"name": attempt_name, "typed_config": attempt_config}},
+        }),
         json!({
             "applyTo": "HTTP_ROUTE",
             "match": {"context": context, "routeConfiguration": {"vhost": {"route": {"name": route}}}},
@@ -326,7 +366,7 @@ fn providers_hop(context: &str, route: &str, image: String, keys: &[String], pol
                     "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                     "explicit_http_config": {"http_protocol_options": {}},
                     "http_filters": [
-                        {"name": attempt, "typed_config": attempt_config},
+                        discovered(&attempt_name),
                         {"name": "envoy.filters.http.upstream_codec", "typed_config": {
                             "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}},
                     ],
@@ -368,6 +408,42 @@ fn providers_hop(context: &str, route: &str, image: String, keys: &[String], pol
     ]
 }
 
+/// A filter's ECDS name on the proxy.
+fn ecds_name(namespace: &str, root_id: &str) -> String {
+    format!("{namespace}.{root_id}")
+}
+
+/// A filter whose config comes over ECDS (Istio serves EXTENSION_CONFIG patches there).
+fn discovered(name: &str) -> Value {
+    json!({
+        "name": name,
+        "config_discovery": {
+            "config_source": {"ads": {}, "initial_fetch_timeout": "0s"},
+            "type_urls": [WASM_TYPE],
+        },
+    })
+}
+
+/// RFC 1123 label: a namespace.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A host name (labels of letters, digits and hyphens), nothing a manifest could be bent with.
+fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(|label| is_dns_label(&label.to_ascii_lowercase()))
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Every Envoy cluster the policy names (`cluster:` keys: key sets, providers, the rate-limit
 /// service), wherever the section keeps it.
 fn clusters_named(value: &Value, out: &mut Vec<String>) {
@@ -396,10 +472,16 @@ fn external_host(cluster: &str) -> Option<(u16, &str)> {
 }
 
 /// A host outside the mesh (a provider, a key set's issuer) as the mesh sees it: the filters
-/// speak plain HTTP to the cluster and the proxy originates TLS, verified, so a provider key or
-/// a key set never crosses the network in the clear.
+/// speak plain HTTP to the cluster and the proxy originates TLS to the host's 443, its
+/// certificate checked for the host's name, so a provider key or a key set never crosses the
+/// network in the clear or to another host.
 fn external_service(host: &str, port: u16, namespace: &str) -> Vec<(String, Value)> {
-    let name = format!("warden-{}", host.replace('.', "-"));
+    let name = format!("warden-{}-{port}", host.replace('.', "-"));
+    // The host's HTTPS port is 443; a cluster on another port is forwarded there.
+    let mut service_port = json!({"number": port, "name": "http-tls-origination", "protocol": "HTTP"});
+    if port != 443 {
+        service_port["targetPort"] = json!(443);
+    }
     vec![
         (
             format!("the cluster outbound|{port}||{host} the policy names"),
@@ -409,7 +491,7 @@ fn external_service(host: &str, port: u16, namespace: &str) -> Vec<(String, Valu
                 "metadata": metadata(&name, namespace),
                 "spec": {
                     "hosts": [host],
-                    "ports": [{"number": port, "name": "http-tls-origination", "protocol": "HTTP"}],
+                    "ports": [service_port],
                     "resolution": "DNS",
                     "location": "MESH_EXTERNAL",
                     // Only this namespace's proxies see the entry.
@@ -428,7 +510,9 @@ fn external_service(host: &str, port: u16, namespace: &str) -> Vec<(String, Valu
                     "exportTo": ["."],
                     "trafficPolicy": {"portLevelSettings": [{
                         "port": {"number": port},
-                        "tls": {"mode": "SIMPLE", "sni": host},
+                        // The certificate must name the host: with an explicit SNI Istio does
+                        // not check the name by itself, and any trusted certificate would do.
+                        "tls": {"mode": "SIMPLE", "sni": host, "subjectAltNames": [host]},
                     }]},
                 },
             }),

@@ -72,7 +72,7 @@ fn inline(value: &Value, indent: usize) -> String {
     match value {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
+        Value::Number(n) => number(n),
         Value::String(s) => scalar_string(s, indent),
         Value::Object(_) => "{}".into(),
         Value::Array(_) => "[]".into(),
@@ -86,7 +86,45 @@ fn scalar_string(s: &str, indent: usize) -> String {
     if let Some(block) = literal_block(s, indent) {
         return block;
     }
-    serde_json::to_string(s).unwrap_or_default()
+    quoted(s)
+}
+
+/// Characters a YAML reader takes as a line break, a byte-order mark, or refuses raw.
+fn needs_escape(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
+}
+
+/// Double-quoted: JSON's escapes (YAML's double-quoted style has them all), and `\uXXXX` for
+/// what JSON leaves raw but YAML does not take raw (DEL, C1 controls, NEL, line separators).
+fn quoted(s: &str) -> String {
+    let json = serde_json::to_string(s).unwrap_or_default();
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if needs_escape(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A YAML 1.1 reader takes a float only with a `.` and a signed exponent (`1.0e-7`, not `1e-7`).
+fn number(n: &serde_json::Number) -> String {
+    let text = n.to_string();
+    if !n.is_f64() {
+        return text;
+    }
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m.to_string(), Some(e.to_string())),
+        None => (text.clone(), None),
+    };
+    let mantissa = if mantissa.contains('.') { mantissa } else { format!("{mantissa}.0") };
+    match exponent {
+        Some(e) if e.starts_with(['-', '+']) => format!("{mantissa}e{e}"),
+        Some(e) => format!("{mantissa}e+{e}"),
+        None => mantissa,
+    }
 }
 
 /// Plain only when no YAML 1.1 or 1.2 reader can take it for anything but this string.
@@ -112,7 +150,7 @@ fn literal_block(s: &str, indent: usize) -> Option<String> {
     {
         return None;
     }
-    if s.chars().any(|c| c.is_control() && c != '\n') {
+    if s.chars().any(|c| needs_escape(c) && c != '\n') || s.lines().any(|l| l.ends_with(' ')) {
         return None;
     }
     let body = s.strip_suffix('\n');
@@ -149,6 +187,19 @@ mod tests {
             assert!(text.contains(quoted), "{quoted} in {text}");
         }
         assert!(text.contains("plain: outbound\n"), "{text}");
+        assert_eq!(round_trip(&value), value);
+    }
+
+    #[test]
+    fn line_breaks_controls_and_floats_are_written_for_a_yaml_1_1_reader() {
+        let value = json!({"nel": "a\u{85}b", "ls": "a\u{2028}b\nc\n", "del": "x\u{7f}", "tiny": 1e-7, "big": 1.5e16,
+                           "price": 0.15, "count": 3, "trailing": "a \nb\n"});
+        let text = to_string(&value);
+        for raw in ['\u{85}', '\u{2028}', '\u{7f}'] {
+            assert!(!text.contains(raw), "{raw:?} written raw: {text}");
+        }
+        assert!(text.contains("tiny: 1.0e-7\n") && text.contains("big: 1.5e+16\n"), "{text}");
+        assert!(text.contains("price: 0.15\n") && text.contains("count: 3\n"), "{text}");
         assert_eq!(round_trip(&value), value);
     }
 

@@ -211,7 +211,16 @@ fn render_istio(args: &[&str]) -> Output {
 
 #[test]
 fn render_istio_makes_a_namespaces_manifests_from_one_policy() {
-    let out = render_istio(&[CHAIN, "--namespace", "team-a", "--selector", "app=agent-gw", "--model-route", "models"]);
+    let out = render_istio(&[
+        CHAIN,
+        "--namespace",
+        "team-a",
+        "--selector",
+        "app=agent-gw",
+        "--gateway-workload",
+        "--model-route",
+        "models",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let documents = yaml_documents(&text(&out.stdout));
     let kinds: Vec<&str> = documents.iter().map(|d| d["kind"].as_str().unwrap()).collect();
@@ -227,7 +236,8 @@ fn render_istio_makes_a_namespaces_manifests_from_one_policy() {
     let policy: Value = yaml_documents(&std::fs::read_to_string(root().join(CHAIN)).unwrap()).remove(0);
     assert_eq!(plugin["spec"]["pluginConfig"], policy);
 
-    // The body readers: one EnvoyFilter, each holding the headers, in chain order, sidecar side.
+    // The body readers: one EnvoyFilter, each holding the headers, in chain order, on the
+    // gateway, under names and a VM of this namespace's own.
     let filter = &documents[1];
     assert_eq!(filter["spec"]["workloadSelector"]["labels"]["app"], "agent-gw");
     let patches = filter["spec"]["configPatches"].as_array().unwrap();
@@ -235,23 +245,34 @@ fn render_istio_makes_a_namespaces_manifests_from_one_policy() {
         .iter()
         .filter(|p| p["applyTo"] == "HTTP_FILTER")
         .map(|p| {
-            assert_eq!(p["match"]["context"], "SIDECAR_INBOUND");
+            assert_eq!(p["match"]["context"], "GATEWAY");
             assert_eq!(p["patch"]["operation"], "INSERT_BEFORE");
             p["patch"]["value"]["name"].as_str().unwrap()
         })
         .collect();
-    assert_eq!(inserted, ["warden.tool_acl", "warden.redaction", "warden.token_budget", "warden.router"]);
-    for patch in patches.iter().filter(|p| p["applyTo"] == "EXTENSION_CONFIG") {
-        let config = &patch["patch"]["value"]["typed_config"]["config"];
+    assert_eq!(
+        inserted,
+        ["team-a.warden.tool_acl", "team-a.warden.redaction", "team-a.warden.token_budget", "team-a.warden.router"]
+    );
+    let extension = |name: &str| {
+        let found = patches.iter().find(|p| p["applyTo"] == "EXTENSION_CONFIG" && p["patch"]["value"]["name"] == name);
+        found.unwrap_or_else(|| panic!("no EXTENSION_CONFIG {name}"))["patch"]["value"]["typed_config"]["config"]
+            .clone()
+    };
+    for name in &inserted {
+        let config = extension(name);
         assert_eq!(config["allow_on_headers_stop_iteration"], true, "{config}");
         assert_eq!(config["fail_open"], false);
-        assert_eq!(config["vm_config"]["vm_id"], "warden");
+        assert_eq!(config["vm_config"]["vm_id"], "warden.team-a");
         assert!(config["vm_config"]["environment_variables"].is_null(), "no key reaches the chain's VM: {config}");
     }
-    // The router's hop: the attempt plugin alone sees the provider keys; the model route retries.
+    // The router's hop: the attempt plugin, over ECDS (Istio's agent fetches oci:// modules only
+    // there), alone sees the provider keys; the model route retries.
     let cluster = patches.iter().find(|p| p["applyTo"] == "CLUSTER").unwrap();
-    let attempt = &cluster["patch"]["value"]["typed_extension_protocol_options"]
-        ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"][0]["typed_config"]["config"];
+    let upstream = &cluster["patch"]["value"]["typed_extension_protocol_options"]
+        ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"][0];
+    assert!(upstream["typed_config"].is_null(), "no inline module in a cluster: {upstream}");
+    let attempt = extension(upstream["name"].as_str().unwrap());
     assert_eq!(attempt["root_id"], "warden.router_attempt");
     assert_eq!(
         attempt["vm_config"]["environment_variables"]["host_env_keys"],
@@ -285,16 +306,38 @@ fn render_istio_attaches_to_a_gateway_by_target_ref() {
 
 #[test]
 fn render_istio_refuses_what_it_cannot_render_faithfully() {
-    // A router without the route it serves.
-    let out = render_istio(&[CHAIN, "--namespace", "team-a"]);
+    // A router without the route it serves, or on sidecars (whose inbound routes all share one name).
+    let out = render_istio(&[CHAIN, "--namespace", "team-a", "--gateway", "agents"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--model-route"), "{}", text(&out.stderr));
+    let out = render_istio(&[CHAIN, "--namespace", "team-a", "--selector", "app=a", "--model-route", "models"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("render it for a gateway"), "{}", text(&out.stderr));
+    // A gateway's context without a selector would put identity on every workload.
+    let out = render_istio(&["examples/tool-acl/policy.yaml", "--namespace", "a", "--gateway-workload"]);
+    assert_eq!(out.status.code(), Some(2));
+    // An external host on port 443 would take over a sidecar's own outbound HTTPS port.
+    let out = render_istio(&["examples/istio/namespaces/istio-system/policy.yaml", "--namespace", "a"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let team = std::fs::read_to_string(root().join("examples/istio/namespaces/team-support/policy.yaml")).unwrap();
+    let on_443 = dir.path().join("on-443.yaml");
+    std::fs::write(&on_443, team.replace("outbound|8443||idp.example.com", "outbound|443||idp.example.com")).unwrap();
+    let out = render_istio(&[on_443.to_str().unwrap(), "--namespace", "a", "--selector", "app=b"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("outbound|8443||idp.example.com"), "{}", text(&out.stderr));
+    // A cluster name that would carry YAML of its own into the manifests.
+    let injected = dir.path().join("injected.yaml");
+    let bent = "outbound|8443||idp.example.com\\n---\\nkind: ClusterRoleBinding";
+    std::fs::write(&injected, team.replace("outbound|8443||idp.example.com", bent)).unwrap();
+    let out = render_istio(&[injected.to_str().unwrap(), "--namespace", "a", "--selector", "app=b"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(out.stdout.is_empty() && text(&out.stderr).contains("is not a DNS name"), "{}", text(&out.stderr));
     // Both a selector and a Gateway.
     let out =
         render_istio(&["examples/tool-acl/policy.yaml", "--namespace", "a", "--gateway", "g", "--selector", "a=b"]);
     assert_eq!(out.status.code(), Some(2));
     // A policy the filters would refuse: nothing is printed.
-    let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policy.yaml");
     let policy = std::fs::read_to_string(root().join("examples/tool-acl/policy.yaml")).unwrap();
     std::fs::write(&path, policy.replacen("toolAcl:", "toolAcl:\n  maxBodyByts: 5", 1)).unwrap();
