@@ -734,3 +734,61 @@ async fn genai_and_mcp_attributes_reach_the_collector_on_logs_and_spans() {
     let audit_logs = chain.envoy.access_log();
     assert!(audit_logs.iter().any(|r| r["request_id"] == mailed["request_id"]), "tied to the audit line by request id");
 }
+
+/// Tool calls against budgets, on the wire: tool-acl records the calls it lets through,
+/// token-budget counts them (a session's writes locally, the tenant's calls at the rate-limit
+/// service over Redis) and refuses the one over a limit in JSON-RPC, as rmcp reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tool_calls_are_counted_against_session_and_tenant_budgets() {
+    let budgets = "  budgets:
+    - { id: writes-per-session, scope: [session, agent], unit: toolCalls, limit: 3, window: session, when: { tools: [write_file] } }
+    - { id: tenant-tool-calls, scope: [tenant], unit: toolCalls, limit: 5, window: day, store: global }
+";
+    let policy = example_policy().replacen("  budgets:\n", budgets, 1);
+    assert_ne!(policy, example_policy());
+    let chain = Chain::start(&policy).await;
+    let call = |tool: &str, path: &str| -> CallToolRequestParams {
+        serde_json::from_value(json!({"name": tool, "arguments": {"path": path, "content": "x"}})).unwrap()
+    };
+
+    let mcp = chain.mcp_client(PLANNER_KEY, "tools-1").await;
+    for i in 1..=3 {
+        let result = serde_json::to_value(mcp.call_tool(call("write_file", &format!("/srv/w{i}.txt"))).await.unwrap());
+        assert_ne!(result.unwrap()["isError"], true, "write {i}");
+    }
+    let refused = mcp.call_tool(call("write_file", "/srv/w4.txt")).await.unwrap_err();
+    let refused = format!("{refused:?}");
+    assert!(refused.contains("-32001") && refused.contains("writes-per-session"), "{refused}");
+    // A read is not a write: within the session's writes, the tenant's fourth call.
+    mcp.call_tool(call("read_file", "/srv/w1.txt")).await.unwrap();
+    mcp.cancel().await.unwrap();
+
+    // Another session of the tenant: its fifth call passes, its sixth is over the tenant's
+    // day at the rate-limit service.
+    let mcp = chain.mcp_client(PLANNER_KEY, "tools-2").await;
+    mcp.call_tool(call("read_file", "/srv/w2.txt")).await.unwrap();
+    let refused = format!("{:?}", mcp.call_tool(call("read_file", "/srv/w3.txt")).await.unwrap_err());
+    assert!(refused.contains("tenant-tool-calls"), "{refused}");
+    mcp.cancel().await.unwrap();
+
+    let reached: Vec<String> = chain.mcp.calls().into_iter().map(|(tool, _)| tool).collect();
+    assert_eq!(reached.len(), 5, "only the calls within budget reached the server: {reached:?}");
+    let refusals = |records: &[Value]| -> Vec<String> {
+        records
+            .iter()
+            .filter_map(|r| audit::part(r, "token_budget"))
+            .filter(|p| p["verdict"] == "deny")
+            .map(|p| p["rule"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let mut records = chain.envoy.access_log();
+    for _ in 0..100 {
+        if refusals(&records).len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        records = chain.envoy.access_log();
+    }
+    assert_eq!(refusals(&records), ["writes-per-session", "tenant-tool-calls"], "{records:#?}");
+    audit::check_schema(&records).unwrap();
+}

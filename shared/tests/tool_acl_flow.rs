@@ -223,3 +223,73 @@ fn without_a_policy_every_request_is_refused() {
     assert_eq!(flow.on_request_headers(false), Action::Pause);
     assert_eq!(reply(&host).0, 503);
 }
+
+/// `maxCallsPerSession` and `maxWriteCallsPerSession` are counted by the budget engine (its
+/// session counters in shared data), loop protection by tool-acl's own memory; a call refused
+/// for a loop is not counted, and another session has its own counts.
+#[test]
+fn session_call_and_write_limits_count_in_the_budget_engine() {
+    let policy = example_policy().replace(
+        "    maxCallsPerSession: 100\n    maxWriteCallsPerSession: 20\n    loopProtection: { maxRepeats: 3, window: 60s }",
+        "    maxCallsPerSession: 3\n    maxWriteCallsPerSession: 1\n    loopProtection: { maxRepeats: 1, window: 60s }",
+    );
+    assert_ne!(policy, example_policy());
+    let host = host("POST", "/mcp/files", &[]);
+    let mut id = 0;
+    let mut send = |session: &str, tool: &str, path: &str| -> Option<String> {
+        id += 1;
+        *host.reply.borrow_mut() = None;
+        host.set_principal(&principal::with(|p| {
+            p.agent = "planner".into();
+            p.session = Some(session.into());
+        }));
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                          "params": {"name": tool, "arguments": {"path": path, "content": "x"}}});
+        let mut flow = flow(&policy, &host);
+        post(&mut flow, &host, &body.to_string());
+        let refused = host.reply.borrow().is_some();
+        refused.then(|| field(&host, "warden.audit", "tool_acl.decision").unwrap_or_default())
+    };
+    assert_eq!(send("s-1", "write_file", "/srv/a.txt"), None);
+    let write = send("s-1", "write_file", "/srv/b.txt").unwrap();
+    assert!(write.contains("reason=session_write_limit"), "{write}");
+    assert_eq!(send("s-1", "read_file", "/srv/a.txt"), None);
+    let again = send("s-1", "read_file", "/srv/a.txt").unwrap();
+    assert!(again.contains("reason=loop_detected"), "{again}");
+    assert_eq!(send("s-1", "read_file", "/srv/c.txt"), None, "the loop refused was not counted: the third call");
+    let fourth = send("s-1", "read_file", "/srv/d.txt").unwrap();
+    assert!(fourth.contains("reason=session_call_limit"), "{fourth}");
+    assert_eq!(send("s-2", "read_file", "/srv/d.txt"), None, "another session counts its own");
+    let keys = host.shared_keys();
+    assert!(keys.iter().any(|k| k.starts_with("warden.budget.toolAcl-session-calls.")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("warden.budget.toolAcl-session-writes.")), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.starts_with("warden.tool_acl.session.")), "no second counter store: {keys:?}");
+}
+
+/// With tool-call budgets in the document, tool-acl records the calls it forwards for
+/// token-budget: ids, server, tool, risk; and the other requests' ids of the body.
+#[test]
+fn forwarded_calls_are_recorded_for_token_budget_when_asked() {
+    use warden_policy::budget::tool_call::ToolCalls;
+    let document = parse_document(example_policy().as_bytes()).unwrap();
+    let compile = || CompiledToolAcl::compile(document.tool_acl.as_ref().unwrap()).unwrap();
+    let host = host("POST", "/mcp/files", &[]);
+    let list = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/list"});
+    let body = format!("[{},{list}]", call(7, "read_file", "/srv/notes.txt"));
+    let mut flow = ToolAclFlow::new(host.clone(), Some(Rc::new(compile())), true);
+    post(&mut flow, &host, &body);
+    assert_eq!(ToolCalls::read(&*host).unwrap(), None, "nothing recorded unless a budget counts calls");
+    let mut acl = compile();
+    acl.record_calls = true;
+    let host = self::host("POST", "/mcp/files", &[]);
+    let mut flow = ToolAclFlow::new(host.clone(), Some(Rc::new(acl)), true);
+    assert_eq!(post(&mut flow, &host, &body).1, Action::Continue);
+    let calls = ToolCalls::read(&*host).unwrap().expect("recorded");
+    assert!(calls.batch);
+    assert_eq!(calls.calls.len(), 1);
+    assert_eq!(
+        (calls.calls[0].id.as_str(), calls.calls[0].server.as_str(), calls.calls[0].tool.as_str()),
+        ("7", "files", "read_file")
+    );
+    assert_eq!(calls.other_ids, ["8"]);
+}

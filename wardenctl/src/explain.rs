@@ -6,7 +6,10 @@ use crate::{compile, Failure, Format};
 use clap::Args;
 use serde::Serialize;
 use std::path::PathBuf;
+use warden_policy::budget::config::Unit;
 use warden_policy::budget::plan::PlanError;
+use warden_policy::budget::tool_call::ToolCall;
+use warden_policy::budget::vm::BudgetVm;
 use warden_policy::compiled_policy::CompiledPolicy;
 use warden_policy::identity::authenticate::{match_route, RequestFacts};
 use warden_policy::model_api::Route as ModelRoute;
@@ -257,6 +260,9 @@ fn redaction(policy: &CompiledPolicy, request: &Request, caller: &Caller) -> Opt
 fn token_budget(policy: &CompiledPolicy, request: &Request, caller: &Caller) -> Option<Explained> {
     let vm = policy.token_budget.as_ref()?;
     let budgets = &vm.policy;
+    if let Some(explained) = tool_call_budgets(vm, request, caller) {
+        return Some(explained);
+    }
     if budgets.paths.classify(&request.route) == ModelRoute::Other {
         return Some(explained("token-budget", "skip", "-", "not_a_model_path", String::new()));
     }
@@ -266,7 +272,7 @@ fn token_budget(policy: &CompiledPolicy, request: &Request, caller: &Caller) -> 
     let applying: Vec<_> = budgets.budgets.iter().filter(|b| b.applies(caller, model)).collect();
     let mut detail = Vec::new();
     for budget in &applying {
-        if let Err(part) = budget.scope_values(caller, model) {
+        if let Err(part) = budget.scope_values(caller, model, None) {
             let why = PlanError::NoScope { budget: budget.id.clone(), part };
             return Some(explained("token-budget", "deny", &budget.id, "no_scope", why.to_string()));
         }
@@ -281,12 +287,48 @@ fn token_budget(policy: &CompiledPolicy, request: &Request, caller: &Caller) -> 
         ));
     }
     let unpriced = budgets.model(model).price.is_none() && !budgets.routes.iter().any(|(alias, _)| alias == model);
-    if let Some(budget) = applying.iter().find(|b| b.unit == warden_policy::budget::config::Unit::CostUsd && unpriced) {
+    if let Some(budget) = applying.iter().find(|b| b.unit == Unit::CostUsd && unpriced) {
         let why = PlanError::NotPriced { model: model.to_string(), budget: budget.id.clone() };
         return Some(explained("token-budget", "deny", &budget.id, "model_not_priced", why.to_string()));
     }
     if applying.is_empty() {
         return Some(explained("token-budget", "allow", "-", "no_budget_applies", String::new()));
+    }
+    let rule = applying.iter().map(|b| b.id.as_str()).collect::<Vec<_>>().join(",");
+    detail.push("counters not consulted".into());
+    Some(explained("token-budget", "allow", &rule, "budgets_apply", detail.join("; ")))
+}
+
+/// An MCP `tools/call` on a VM whose budgets count tool calls: the budgets it would draw on.
+fn tool_call_budgets(vm: &BudgetVm, request: &Request, caller: &Caller) -> Option<Explained> {
+    let acl = vm.mcp.as_ref()?;
+    let server = &acl.servers[acl.server_index(&request.host, &request.route)?];
+    let Some(tool) = request.tool.as_deref() else {
+        return Some(explained("token-budget", "skip", "-", "no_tool_call", "give --tool".into()));
+    };
+    let risk = server.configured_risk(tool).unwrap_or(Risk::Write);
+    let call = ToolCall { id: "1".into(), server: server.name.clone(), tool: tool.to_string(), risk };
+    let priced = vm.policy.tool_price(&call);
+    let applying: Vec<_> = vm
+        .policy
+        .budgets
+        .iter()
+        .filter(|b| b.applies_to_call(caller, &call) && (b.unit == Unit::ToolCalls || priced > 0))
+        .collect();
+    let mut detail = Vec::new();
+    for budget in &applying {
+        if let Err(part) = budget.scope_values(caller, "", Some(&call)) {
+            let why = PlanError::NoScope { budget: budget.id.clone(), part };
+            return Some(explained("token-budget", "deny", &budget.id, "no_scope", why.to_string()));
+        }
+        let takes = match budget.unit {
+            Unit::CostUsd => format!("${:.4} of ${:.4}", priced as f64 / 1e6, budget.limit as f64 / 1e6),
+            _ => format!("1 of {} calls", budget.limit),
+        };
+        detail.push(format!("{} ({takes} per {:?}, {:?})", budget.id, budget.window, budget.store));
+    }
+    if applying.is_empty() {
+        return Some(explained("token-budget", "allow", "-", "no_budget_applies", format!("tool {tool}, {risk:?}")));
     }
     let rule = applying.iter().map(|b| b.id.as_str()).collect::<Vec<_>>().join(",");
     detail.push("counters not consulted".into());

@@ -346,3 +346,32 @@ fn render_istio_refuses_what_it_cannot_render_faithfully() {
     assert!(out.stdout.is_empty());
     assert!(text(&out.stderr).contains("maxBodyByts"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn explain_names_the_tool_call_budgets_a_call_draws_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let budgets = "  tools:
+    - { name: write_file, price: 0.002 }
+  budgets:
+    - { id: writes-per-session, scope: [session, agent], unit: toolCalls, limit: 3, window: session, when: { tools: [write_file] } }
+    - { id: tenant-tool-spend, scope: [tenant], unit: costUsd, limit: 1, window: day, when: { servers: [files] } }
+";
+    let policy = std::fs::read_to_string(root().join(CHAIN)).unwrap().replacen("  budgets:\n", budgets, 1);
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, policy).unwrap();
+    let mut args = vec!["explain", path.to_str().unwrap(), "--output", "json", "--route", "/mcp/files"];
+    args.extend_from_slice(&PLANNER);
+    let run = |tool: &str| {
+        let mut args = args.clone();
+        args.extend_from_slice(&["--tool", tool]);
+        let out = wardenctl(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+    };
+    let answers = run("write_file");
+    assert_eq!(decision(&answers, "token-budget"), ("allow", "writes-per-session,tenant-tool-spend", "budgets_apply"));
+    let detail = answers.iter().find(|a| a["filter"] == "token-budget").unwrap()["detail"].to_string();
+    assert!(detail.contains("1 of 3 calls") && detail.contains("$0.0020 of $1.0000"), "{detail}");
+    // A read is neither a write nor priced.
+    assert_eq!(decision(&run("read_file"), "token-budget"), ("allow", "-", "no_budget_applies"));
+}

@@ -19,6 +19,8 @@ pub enum Unit {
     TotalTokens,
     CostUsd,
     Requests,
+    /// MCP `tools/call` requests, each counted once.
+    ToolCalls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]

@@ -2,14 +2,16 @@
 //! limits as whole units, and every cross-field rule checked so the request path never is.
 
 use super::config::{
-    BudgetConfig, BudgetFailureMode, Encoding, ModelConfig, PriceConfig, ScopePart, Store, TokenBudgetConfig, Unit,
-    Window,
+    BudgetConfig, BudgetFailureMode, Encoding, ModelConfig, PriceConfig, ScopePart, Store, TokenBudgetConfig,
+    ToolPriceConfig, Unit, Window,
 };
+use super::tool_call::ToolCall;
 use crate::decision::Mode;
 use crate::glob::{Glob, GlobSet};
 use crate::model_api::ModelPaths;
 use crate::policy::PolicyError;
 use crate::principal::Caller;
+use crate::tool_acl::risk::Risk;
 use crate::when::PrincipalMatch;
 use std::time::Duration;
 
@@ -57,12 +59,33 @@ pub struct Budget {
     /// Whose requests it counts (`when`).
     who: PrincipalMatch,
     models: GlobSet,
+    /// Which tool calls it counts (`when.tools`, `.servers`, `.risks`); any of them set makes
+    /// it a budget of tool calls only.
+    tools: GlobSet,
+    servers: GlobSet,
+    risks: Vec<Risk>,
 }
 
 impl Budget {
+    /// Counts MCP tool calls and no model request: `unit: toolCalls`, or a condition on calls.
+    pub fn counts_calls_only(&self) -> bool {
+        self.unit == Unit::ToolCalls || !self.tools.is_any() || !self.servers.is_any() || !self.risks.is_empty()
+    }
+
     /// Whether this budget counts a request by `caller` for `model`.
     pub fn applies(&self, caller: &Caller, model: &str) -> bool {
-        self.who.matches(caller) && (self.models.is_any() || self.models.matches(model))
+        !self.counts_calls_only() && self.who.matches(caller) && (self.models.is_any() || self.models.matches(model))
+    }
+
+    /// Whether this budget counts `call` by `caller`: a tool-call budget whose conditions it
+    /// meets, or a cost budget for every model (at the tool's price).
+    pub fn applies_to_call(&self, caller: &Caller, call: &ToolCall) -> bool {
+        let counts = self.unit == Unit::ToolCalls || (self.unit == Unit::CostUsd && self.models.is_any());
+        counts
+            && self.who.matches(caller)
+            && (self.tools.is_any() || self.tools.matches(&call.tool))
+            && (self.servers.is_any() || self.servers.matches(&call.server))
+            && (self.risks.is_empty() || self.risks.contains(&call.risk))
     }
 
     /// The values this budget is counted per, in scope order; the missing part's name when
@@ -71,6 +94,7 @@ impl Budget {
         &self,
         caller: &'a Caller,
         model: &'a str,
+        call: Option<&'a ToolCall>,
     ) -> Result<Vec<(&'static str, &'a str)>, &'static str> {
         self.scope
             .iter()
@@ -82,6 +106,8 @@ impl Budget {
                     ScopePart::User => caller.user.as_deref(),
                     ScopePart::Tenant => caller.tenant.as_deref(),
                     ScopePart::Model => Some(model),
+                    ScopePart::Tool => call.map(|c| c.tool.as_str()),
+                    ScopePart::Server => call.map(|c| c.server.as_str()),
                 };
                 value.map(|v| (part.key(), v)).ok_or(part.key())
             })
@@ -98,6 +124,8 @@ impl ScopePart {
             ScopePart::User => "user",
             ScopePart::Tenant => "tenant",
             ScopePart::Model => "model",
+            ScopePart::Tool => "tool",
+            ScopePart::Server => "server",
         }
     }
 }
@@ -125,6 +153,16 @@ pub struct CompiledTokenBudget {
     /// The router's aliases and their targets (provider, model), when the document routes:
     /// a request for an alias is reserved at the dearest target it may reach.
     pub routes: Vec<(String, Vec<(String, String)>)>,
+    /// Tool-call prices, first match wins.
+    pub tool_prices: Vec<ToolPrice>,
+}
+
+/// What one MCP tool call costs, in micro-USD.
+#[derive(Debug, Clone)]
+pub struct ToolPrice {
+    pub name: Glob,
+    pub server: Option<String>,
+    pub micro_usd: u64,
 }
 
 impl CompiledTokenBudget {
@@ -143,6 +181,12 @@ impl CompiledTokenBudget {
             }
             budgets.push(compile_budget(b, &path, config, &models)?);
         }
+        let tool_prices = config
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| compile_tool_price(t, &format!("tokenBudget.tools[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
         if config.budgets.is_empty() {
             return Err(PolicyError::at("tokenBudget.budgets", "name at least one budget"));
         }
@@ -184,7 +228,21 @@ impl CompiledTokenBudget {
             slots: config.slots,
             session_idle: config.session_idle.as_duration(),
             routes: Vec::new(),
+            tool_prices,
         })
+    }
+
+    /// A tool call's price in micro-USD (zero when the policy prices no such call).
+    pub fn tool_price(&self, call: &ToolCall) -> u64 {
+        self.tool_prices
+            .iter()
+            .find(|p| p.name.matches(&call.tool) && p.server.as_ref().is_none_or(|s| *s == call.server))
+            .map_or(0, |p| p.micro_usd)
+    }
+
+    /// Whether any budget counts tool calls.
+    pub fn counts_tool_calls(&self) -> bool {
+        self.budgets.iter().any(|b| b.counts_calls_only() || (b.unit == Unit::CostUsd && !self.tool_prices.is_empty()))
     }
 
     /// The tokenizer and price of a model: the first configured entry that matches, else the
@@ -261,6 +319,20 @@ fn compile_model(config: &ModelConfig, path: &str) -> Result<Model, PolicyError>
     })
 }
 
+fn compile_tool_price(config: &ToolPriceConfig, path: &str) -> Result<ToolPrice, PolicyError> {
+    if config.name.is_empty() {
+        return Err(PolicyError::at(format!("{path}.name"), "must not be empty"));
+    }
+    if !config.price.is_finite() || config.price < 0.0 {
+        return Err(PolicyError::at(format!("{path}.price"), "must be a price of zero or more (USD per call)"));
+    }
+    Ok(ToolPrice {
+        name: Glob::new(&config.name),
+        server: config.server.clone(),
+        micro_usd: (config.price * 1e6).round() as u64,
+    })
+}
+
 fn compile_budget(
     b: &BudgetConfig,
     path: &str,
@@ -322,7 +394,40 @@ fn compile_budget(
     } else if b.failure_mode != BudgetFailureMode::Deny {
         return Err(PolicyError::at(format!("{path}.failureMode"), "only a global budget has a failure mode"));
     }
-    if b.unit == Unit::CostUsd && models.iter().all(|m| m.price.is_none()) {
+    let calls_only =
+        b.unit == Unit::ToolCalls || !b.when.tools.is_empty() || !b.when.servers.is_empty() || !b.when.risks.is_empty();
+    if calls_only {
+        if !matches!(b.unit, Unit::ToolCalls | Unit::CostUsd) {
+            return Err(PolicyError::at(
+                format!("{path}.unit"),
+                "a budget of tool calls (`when.tools`, `.servers`, `.risks`) counts `toolCalls` or `costUsd`",
+            ));
+        }
+        if !b.when.models.is_empty() {
+            return Err(PolicyError::at(format!("{path}.when.models"), "a budget of tool calls counts no model"));
+        }
+        if b.fallback_model.is_some() {
+            return Err(PolicyError::at(
+                format!("{path}.fallbackModel"),
+                "a budget of tool calls has no fallback model",
+            ));
+        }
+        if b.scope.contains(&ScopePart::Model) {
+            return Err(PolicyError::at(format!("{path}.scope"), "a tool call has no model to be counted per"));
+        }
+        if b.unit == Unit::CostUsd && config.tools.is_empty() {
+            return Err(PolicyError::at(
+                format!("{path}.unit"),
+                "a cost budget of tool calls needs their prices in `tokenBudget.tools`",
+            ));
+        }
+    } else if let Some(part) = b.scope.iter().find(|p| matches!(p, ScopePart::Tool | ScopePart::Server)) {
+        return Err(PolicyError::at(
+            format!("{path}.scope"),
+            format!("`{}` is a part of tool calls: give the budget `unit: toolCalls` or a `when` on tools", part.key()),
+        ));
+    }
+    if b.unit == Unit::CostUsd && !calls_only && models.iter().all(|m| m.price.is_none()) {
         return Err(PolicyError::at(format!("{path}.unit"), "a cost budget needs prices in `tokenBudget.models`"));
     }
     if let Some(fallback) = &b.fallback_model {
@@ -350,5 +455,8 @@ fn compile_budget(
         fallback_model: b.fallback_model.clone(),
         who: PrincipalMatch::new(&b.when.agents, &b.when.users, &b.when.tenants),
         models: GlobSet::new(&b.when.models),
+        tools: GlobSet::new(&b.when.tools),
+        servers: GlobSet::new(&b.when.servers),
+        risks: b.when.risks.clone(),
     })
 }

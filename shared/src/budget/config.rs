@@ -33,6 +33,10 @@ pub struct TokenBudgetConfig {
     #[serde(default)]
     pub models: Vec<ModelConfig>,
     pub budgets: Vec<BudgetConfig>,
+    /// Prices of MCP tool calls (USD per call), first match wins: what a `costUsd` budget
+    /// counts for a call, so one budget covers model and tool spend.
+    #[serde(default)]
+    pub tools: Vec<ToolPriceConfig>,
     /// Where `store: global` budgets are counted: an Envoy rate-limit service (RLS v3).
     #[serde(default)]
     pub rate_limit_service: Option<RateLimitServiceConfig>,
@@ -42,6 +46,19 @@ pub struct TokenBudgetConfig {
     /// A session counter not touched for this long may be reused for another session.
     #[serde(default = "default_session_idle")]
     pub session_idle: PolicyDuration,
+}
+
+impl TokenBudgetConfig {
+    /// Whether a budget counts MCP tool calls (tool-acl then records them for token-budget).
+    pub fn counts_tool_calls(&self) -> bool {
+        self.budgets.iter().any(|b| {
+            b.unit == Unit::ToolCalls
+                || !b.when.tools.is_empty()
+                || !b.when.servers.is_empty()
+                || !b.when.risks.is_empty()
+                || (b.unit == Unit::CostUsd && !self.tools.is_empty())
+        })
+    }
 }
 
 fn default_paths() -> Vec<String> {
@@ -93,6 +110,18 @@ pub enum Encoding {
     Estimate,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ToolPriceConfig {
+    /// Tool name as called; a glob.
+    pub name: String,
+    /// The tool-acl server (its `toolAcl.servers[].name`); without it, any server.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// USD per call.
+    pub price: f64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PriceConfig {
@@ -140,6 +169,16 @@ pub struct BudgetConditions {
     /// Model names (globs) as requested.
     #[serde(default)]
     pub models: Vec<String>,
+    /// MCP tool calls by tool name (globs): the budget counts these calls (`unit: toolCalls`,
+    /// or `costUsd` at the tools' prices) and no model request.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// ... by the tool-acl server they go to (its name).
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// ... by the risk class tool-acl gave them.
+    #[serde(default)]
+    pub risks: Vec<crate::tool_acl::risk::Risk>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -151,6 +190,10 @@ pub enum ScopePart {
     User,
     Tenant,
     Model,
+    /// The tool a call names (tool-call budgets only).
+    Tool,
+    /// The tool-acl server a call goes to (tool-call budgets only).
+    Server,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -10,6 +10,7 @@ use super::meter::Meter;
 use super::plan::{Outcome, Plan, PlanError, Planner, Refusal, Usage};
 use super::reply::{self, Reply};
 use super::request::{Edits, ModelRequest, RequestError};
+use super::tool_call::ToolCalls;
 use super::vm::BudgetVm;
 use super::{ledger, metrics, rls};
 use crate::attributes;
@@ -62,6 +63,10 @@ pub struct BudgetFlow {
     has_length: bool,
     /// What this filter decided and learned, for the access log.
     record: Record,
+    /// An MCP request to a server tool-acl governs, on a VM whose budgets count tool calls.
+    mcp: bool,
+    /// Its tool calls, as tool-acl recorded them (once read).
+    calls: Option<ToolCalls>,
 }
 
 fn unix_now(host: &dyn Host) -> u64 {
@@ -91,6 +96,8 @@ impl BudgetFlow {
             request_size: 0,
             has_length: false,
             record: Record::new(),
+            mcp: false,
+            calls: None,
         }
     }
 
@@ -104,7 +111,15 @@ impl BudgetFlow {
     }
 
     fn error(&mut self, status: u32, message: &str, kind: &str, code: &'static str, rule: &str) -> Action {
-        let reply = reply::error(self.api, status, message, kind, code, rule, &self.request_id);
+        let reply = if self.mcp {
+            // In the caller's protocol: JSON-RPC, with the HTTP status of the fault.
+            let data = serde_json::json!({"reason": code, "rule": rule, "request_id": self.request_id});
+            let calls =
+                self.calls.clone().unwrap_or(ToolCalls { other_ids: vec!["null".into()], ..ToolCalls::default() });
+            reply::Reply { status, ..reply::jsonrpc_refusal(&calls, message, &data, Vec::new()) }
+        } else {
+            reply::error(self.api, status, message, kind, code, rule, &self.request_id)
+        };
         // Recorded at best: a host fault here must not keep the refusal from being sent.
         let _ = self.decide(Decision::deny(rule, code));
         self.send(&reply)
@@ -152,6 +167,19 @@ impl BudgetFlow {
         let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
         self.request_id = header(attributes::REQUEST_ID_HEADER).unwrap_or("-").to_string();
         let (method, path) = (header(":method").unwrap_or_default(), header(":path").unwrap_or_default());
+        if let Some(acl) = &vm.mcp {
+            // A POST to an MCP server carries JSON-RPC messages: its tool calls, once tool-acl
+            // has read and decided them, are counted here.
+            if method == "POST" && acl.server_index(header(":authority").unwrap_or_default(), path).is_some() {
+                self.mcp = true;
+                if end_of_stream {
+                    // Nothing to call with (tool-acl answers a POST without a body).
+                    return Ok(Action::Continue);
+                }
+                self.stage = Stage::Reading;
+                return Ok(if vm.hold { Action::Pause } else { Action::Continue });
+            }
+        }
         match admit(&vm.policy, method, path, &headers) {
             Admission::Pass => return Ok(Action::Continue),
             Admission::Meter(api) => self.api = Some(api),
@@ -196,7 +224,56 @@ impl BudgetFlow {
         self.error(413, &message, "invalid_request_error", "body_too_large", "protocol")
     }
 
+    /// An MCP request's body has been decided by tool-acl (whose limits bound its size): its
+    /// calls are reserved before any of it goes on.
+    fn on_mcp_body(&mut self, vm: &BudgetVm, end_of_stream: bool) -> Result<Action, HostError> {
+        if !end_of_stream {
+            return Ok(Action::Pause);
+        }
+        let Some(calls) = ToolCalls::read(&*self.host)? else {
+            let _ = self.host.increment(metrics::FAILURE_MODE, 1);
+            return Ok(self.error(
+                503,
+                "the tool calls of this request cannot be counted: tool-acl did not record them (it must run \
+                 before token-budget)",
+                "server_error",
+                "tool_calls_unrecorded",
+                FAILURE_MODE_RULE,
+            ));
+        };
+        if calls.calls.is_empty() {
+            self.stage = Stage::Pass;
+            return Ok(Action::Continue);
+        }
+        self.caller = Caller::read(&*self.host)?;
+        self.record.set("tool_calls", calls.calls.len() as u64);
+        let planner =
+            Planner { policy: &vm.policy, host: &*self.host, caller: &self.caller, now: unix_now(&*self.host) };
+        let reservation = vm.policy.rate_limit_service.as_ref().filter(|s| s.release).map(|_| vm.next_reservation());
+        let outcome = planner.reserve_calls(&calls.calls, reservation.as_deref())?;
+        self.calls = Some(calls);
+        match outcome {
+            Err(e) => Ok(self.plan_error(&e)),
+            Ok(Outcome::Refused(refusal)) => self.refused(vm, &refusal),
+            Ok(Outcome::Held(plan)) => self.send_draws(vm, plan),
+        }
+    }
+
+    /// A request the budgets cannot count at all.
+    fn plan_error(&mut self, e: &PlanError) -> Action {
+        let _ = self.host.increment(metrics::BAD_REQUEST, 1);
+        let (status, code) = match e {
+            PlanError::NotPriced { .. } => (400, "model_not_priced"),
+            PlanError::NoScope { .. } => (403, "budget_scope_missing"),
+            PlanError::TooManyCounters { .. } => (429, "too_many_sessions"),
+        };
+        self.error(status, &e.to_string(), "invalid_request_error", code, "budgets")
+    }
+
     fn on_body(&mut self, vm: &BudgetVm, size: usize, end_of_stream: bool) -> Result<Action, HostError> {
+        if self.mcp {
+            return self.on_mcp_body(vm, end_of_stream);
+        }
         if size > vm.policy.max_body_bytes {
             return Ok(self.too_large(vm));
         }
@@ -257,15 +334,7 @@ impl BudgetFlow {
         // answer timed out, reconciled) exactly once.
         let reservation = vm.policy.rate_limit_service.as_ref().filter(|s| s.release).map(|_| vm.next_reservation());
         match planner.reserve(model, estimate, reservation.as_deref())? {
-            Err(e) => {
-                let _ = self.host.increment(metrics::BAD_REQUEST, 1);
-                let (status, code) = match e {
-                    PlanError::NotPriced { .. } => (400, "model_not_priced"),
-                    PlanError::NoScope { .. } => (403, "budget_scope_missing"),
-                    PlanError::TooManyCounters { .. } => (429, "too_many_sessions"),
-                };
-                Ok(self.error(status, &e.to_string(), "invalid_request_error", code, "budgets"))
-            }
+            Err(e) => Ok(self.plan_error(&e)),
             Ok(Outcome::Refused(refusal)) => self.refused(vm, &refusal),
             Ok(Outcome::Held(plan)) => {
                 if let Some(total) = plan.request_cap {
@@ -273,36 +342,36 @@ impl BudgetFlow {
                     let per_answer = (total / self.choices.max(1)).max(1);
                     self.edits.max_output = Some(u32::try_from(per_answer).unwrap_or(u32::MAX));
                 }
-                let draws = plan.draws();
-                self.plan = Some(plan);
-                match (&vm.policy.rate_limit_service, draws.is_empty()) {
-                    (Some(service), false) => {
-                        let message = rls::reserve_request(&service.domain, &draws);
-                        match self.host.grpc_call(
-                            &service.cluster,
-                            rls::SERVICE,
-                            rls::METHOD,
-                            &message,
-                            service.timeout,
-                        ) {
-                            Ok(token) => {
-                                self.stage = Stage::Reserving { token };
-                                // Recorded before the wait: a request the client gives up on
-                                // while the service answers still shows what it asked for.
-                                // At best: the reservation is out, so a fault here must not
-                                // turn into a refusal that leaves it waiting.
-                                let _ = self.record.write(&*self.host, vm.audit_format, Section::TokenBudget);
-                                Ok(Action::Pause)
-                            }
-                            Err(e) => {
-                                warn!("warden token-budget: cannot reach the rate-limit service: {e}");
-                                self.service_failed(vm)
-                            }
-                        }
+                self.send_draws(vm, plan)
+            }
+        }
+    }
+
+    /// Everything local is held: the global draws go to the rate-limit service (the request
+    /// waits for its answer), or, with none, the request goes on.
+    fn send_draws(&mut self, vm: &BudgetVm, plan: Plan) -> Result<Action, HostError> {
+        let draws = plan.draws();
+        self.plan = Some(plan);
+        match (&vm.policy.rate_limit_service, draws.is_empty()) {
+            (Some(service), false) => {
+                let message = rls::reserve_request(&service.domain, &draws);
+                match self.host.grpc_call(&service.cluster, rls::SERVICE, rls::METHOD, &message, service.timeout) {
+                    Ok(token) => {
+                        self.stage = Stage::Reserving { token };
+                        // Recorded before the wait: a request the client gives up on
+                        // while the service answers still shows what it asked for.
+                        // At best: the reservation is out, so a fault here must not
+                        // turn into a refusal that leaves it waiting.
+                        let _ = self.record.write(&*self.host, vm.audit_format, Section::TokenBudget);
+                        Ok(Action::Pause)
                     }
-                    _ => self.forward(vm),
+                    Err(e) => {
+                        warn!("warden token-budget: cannot reach the rate-limit service: {e}");
+                        self.service_failed(vm)
+                    }
                 }
             }
+            _ => self.forward(vm),
         }
     }
 
@@ -310,6 +379,9 @@ impl BudgetFlow {
     /// reserved, then fall back to a cheaper model once, or refuse.
     fn refused(&mut self, vm: &BudgetVm, refusal: &Refusal) -> Result<Action, HostError> {
         self.release(vm);
+        if self.calls.is_some() {
+            return self.calls_refused(vm, refusal);
+        }
         if !self.exact {
             self.exact = true;
             let (model, estimate) = self.reserving.clone();
@@ -354,9 +426,55 @@ impl BudgetFlow {
             return self.write_edits(vm);
         }
         self.host.increment(metrics::REFUSED, 1)?;
-        let reply = reply::refused(&vm.policy, self.api, refusal, unix_now(&*self.host), &self.request_id);
+        let reply = reply::refused(&vm.policy, self.api, None, refusal, unix_now(&*self.host), &self.request_id);
         self.decide(Decision::deny(budget.id.as_str(), "budget_exhausted"))?;
         Ok(self.send(&reply))
+    }
+
+    /// A budget cannot take the request's tool calls: each is refused in JSON-RPC (in shadow
+    /// mode they go on, counted nowhere).
+    fn calls_refused(&mut self, vm: &BudgetVm, refusal: &Refusal) -> Result<Action, HostError> {
+        let budget = &vm.policy.budgets[refusal.budget];
+        self.host.increment(&metrics::refused_by(&budget.id), 1)?;
+        let decision = Decision::deny(budget.id.as_str(), "budget_exhausted");
+        if vm.policy.mode == Mode::Shadow {
+            self.host.increment(metrics::SHADOW_REFUSED, 1)?;
+            self.decide(Decision { shadowed: true, ..decision })?;
+            self.settled = true;
+            return self.write_edits(vm);
+        }
+        self.host.increment(metrics::REFUSED, 1)?;
+        let now = unix_now(&*self.host);
+        let reply = reply::refused(&vm.policy, None, self.calls.as_ref(), refusal, now, &self.request_id);
+        self.decide(decision)?;
+        Ok(self.send(&reply))
+    }
+
+    /// The tool calls are reserved, and a call once sent counts: settled now at what was
+    /// reserved, so nothing about the answer can give it back.
+    fn forward_calls(&mut self, vm: &BudgetVm) -> Result<Action, HostError> {
+        let Some(plan) = self.plan.take() else { return self.write_edits(vm) };
+        self.settled = true;
+        settle_global(&*self.host, vm, &plan, Some(Usage::default()));
+        let mut cost = 0;
+        for charge in &plan.charges {
+            let budget = &vm.policy.budgets[charge.budget];
+            if let Some(held) = &charge.local {
+                self.record_remaining(vm, charge.budget, budget.limit.saturating_sub(held.used_after));
+            }
+            if budget.unit == super::config::Unit::CostUsd {
+                cost = cost.max(charge.reserved);
+            }
+        }
+        if cost > 0 {
+            let _ = self.host.increment(metrics::COST_MICRO_USD, cost as i64);
+            self.record.set("cost_usd", cost as f64 / 1e6);
+        }
+        let budgets: Vec<&str> = plan.charges.iter().map(|c| vm.policy.budgets[c.budget].id.as_str()).collect();
+        let rule = if budgets.is_empty() { "none".to_string() } else { budgets.join(",") };
+        self.decide(Decision::allow(rule, "within_budget"))?;
+        self.host.increment(metrics::ALLOWED, 1)?;
+        self.write_edits(vm)
     }
 
     /// The rate-limit service did not answer: each global budget's failure mode decides.
@@ -454,6 +572,9 @@ impl BudgetFlow {
 
     /// Everything is reserved: write the edits and let the request go.
     fn forward(&mut self, vm: &BudgetVm) -> Result<Action, HostError> {
+        if self.calls.is_some() {
+            return self.forward_calls(vm);
+        }
         let Some(plan) = &self.plan else { return self.write_edits(vm) };
         let fallback = plan.model != self.requested_model;
         if fallback {
@@ -603,8 +724,12 @@ fn settle_global(host: &dyn Host, vm: &BudgetVm, plan: &Plan, usage: Option<Usag
         .filter_map(|c| {
             let draw = c.draw.clone()?;
             let budget = &vm.policy.budgets[c.budget];
-            let used =
-                usage.map_or(0, |usage| rls::hits(budget.unit, super::plan::amount(budget.unit, plan.price, usage)));
+            let used = match usage {
+                None => 0,
+                // Tool calls: what was drawn is what they used.
+                Some(_) if plan.fixed => draw.hits,
+                Some(usage) => rls::hits(budget.unit, super::plan::amount(budget.unit, plan.price, usage)),
+            };
             Some((draw, used, c.window_start))
         })
         .collect();

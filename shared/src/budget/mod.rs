@@ -18,6 +18,7 @@ pub mod reply;
 pub mod request;
 pub mod rls;
 pub mod tokenizer;
+pub mod tool_call;
 pub mod usage;
 pub mod vm;
 pub mod window;

@@ -10,6 +10,7 @@ use super::compile::{Budget, CompiledTokenBudget, Price};
 use super::config::{ScopePart, Store, Unit, Window};
 use super::ledger::{self, Counter, Held, Reserved};
 use super::rls::Draw;
+use super::tool_call::ToolCall;
 use crate::host::{Host, HostError};
 use crate::principal::Caller;
 use crate::shared_slot;
@@ -30,6 +31,8 @@ pub fn amount(unit: Unit, price: Option<Price>, usage: Usage) -> u64 {
         Unit::OutputTokens => usage.output,
         Unit::TotalTokens => usage.input + usage.output,
         Unit::Requests => 1,
+        // Model requests are never counted in tool calls (see `Budget::applies`).
+        Unit::ToolCalls => 0,
         Unit::CostUsd => {
             let Some(p) = price else { return 0 };
             let cached = usage.cached_input.min(usage.input);
@@ -63,6 +66,9 @@ pub struct Refusal {
     pub reset_at: Option<u64>,
 }
 
+/// What a request's tool calls want of one counter: (budget, scope, amount).
+type Wanted<'a> = (usize, Vec<(&'static str, &'a str)>, u64);
+
 /// One budget that applies to the request, and what the request will take from it.
 #[derive(Debug, Clone)]
 pub struct Charge {
@@ -88,6 +94,8 @@ pub struct Plan {
     /// For a request that set no output cap: the cap a per-request maximum imposes (in all of
     /// its answers), which must be written into the request.
     pub request_cap: Option<u64>,
+    /// Tool calls: what was reserved is what is used.
+    pub fixed: bool,
 }
 
 pub enum Outcome {
@@ -145,7 +153,7 @@ impl Planner<'_> {
                 self.release(&plan)?;
                 return Ok(Err(PlanError::NotPriced { model: model.to_string(), budget: budget.id.clone() }));
             }
-            let scope = match budget.scope_values(self.caller, model) {
+            let scope = match budget.scope_values(self.caller, model, None) {
                 Ok(scope) => scope,
                 Err(part) => {
                     self.release(&plan)?;
@@ -214,11 +222,88 @@ impl Planner<'_> {
         Ok(Ok(Outcome::Held(plan)))
     }
 
+    /// Reserves one request's MCP tool calls in every budget that counts them: one per call in
+    /// a `toolCalls` budget, the tool's price in a `costUsd` one. Calls of one request that fall
+    /// in the same counter are reserved together, all or nothing like a model request. A tool
+    /// call is final once reserved (nothing is metered after it), so the plan settles at what
+    /// it reserved.
+    pub fn reserve_calls(
+        &self,
+        calls: &[ToolCall],
+        reservation: Option<&str>,
+    ) -> Result<Result<Outcome, PlanError>, HostError> {
+        // One entry per counter.
+        let mut wanted: Vec<Wanted> = Vec::new();
+        for (index, budget) in self.policy.budgets.iter().enumerate() {
+            for call in calls.iter().filter(|c| budget.applies_to_call(self.caller, c)) {
+                let amount = match budget.unit {
+                    Unit::CostUsd => self.policy.tool_price(call),
+                    _ => 1,
+                };
+                if amount == 0 {
+                    continue;
+                }
+                let scope = match budget.scope_values(self.caller, "", Some(call)) {
+                    Ok(scope) => scope,
+                    Err(part) => return Ok(Err(PlanError::NoScope { budget: budget.id.clone(), part })),
+                };
+                match wanted.iter_mut().find(|(i, s, _)| *i == index && *s == scope) {
+                    Some(entry) => entry.2 += amount,
+                    None => wanted.push((index, scope, amount)),
+                }
+            }
+        }
+        let mut plan = Plan { fixed: true, ..Plan::default() };
+        for (index, scope, reserved) in wanted {
+            let budget = &self.policy.budgets[index];
+            let span = budget.window.span(self.now);
+            let values: Vec<&str> = scope.iter().map(|(_, v)| *v).collect();
+            let digest = shared_slot::digest(&values);
+            let mut charge = Charge {
+                budget: index,
+                reserved,
+                window_start: span.start,
+                local: None,
+                draw: None,
+                digest: digest.clone(),
+            };
+            let refused = |used, reset_at| Refusal { budget: index, used, limit: budget.limit, reset_at };
+            match (budget.window, budget.store) {
+                (Window::Request, _) if reserved > budget.limit => {
+                    self.release(&plan)?;
+                    return Ok(Ok(Outcome::Refused(refused(0, None))));
+                }
+                (Window::Request, _) => {}
+                (_, Store::Local) => {
+                    match self.counter(index, budget, digest).reserve(self.host, reserved, self.now)? {
+                        Reserved::Held(held) => charge.local = Some(held),
+                        Reserved::Refused { used, reset_at } => {
+                            self.release(&plan)?;
+                            let reset_at = (budget.window != Window::Session).then_some(reset_at);
+                            return Ok(Ok(Outcome::Refused(refused(used, reset_at))));
+                        }
+                        Reserved::TooManyCounters => {
+                            self.release(&plan)?;
+                            return Ok(Err(PlanError::TooManyCounters { budget: budget.id.clone() }));
+                        }
+                    }
+                }
+                (_, Store::Global) => {
+                    let id = reservation.map(|r| format!("{r}.{index}"));
+                    charge.draw = Some(Draw::new(index, budget, &scope, reserved, id));
+                }
+            }
+            plan.charges.push(charge);
+        }
+        Ok(Ok(Outcome::Held(plan)))
+    }
+
     /// A budget's local counter for `digest` in the current window.
     pub fn counter<'b>(&self, index: usize, budget: &'b Budget, digest: String) -> Counter<'b> {
         // Sessions and model names are the client's to choose: such counters are kept, and
         // capped, per verified agent.
-        let multiplied = budget.scope.iter().any(|p| matches!(p, ScopePart::Session | ScopePart::Model));
+        let multiplied =
+            budget.scope.iter().any(|p| matches!(p, ScopePart::Session | ScopePart::Model | ScopePart::Tool));
         let owner = multiplied.then(|| shared_slot::digest(&["owner", self.caller.agent.as_deref().unwrap_or("")]));
         Counter {
             budget,
@@ -233,15 +318,26 @@ impl Planner<'_> {
 
     /// Gives back every local reservation of `plan` (a refused or failed request used nothing).
     pub fn release(&self, plan: &Plan) -> Result<(), HostError> {
-        self.settle_local(plan, Usage::default())
+        self.release_all(plan)
     }
 
-    /// Replaces every local reservation of `plan` with what `usage` amounts to.
+    /// Gives back every local reservation of `plan` (a refused or failed request used nothing).
+    pub fn release_all(&self, plan: &Plan) -> Result<(), HostError> {
+        for charge in &plan.charges {
+            if let Some(held) = &charge.local {
+                ledger::settle(self.host, held, 0, self.policy.budgets[charge.budget].window.span(self.now), self.now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces every local reservation of `plan` with what `usage` amounts to (a plan of tool
+    /// calls stays at what it reserved).
     pub fn settle_local(&self, plan: &Plan, usage: Usage) -> Result<(), HostError> {
         for charge in &plan.charges {
             if let Some(held) = &charge.local {
                 let budget = &self.policy.budgets[charge.budget];
-                let actual = amount(budget.unit, plan.price, usage);
+                let actual = if plan.fixed { charge.reserved } else { amount(budget.unit, plan.price, usage) };
                 ledger::settle(self.host, held, actual, budget.window.span(self.now), self.now)?;
             }
         }
@@ -272,6 +368,6 @@ pub fn output_room(unit: Unit, price: Option<Price>, remaining: u64) -> Option<u
     match unit {
         Unit::OutputTokens | Unit::TotalTokens => Some(remaining),
         Unit::CostUsd => price.filter(|p| p.output > 0.0).map(|p| (remaining as f64 / p.output).floor() as u64),
-        Unit::InputTokens | Unit::Requests => None,
+        Unit::InputTokens | Unit::Requests | Unit::ToolCalls => None,
     }
 }

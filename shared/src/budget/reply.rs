@@ -4,8 +4,10 @@
 use super::compile::CompiledTokenBudget;
 use super::config::{Unit, Window};
 use super::plan::Refusal;
+use super::tool_call::ToolCalls;
 use crate::error_body;
 use crate::model_api::Api;
+use crate::tool_acl::jsonrpc::POLICY_DENIED;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -28,6 +30,23 @@ pub fn error(
     Reply { status, headers: vec![("content-type".into(), "application/json".into())], body }
 }
 
+/// An MCP request's answer when token-budget refuses its tool calls: a JSON-RPC error for every
+/// request of the body (HTTP 200, as an MCP server answers a call it refuses), an array for a
+/// batch. `data` says why: the reason code, the budget (rule) and the request id.
+pub fn jsonrpc_refusal(
+    calls: &ToolCalls,
+    message: &str,
+    data: &serde_json::Value,
+    headers: Vec<(String, String)>,
+) -> Reply {
+    let ids = calls.calls.iter().map(|c| c.id.as_str()).chain(calls.other_ids.iter().map(String::as_str));
+    let errors: Vec<String> = ids.map(|id| error_body::jsonrpc(Some(id), POLICY_DENIED, message, Some(data))).collect();
+    let body = if calls.batch || errors.len() != 1 { format!("[{}]", errors.join(",")) } else { errors.concat() };
+    let mut all = vec![("content-type".to_string(), "application/json".to_string())];
+    all.extend(headers);
+    Reply { status: 200, headers: all, body }
+}
+
 /// `1m30s` style, as OpenAI writes its `x-ratelimit-reset-*` headers.
 fn reset_text(seconds: u64) -> String {
     let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
@@ -38,11 +57,19 @@ fn reset_text(seconds: u64) -> String {
     }
 }
 
-/// The 429 for a spent budget.
-pub fn refused(policy: &CompiledTokenBudget, api: Option<Api>, refusal: &Refusal, now: u64, request_id: &str) -> Reply {
+/// The 429 for a spent budget (for tool calls, each refused in JSON-RPC).
+pub fn refused(
+    policy: &CompiledTokenBudget,
+    api: Option<Api>,
+    calls: Option<&ToolCalls>,
+    refusal: &Refusal,
+    now: u64,
+    request_id: &str,
+) -> Reply {
     let budget = &policy.budgets[refusal.budget];
     let (what, header_unit) = match budget.unit {
         Unit::Requests => ("requests", "requests"),
+        Unit::ToolCalls => ("tool calls", "tool-calls"),
         Unit::CostUsd => ("cost", "cost"),
         _ => ("tokens", "tokens"),
     };
@@ -67,15 +94,29 @@ pub fn refused(policy: &CompiledTokenBudget, api: Option<Api>, refusal: &Refusal
         Window::Minute | Window::Hour => what,
         _ => "insufficient_quota",
     };
-    let mut reply = error(api, 429, &message, kind, "budget_exhausted", &budget.id, request_id);
     let remaining = budget.limit.saturating_sub(refusal.used);
-    reply.headers.push((format!("x-ratelimit-limit-{header_unit}"), budget.limit.to_string()));
-    reply.headers.push((format!("x-ratelimit-remaining-{header_unit}"), remaining.to_string()));
-    if let Some(reset_at) = refusal.reset_at {
-        let wait = reset_at.saturating_sub(now).max(1);
-        reply.headers.push((format!("x-ratelimit-reset-{header_unit}"), reset_text(wait)));
-        reply.headers.push(("retry-after".into(), wait.to_string()));
+    let mut headers = vec![
+        (format!("x-ratelimit-limit-{header_unit}"), budget.limit.to_string()),
+        (format!("x-ratelimit-remaining-{header_unit}"), remaining.to_string()),
+    ];
+    let wait = refusal.reset_at.map(|reset_at| reset_at.saturating_sub(now).max(1));
+    if let Some(wait) = wait {
+        headers.push((format!("x-ratelimit-reset-{header_unit}"), reset_text(wait)));
+        headers.push(("retry-after".into(), wait.to_string()));
     }
+    if let Some(calls) = calls {
+        let data = serde_json::json!({
+            "reason": "budget_exhausted",
+            "rule": budget.id,
+            "request_id": request_id,
+            "limit": budget.limit,
+            "remaining": remaining,
+            "retry_after": wait,
+        });
+        return jsonrpc_refusal(calls, &message, &data, headers);
+    }
+    let mut reply = error(api, 429, &message, kind, "budget_exhausted", &budget.id, request_id);
+    reply.headers.extend(headers);
     reply
 }
 

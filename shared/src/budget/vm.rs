@@ -9,9 +9,11 @@ use super::compile::CompiledTokenBudget;
 use super::metrics;
 use super::rls;
 use super::tokenizer::Tokenizers;
+use crate::glob::Glob;
 use crate::host::Host;
 use crate::metric_labels::LabelSets;
 use crate::policy::PolicyDocument;
+use crate::tool_acl::compile::CompiledToolAcl;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -39,6 +41,9 @@ pub const MAX_LABEL_SETS: usize = 256;
 
 pub struct BudgetVm {
     pub policy: CompiledTokenBudget,
+    /// When budgets count tool calls: the document's tool-acl section, whose servers tell which
+    /// requests are MCP (the ones whose calls tool-acl records for this filter).
+    pub mcp: Option<CompiledToolAcl>,
     pub tokenizers: Tokenizers,
     /// Request headers are held until the request is reserved (`requestHeaders: hold`).
     pub hold: bool,
@@ -83,8 +88,45 @@ impl BudgetVm {
         } else if let Some(i) = section.models.iter().position(|m| m.provider.is_some()) {
             return Err(format!("tokenBudget.models[{i}].provider: the policy has no router section"));
         }
+        // tool-acl counts its call limits in the same shared data under these ids.
+        use crate::tool_acl::compile::{CALLS_BUDGET, WRITES_BUDGET};
+        if let Some(i) = section.budgets.iter().position(|b| b.id == CALLS_BUDGET || b.id == WRITES_BUDGET) {
+            return Err(format!(
+                "tokenBudget.budgets[{i}].id: {:?} is tool-acl's own (its call limits)",
+                section.budgets[i].id
+            ));
+        }
+        let mcp = if policy.counts_tool_calls() {
+            // The calls are read by tool-acl, which must be in the document (and in the chain,
+            // before this filter: an MCP request it did not record is refused here).
+            let Some(acl) = &document.tool_acl else {
+                return Err("tokenBudget: budgets that count tool calls need the toolAcl section (tool-acl reads the \
+                            calls, token-budget counts them)"
+                    .into());
+            };
+            let servers: Vec<&str> = acl.servers.iter().map(|s| s.name.as_str()).collect();
+            for (i, budget) in section.budgets.iter().enumerate() {
+                if let Some(name) =
+                    budget.when.servers.iter().find(|n| !servers.iter().any(|s| Glob::new(n).matches(s)))
+                {
+                    return Err(format!("tokenBudget.budgets[{i}].when.servers: no toolAcl server is named {name:?}"));
+                }
+            }
+            if let Some((i, name)) = section
+                .tools
+                .iter()
+                .enumerate()
+                .find_map(|(i, t)| t.server.as_ref().filter(|n| !servers.contains(&n.as_str())).map(|n| (i, n)))
+            {
+                return Err(format!("tokenBudget.tools[{i}].server: no toolAcl server is named {name:?}"));
+            }
+            Some(CompiledToolAcl::compile(acl).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
         Ok(BudgetVm {
             policy,
+            mcp,
             // Built on first exact count (see `tokenizer`), not here.
             tokenizers: Tokenizers::default(),
             hold: document.request_headers.held(),

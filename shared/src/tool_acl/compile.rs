@@ -1,5 +1,7 @@
 //! `toolAcl` compiled once at configure time: globs, regexes, the approver's keys.
 
+use crate::budget::compile::CompiledTokenBudget;
+use crate::budget::config::TokenBudgetConfig;
 use crate::decision::{FailureMode, Mode};
 use crate::glob::{Glob, GlobSet};
 use crate::identity::compile::CompiledIdentity;
@@ -16,6 +18,9 @@ use std::time::Duration;
 pub struct CompiledToolAcl {
     /// How the audit record is stored (the document's `auditFormat`, set by the filter's root).
     pub audit_format: AuditFormat,
+    /// Record the tool calls of every MCP request forwarded, for token-budget's tool-call
+    /// budgets (set by the filter's root when the document has such budgets).
+    pub record_calls: bool,
     pub mode: Mode,
     pub failure_mode: FailureMode,
     pub max_body_bytes: usize,
@@ -77,6 +82,38 @@ pub struct Limits {
     pub loop_max_repeats: u32,
     pub loop_window: Duration,
     pub session_slots: usize,
+    /// The call limits as budgets of the budget engine (session-windowed `toolCalls` budgets,
+    /// counted in its local counters): one engine counts every call, whichever filter asks.
+    pub budgets: Option<CompiledTokenBudget>,
+}
+
+/// The budget ids tool-acl's call limits are counted under (a `tokenBudget` budget cannot
+/// take them).
+pub const CALLS_BUDGET: &str = "toolAcl-session-calls";
+pub const WRITES_BUDGET: &str = "toolAcl-session-writes";
+
+/// `maxCallsPerSession` and `maxWriteCallsPerSession` as budgets per session (the caller's
+/// limit key), for calls of any class and for `write` and `destructive` ones.
+fn limit_budgets(config: &LimitsConfig) -> Result<Option<CompiledTokenBudget>, PolicyError> {
+    let mut budgets = Vec::new();
+    let budget = |id: &str, limit: u32, risks: serde_json::Value| {
+        serde_json::json!({"id": id, "scope": ["session"], "unit": "toolCalls", "limit": limit,
+                           "window": "session", "when": {"risks": risks}})
+    };
+    if config.max_calls_per_session > 0 {
+        budgets.push(budget(CALLS_BUDGET, config.max_calls_per_session, serde_json::json!([])));
+    }
+    if config.max_write_calls_per_session > 0 {
+        let mutating = serde_json::json!(["write", "destructive"]);
+        budgets.push(budget(WRITES_BUDGET, config.max_write_calls_per_session, mutating));
+    }
+    if budgets.is_empty() {
+        return Ok(None);
+    }
+    let section = serde_json::json!({"budgets": budgets, "slots": config.session_slots.max(1), "sessionIdle": "1h"});
+    let section: TokenBudgetConfig = serde_json::from_value(section)
+        .map_err(|e| PolicyError::at("toolAcl.limits", format!("cannot be counted: {e}")))?;
+    CompiledTokenBudget::compile(&section).map(Some)
 }
 
 impl Limits {
@@ -187,9 +224,11 @@ impl CompiledToolAcl {
             loop_max_repeats: loop_protection.map_or(0, |l| l.max_repeats),
             loop_window: loop_protection.map_or(Duration::ZERO, |l| l.window.as_duration()),
             session_slots: limits.session_slots.max(1),
+            budgets: limit_budgets(limits)?,
         };
         Ok(CompiledToolAcl {
             audit_format: AuditFormat::default(),
+            record_calls: false,
             mode: config.mode,
             failure_mode: config.failure_mode,
             max_body_bytes: config.max_body_bytes,

@@ -298,6 +298,9 @@ impl ToolAclFlow {
                 )?;
                 match decided.action {
                     McpAction::Forward => {
+                        if acl.record_calls {
+                            decided.calls.write(&*host)?;
+                        }
                         if let Some(session) = &self.mcp_session {
                             // Remembered for a resumed stream that replays these answers.
                             let now = host.now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());

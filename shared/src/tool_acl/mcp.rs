@@ -1,17 +1,20 @@
 //! An MCP request body decided: every message in it checked against the policy before any of
 //! it may reach the server.
 
+use crate::budget::plan::{Outcome as Counted, PlanError, Planner};
+use crate::budget::tool_call::{ToolCall, ToolCalls};
 use crate::decision::{Decision, Mode, Verdict};
 use crate::host::{Host, HostError};
 use crate::principal::Caller;
 use crate::tool_acl::approval::{self, ApprovedCall};
 use crate::tool_acl::arguments::Arguments;
+use crate::tool_acl::compile::WRITES_BUDGET;
 use crate::tool_acl::compile::{CompiledToolAcl, Server};
 use crate::tool_acl::config::{DenyAs, Pinning};
 use crate::tool_acl::denial::Refusal;
 use crate::tool_acl::evaluate::{evaluate, reachable, Call, Hint, Outcome};
 use crate::tool_acl::jsonrpc::{self, parse_body, Message};
-use crate::tool_acl::limits::{count_call, LimitVerdict};
+use crate::tool_acl::limits::{check_loop, LimitVerdict};
 use crate::tool_acl::pins;
 use crate::tool_acl::risk::Risk;
 use serde::Deserialize;
@@ -54,6 +57,8 @@ pub struct Decided {
     pub list_ids: Vec<String>,
     /// Ids of the other requests forwarded with them: what else the answer may answer.
     pub other_ids: Vec<String>,
+    /// The `tools/call` requests forwarded, for token-budget's tool-call budgets.
+    pub calls: ToolCalls,
 }
 
 #[derive(Deserialize)]
@@ -95,7 +100,8 @@ fn protocol_reply(status: u32, code: i64, message: &str) -> Decided {
         Decision { verdict: Verdict::Deny, rule: PROTOCOL_RULE.into(), reason: "invalid_jsonrpc", shadowed: false };
     let record =
         Record { method: String::new(), tool: None, risk: None, args_sha256: None, pin_changed: false, decision };
-    Decided { action: Action::Reply { status, body }, records: vec![record], list_ids: vec![], other_ids: vec![] }
+    let (list_ids, other_ids, calls) = (vec![], vec![], ToolCalls::default());
+    Decided { action: Action::Reply { status, body }, records: vec![record], list_ids, other_ids, calls }
 }
 
 /// The answer to a body over `maxBodyBytes`: 413 with a JSON-RPC error.
@@ -163,7 +169,20 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
         }
     }
     if !refused || shadow {
-        return Ok(Decided { action: Action::Forward, records, list_ids, other_ids });
+        let mut calls = ToolCalls { batch: parsed.batch, ..ToolCalls::default() };
+        for (record, message) in records.iter().zip(&parsed.messages) {
+            let Message::Request { id, .. } = message else { continue };
+            match (&record.tool, record.risk) {
+                (Some(tool), Some(risk)) if record.method == "tools/call" => calls.calls.push(ToolCall {
+                    id: id.get().to_string(),
+                    server: cx.server.name.clone(),
+                    tool: tool.clone(),
+                    risk,
+                }),
+                _ => calls.other_ids.push(id.get().to_string()),
+            }
+        }
+        return Ok(Decided { action: Action::Forward, records, list_ids, other_ids, calls });
     }
     let body = match (parsed.batch, replies.len()) {
         (true, n) if n > 0 => format!("[{}]", replies.join(",")),
@@ -174,10 +193,12 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
             let reply =
                 crate::error_body::jsonrpc(None, jsonrpc::POLICY_DENIED, &format!("denied by rule {rule:?}"), None);
             let action = Action::Reply { status: 403, body: reply };
-            return Ok(Decided { action, records, list_ids: vec![], other_ids: vec![] });
+            let calls = ToolCalls::default();
+            return Ok(Decided { action, records, list_ids: vec![], other_ids: vec![], calls });
         }
     };
-    Ok(Decided { action: Action::Reply { status: 200, body }, records, list_ids: vec![], other_ids: vec![] })
+    let calls = ToolCalls::default();
+    Ok(Decided { action: Action::Reply { status: 200, body }, records, list_ids: vec![], other_ids: vec![], calls })
 }
 
 fn record(method: &str, verdict: Verdict, rule: &str, reason: &'static str) -> Record {
@@ -319,15 +340,47 @@ fn decide_call(cx: &Context, params: Option<&str>) -> Result<Step, HostError> {
         Outcome::Allow { .. } => {}
     }
 
-    if cx.acl.limits.any() {
+    let limits = &cx.acl.limits;
+    if limits.any() {
         let Some(session) = cx.caller.limit_key() else {
             return refuse(Refusal::new(LIMITS_RULE, "no_principal_for_limits"), &mut rec);
         };
-        let call_key = format!("{}/{tool}/{}", server.name, arguments.sha256);
-        let agent = cx.caller.agent.as_deref().unwrap_or_default();
-        let verdict = count_call(cx.host, &cx.acl.limits, agent, &session, &call_key, risk.is_mutating(), cx.now)?;
-        if verdict != LimitVerdict::Within {
-            return refuse(Refusal::new(LIMITS_RULE, verdict.reason()), &mut rec);
+        // The call limits: budgets of the budget engine, counted per session (or agent).
+        let caller = Caller { session: Some(session.clone()), ..cx.caller.clone() };
+        let now = cx.now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let counted = match &limits.budgets {
+            Some(budgets) => {
+                let planner = Planner { policy: budgets, host: cx.host, caller: &caller, now };
+                let call = ToolCall { id: String::new(), server: server.name.clone(), tool: tool.to_string(), risk };
+                match planner.reserve_calls(std::slice::from_ref(&call), None)? {
+                    Ok(Counted::Held(plan)) => Some((planner, plan)),
+                    Ok(Counted::Refused(refusal)) => {
+                        let verdict = if budgets.budgets[refusal.budget].id == WRITES_BUDGET {
+                            LimitVerdict::TooManyWrites
+                        } else {
+                            LimitVerdict::TooManyCalls
+                        };
+                        return refuse(Refusal::new(LIMITS_RULE, verdict.reason()), &mut rec);
+                    }
+                    Err(PlanError::TooManyCounters { .. }) => {
+                        return refuse(Refusal::new(LIMITS_RULE, LimitVerdict::TooManySessions.reason()), &mut rec);
+                    }
+                    Err(_) => return refuse(Refusal::new(LIMITS_RULE, "no_principal_for_limits"), &mut rec),
+                }
+            }
+            None => None,
+        };
+        if limits.loop_max_repeats > 0 {
+            let call_key = format!("{}/{tool}/{}", server.name, arguments.sha256);
+            let agent = cx.caller.agent.as_deref().unwrap_or_default();
+            let verdict = check_loop(cx.host, limits, agent, &session, &call_key, cx.now)?;
+            if verdict != LimitVerdict::Within {
+                // A call refused here is not counted.
+                if let Some((planner, plan)) = &counted {
+                    planner.release(plan)?;
+                }
+                return refuse(Refusal::new(LIMITS_RULE, verdict.reason()), &mut rec);
+            }
         }
     }
     Ok(Step::Pass(rec))

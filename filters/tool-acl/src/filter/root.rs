@@ -23,6 +23,7 @@ impl ToolAclRoot {
         let section = document.tool_acl.ok_or("toolAcl: the policy has no toolAcl section")?;
         let mut acl = CompiledToolAcl::compile(&section).map_err(|e| e.to_string())?;
         acl.audit_format = document.audit_format;
+        acl.record_calls = document.token_budget.as_ref().is_some_and(|t| t.counts_tool_calls());
         info!(
             "warden tool-acl: policy loaded with {} servers, {} rules{}",
             acl.servers.len(),
