@@ -38,9 +38,10 @@ pub const ROUTE: &str = "warden.route";
 /// written by the redaction filter; the router's rules read it.
 pub const DATA_CLASSES: &str = "warden.data_classes";
 
-/// The MCP tool calls tool-acl let through in a request (a JSON array of `{id, server, tool,
-/// risk}`, empty when the body had none), written for every MCP request it decided; token-budget
-/// counts them against tool-call budgets. See [`crate::budget::tool_call`].
+/// The MCP tool calls tool-acl let through in a request: a JSON object `{batch, calls: [{id,
+/// server, tool, risk}], other_ids}`, written for every MCP request it forwards when the
+/// document has budgets that count tool calls; token-budget counts the calls against them. See
+/// [`crate::budget::tool_call`].
 pub const TOOL_CALLS: &str = "warden.tool_calls";
 
 /// The request header the router's attempt filter names the attempt's provider cluster in;

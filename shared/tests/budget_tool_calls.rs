@@ -218,6 +218,7 @@ fn an_mcp_request_tool_acl_did_not_record_is_refused_not_passed() {
     let (status, body) = reply(&host);
     assert_eq!(status, 503);
     assert_eq!(body["error"]["data"]["reason"], "tool_calls_unrecorded");
+    assert_eq!(body["error"]["code"], -32603, "a fault, not a policy's refusal");
     // Not an MCP server's path: token-budget does not wait for a record there.
     let host = Rc::new(MemoryHost::with_headers(&[(":method", "POST"), (":path", "/other"), (":authority", "gw")]));
     let mut flow = BudgetFlow::new(host.clone(), Some(vm));
@@ -244,4 +245,65 @@ fn tool_call_budgets_are_checked_at_configure_time_naming_the_field() {
     // Per tool: a scope part of tool calls.
     let per_tool = "    - { id: b, scope: [session, tool], unit: toolCalls, limit: 3, window: session }\n";
     vm(&policy(per_tool));
+}
+
+fn caller(agent: &str, session: &str) -> warden_policy::principal::Caller {
+    warden_policy::principal::Caller {
+        agent: Some(agent.into()),
+        tenant: Some("acme".into()),
+        session: Some(session.into()),
+        ..Default::default()
+    }
+}
+
+fn refund_call(id: &str) -> ToolCall {
+    ToolCall { id: id.into(), server: "orders".into(), tool: "issue_refund".into(), risk: Risk::Write }
+}
+
+/// A counter whose scope names neither the agent nor a session is one counter for everyone in
+/// it, found by its scope alone: two agents of a tenant share `[tenant, tool]` and
+/// `[tenant, model]` budgets, whichever asks.
+#[test]
+fn a_tenant_counter_per_tool_or_model_is_shared_by_the_tenants_agents() {
+    use warden_policy::budget::plan::{Outcome, Planner, Usage};
+    let budgets = "    - { id: per-tool, scope: [tenant, tool], unit: toolCalls, limit: 1, window: day }
+    - { id: per-model, scope: [tenant, model], unit: totalTokens, limit: 100, window: day }
+";
+    let vm = vm(&policy(budgets));
+    let host = MemoryHost::default();
+    host.now_secs.set(1_800_000_000);
+    let (a, b) = (caller("agent-a", "s-a"), caller("agent-b", "s-b"));
+    let planner = |caller| Planner { policy: &vm.policy, host: &host, caller, now: 1_800_000_000 };
+    let held = |outcome| matches!(outcome, Ok(Ok(Outcome::Held(_))));
+    assert!(held(planner(&a).reserve_calls(&[refund_call("1")], None)));
+    assert!(!held(planner(&b).reserve_calls(&[refund_call("2")], None)), "agent b draws on the same counter");
+    let usage = Usage { input: 60, cached_input: 0, output: 0 };
+    assert!(held(planner(&a).reserve("gpt-4o", Usage { output: 1, ..usage }, None)));
+    assert!(!held(planner(&b).reserve("gpt-4o", Usage { output: 1, ..usage }, None)));
+}
+
+/// A cost budget counted per model has no counter for a tool call: the calls are not priced
+/// into it (rather than into a model named "").
+#[test]
+fn a_cost_budget_per_model_does_not_count_tool_calls() {
+    let budgets = "    - { id: per-model-cost, scope: [tenant, model], unit: costUsd, limit: 0.05, window: day }\n";
+    let vm = vm(&policy(budgets));
+    assert!(!vm.policy.budgets[0].applies_to_call(&caller("a", "s"), &refund_call("1")));
+    let gw = gateway();
+    for id in ["1", "2", "3"] {
+        assert_eq!(send(&vm, &mcp_post(&gw, "s-1", &[refund(id)], false)).1, Action::Continue);
+    }
+}
+
+/// A session's counter idle past `sessionIdle` is over: the same id counts again from zero.
+#[test]
+fn an_idle_sessions_counts_start_again() {
+    let vm = vm(&policy(REFUNDS).replace("  budgets:\n", "  sessionIdle: 10m\n  budgets:\n"));
+    let gw = gateway();
+    for id in ["1", "2", "3"] {
+        assert_eq!(send(&vm, &mcp_post(&gw, "s-1", &[refund(id)], false)).1, Action::Continue);
+    }
+    assert_eq!(send(&vm, &mcp_post(&gw, "s-1", &[refund("4")], false)).1, Action::Pause);
+    gw.now_secs.set(1_800_000_000 + 601);
+    assert_eq!(send(&vm, &mcp_post(&gw, "s-1", &[refund("5")], false)).1, Action::Continue);
 }

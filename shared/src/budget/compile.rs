@@ -80,7 +80,9 @@ impl Budget {
     /// Whether this budget counts `call` by `caller`: a tool-call budget whose conditions it
     /// meets, or a cost budget for every model (at the tool's price).
     pub fn applies_to_call(&self, caller: &Caller, call: &ToolCall) -> bool {
-        let counts = self.unit == Unit::ToolCalls || (self.unit == Unit::CostUsd && self.models.is_any());
+        // A cost budget counted per model has no counter a tool call could fall in.
+        let counts = self.unit == Unit::ToolCalls
+            || (self.unit == Unit::CostUsd && self.models.is_any() && !self.scope.contains(&ScopePart::Model));
         counts
             && self.who.matches(caller)
             && (self.tools.is_any() || self.tools.matches(&call.tool))

@@ -116,7 +116,9 @@ impl BudgetFlow {
             let data = serde_json::json!({"reason": code, "rule": rule, "request_id": self.request_id});
             let calls =
                 self.calls.clone().unwrap_or(ToolCalls { other_ids: vec!["null".into()], ..ToolCalls::default() });
-            reply::Reply { status, ..reply::jsonrpc_refusal(&calls, message, &data, Vec::new()) }
+            // A fault, not the policy's refusal: JSON-RPC's internal error.
+            let code = crate::tool_acl::jsonrpc::INTERNAL_ERROR;
+            reply::Reply { status, ..reply::jsonrpc_refusal(&calls, code, message, &data, Vec::new()) }
         } else {
             reply::error(self.api, status, message, kind, code, rule, &self.request_id)
         };
@@ -456,16 +458,14 @@ impl BudgetFlow {
         let Some(plan) = self.plan.take() else { return self.write_edits(vm) };
         self.settled = true;
         settle_global(&*self.host, vm, &plan, Some(Usage::default()));
-        let mut cost = 0;
         for charge in &plan.charges {
-            let budget = &vm.policy.budgets[charge.budget];
             if let Some(held) = &charge.local {
-                self.record_remaining(vm, charge.budget, budget.limit.saturating_sub(held.used_after));
-            }
-            if budget.unit == super::config::Unit::CostUsd {
-                cost = cost.max(charge.reserved);
+                let limit = vm.policy.budgets[charge.budget].limit;
+                self.record_remaining(vm, charge.budget, limit.saturating_sub(held.used_after));
             }
         }
+        let calls = self.calls.as_ref().map(|c| c.calls.as_slice()).unwrap_or_default();
+        let cost: u64 = calls.iter().map(|call| vm.policy.tool_price(call)).sum();
         if cost > 0 {
             let _ = self.host.increment(metrics::COST_MICRO_USD, cost as i64);
             self.record.set("cost_usd", cost as f64 / 1e6);

@@ -7,10 +7,12 @@
 //! keys of at most [`LINES_PER_SLOT`] counters; counters of a past window are dropped when
 //! their slot is next written, idle session counters after `sessionIdle`.
 //!
-//! Counters whose scope a client can multiply (`session` ids and `model` names are the
-//! client's to choose) are kept apart, in slots chosen by the verified agent that made them,
-//! at most [`COUNTERS_PER_AGENT`] live ones per agent: one agent's churn fills only its own
-//! share, never a slot another tenant's counter needs, and no live counter is dropped.
+//! Counters whose scope a client can multiply (`session` ids, `model` and `tool` names are the
+//! client's to choose) and that belong to one agent (a session is bound to its agent, or the
+//! scope names the agent) are kept apart, in slots chosen by that agent, at most
+//! [`COUNTERS_PER_AGENT`] live ones per agent: one agent's churn fills only its own share, never
+//! a slot another tenant's counter needs, and no live counter is dropped. A counter shared by
+//! several agents (`[tenant, model]`) is found by its scope alone.
 
 use super::compile::Budget;
 use super::config::Window;
@@ -117,7 +119,10 @@ impl Counter<'_> {
             for raw in &lines {
                 let Some(line) = parse(raw) else { continue };
                 if line.digest == self.digest && line.window == self.span.id {
-                    used = Some(line.used);
+                    // A session's counter idle past `sessionIdle` is over: the id starts again.
+                    if !self.is_stale(&line, now) {
+                        used = Some(line.used);
+                    }
                 } else if !self.is_stale(&line, now) {
                     owned += usize::from(!owner.is_empty() && line.owner == owner);
                     kept.push(raw.to_string());

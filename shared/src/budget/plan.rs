@@ -300,10 +300,13 @@ impl Planner<'_> {
 
     /// A budget's local counter for `digest` in the current window.
     pub fn counter<'b>(&self, index: usize, budget: &'b Budget, digest: String) -> Counter<'b> {
-        // Sessions and model names are the client's to choose: such counters are kept, and
-        // capped, per verified agent.
+        // Sessions, model and tool names are the client's to choose: such counters are kept, and
+        // capped, per verified agent, but only where a counter belongs to one agent (a session
+        // is bound to its agent; or the scope names the agent). A `[tenant, model]` counter is
+        // shared by the tenant's agents, so it must be found by its scope alone, not by who asks.
+        let has = |part: ScopePart| budget.scope.contains(&part);
         let multiplied =
-            budget.scope.iter().any(|p| matches!(p, ScopePart::Session | ScopePart::Model | ScopePart::Tool));
+            has(ScopePart::Session) || (has(ScopePart::Agent) && (has(ScopePart::Model) || has(ScopePart::Tool)));
         let owner = multiplied.then(|| shared_slot::digest(&["owner", self.caller.agent.as_deref().unwrap_or("")]));
         Counter {
             budget,

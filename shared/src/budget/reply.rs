@@ -35,12 +35,13 @@ pub fn error(
 /// batch. `data` says why: the reason code, the budget (rule) and the request id.
 pub fn jsonrpc_refusal(
     calls: &ToolCalls,
+    code: i64,
     message: &str,
     data: &serde_json::Value,
     headers: Vec<(String, String)>,
 ) -> Reply {
     let ids = calls.calls.iter().map(|c| c.id.as_str()).chain(calls.other_ids.iter().map(String::as_str));
-    let errors: Vec<String> = ids.map(|id| error_body::jsonrpc(Some(id), POLICY_DENIED, message, Some(data))).collect();
+    let errors: Vec<String> = ids.map(|id| error_body::jsonrpc(Some(id), code, message, Some(data))).collect();
     let body = if calls.batch || errors.len() != 1 { format!("[{}]", errors.join(",")) } else { errors.concat() };
     let mut all = vec![("content-type".to_string(), "application/json".to_string())];
     all.extend(headers);
@@ -113,7 +114,7 @@ pub fn refused(
             "remaining": remaining,
             "retry_after": wait,
         });
-        return jsonrpc_refusal(calls, &message, &data, headers);
+        return jsonrpc_refusal(calls, POLICY_DENIED, &message, &data, headers);
     }
     let mut reply = error(api, 429, &message, kind, "budget_exhausted", &budget.id, request_id);
     reply.headers.extend(headers);

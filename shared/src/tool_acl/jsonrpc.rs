@@ -10,6 +10,7 @@ use std::borrow::Cow;
 pub const PARSE_ERROR: i64 = -32700;
 pub const INVALID_REQUEST: i64 = -32600;
 pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
 /// Warden's own code for a policy denial (in the server-error range the spec reserves).
 pub const POLICY_DENIED: i64 = -32001;
 
