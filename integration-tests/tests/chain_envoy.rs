@@ -792,3 +792,26 @@ async fn tool_calls_are_counted_against_session_and_tenant_budgets() {
     assert_eq!(refusals(&records), ["writes-per-session", "tenant-tool-calls"], "{records:#?}");
     audit::check_schema(&records).unwrap();
 }
+
+/// A credential a client puts in the URL never reaches the audit log: the path is logged
+/// without its query string, and the policy takes no token from the query (so the request is
+/// refused, and that refusal is logged without it too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_in_the_query_string_stays_out_of_the_logs() {
+    let chain = Chain::start(&example_policy()).await;
+    let secret = "sk-in-the-url-7c1d9e";
+    let url = format!("{}/v1/chat/completions?access_token={secret}&api_key={secret}", chain.envoy.url("agents"));
+    let refused = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(r#"{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "a token in the URL is not a credential here");
+    let record = chain.record("/v1/chat/completions", 401).await;
+    assert_eq!(record["path"], "/v1/chat/completions", "{record}");
+    let logged = serde_json::to_string(&chain.envoy.access_log()).unwrap();
+    assert!(!logged.contains(secret), "the audit log holds the URL's token: {logged}");
+    assert!(!chain.envoy.log().contains(secret), "Envoy's own log holds the URL's token");
+}
