@@ -59,22 +59,18 @@ pub struct Budget {
     /// Whose requests it counts (`when`).
     who: PrincipalMatch,
     models: GlobSet,
-    /// Which tool calls it counts (`when.tools`, `.servers`, `.risks`); any of them set makes
-    /// it a budget of tool calls only.
+    /// Which tool calls it counts (`when.tools`, `.servers`, `.risks`).
     tools: GlobSet,
     servers: GlobSet,
     risks: Vec<Risk>,
+    /// Counts MCP tool calls and no model request (`BudgetConfig::counts_calls_only`).
+    calls_only: bool,
 }
 
 impl Budget {
-    /// Counts MCP tool calls and no model request: `unit: toolCalls`, or a condition on calls.
-    pub fn counts_calls_only(&self) -> bool {
-        self.unit == Unit::ToolCalls || !self.tools.is_any() || !self.servers.is_any() || !self.risks.is_empty()
-    }
-
     /// Whether this budget counts a request by `caller` for `model`.
     pub fn applies(&self, caller: &Caller, model: &str) -> bool {
-        !self.counts_calls_only() && self.who.matches(caller) && (self.models.is_any() || self.models.matches(model))
+        !self.calls_only && self.who.matches(caller) && (self.models.is_any() || self.models.matches(model))
     }
 
     /// Whether this budget counts `call` by `caller`: a tool-call budget whose conditions it
@@ -242,11 +238,6 @@ impl CompiledTokenBudget {
             .map_or(0, |p| p.micro_usd)
     }
 
-    /// Whether any budget counts tool calls.
-    pub fn counts_tool_calls(&self) -> bool {
-        self.budgets.iter().any(|b| b.counts_calls_only() || (b.unit == Unit::CostUsd && !self.tool_prices.is_empty()))
-    }
-
     /// The tokenizer and price of a model: the first configured entry that matches, else the
     /// encoding of its family and no price. A router alias is priced at the dearest of its
     /// targets (each component at its highest), so its reservation covers whichever serves it.
@@ -396,8 +387,7 @@ fn compile_budget(
     } else if b.failure_mode != BudgetFailureMode::Deny {
         return Err(PolicyError::at(format!("{path}.failureMode"), "only a global budget has a failure mode"));
     }
-    let calls_only =
-        b.unit == Unit::ToolCalls || !b.when.tools.is_empty() || !b.when.servers.is_empty() || !b.when.risks.is_empty();
+    let calls_only = b.counts_calls_only();
     if calls_only {
         if !matches!(b.unit, Unit::ToolCalls | Unit::CostUsd) {
             return Err(PolicyError::at(
@@ -460,5 +450,6 @@ fn compile_budget(
         tools: GlobSet::new(&b.when.tools),
         servers: GlobSet::new(&b.when.servers),
         risks: b.when.risks.clone(),
+        calls_only,
     })
 }

@@ -49,15 +49,20 @@ pub struct TokenBudgetConfig {
 }
 
 impl TokenBudgetConfig {
-    /// Whether a budget counts MCP tool calls (tool-acl then records them for token-budget).
+    /// Whether a budget counts MCP tool calls (tool-acl then records them for token-budget):
+    /// one of tool calls only, or a cost budget once tool calls have prices.
     pub fn counts_tool_calls(&self) -> bool {
-        self.budgets.iter().any(|b| {
-            b.unit == Unit::ToolCalls
-                || !b.when.tools.is_empty()
-                || !b.when.servers.is_empty()
-                || !b.when.risks.is_empty()
-                || (b.unit == Unit::CostUsd && !self.tools.is_empty())
-        })
+        self.budgets.iter().any(|b| b.counts_calls_only() || (b.unit == Unit::CostUsd && !self.tools.is_empty()))
+    }
+}
+
+impl BudgetConfig {
+    /// Counts MCP tool calls and no model request: `unit: toolCalls`, or a condition on calls.
+    pub fn counts_calls_only(&self) -> bool {
+        self.unit == Unit::ToolCalls
+            || !self.when.tools.is_empty()
+            || !self.when.servers.is_empty()
+            || !self.when.risks.is_empty()
     }
 }
 

@@ -66,6 +66,13 @@ pub struct Refusal {
     pub reset_at: Option<u64>,
 }
 
+/// One budget's part of a reservation: taken, or the request stops here (refused, or not
+/// countable) with everything taken before given back.
+enum Charged {
+    Taken(Charge),
+    Stopped(Result<Outcome, PlanError>),
+}
+
 /// What a request's tool calls want of one counter: (budget, scope, amount).
 type Wanted<'a> = (usize, Vec<(&'static str, &'a str)>, u64);
 
@@ -161,57 +168,13 @@ impl Planner<'_> {
                 }
             };
             let reserved = amount(budget.unit, price, estimate);
-            let span = budget.window.span(self.now);
-            let values: Vec<&str> = scope.iter().map(|(_, v)| *v).collect();
-            let digest = shared_slot::digest(&values);
-            let mut charge = Charge {
-                budget: index,
-                reserved,
-                window_start: span.start,
-                local: None,
-                draw: None,
-                digest: digest.clone(),
+            let charge = match self.charge(&plan, index, &scope, reserved, reservation)? {
+                Charged::Taken(charge) => charge,
+                Charged::Stopped(stop) => return Ok(stop),
             };
-            match (budget.window, budget.store) {
-                (Window::Request, _) => {
-                    if reserved > budget.limit {
-                        self.release(&plan)?;
-                        return Ok(Ok(Outcome::Refused(Refusal {
-                            budget: index,
-                            used: 0,
-                            limit: budget.limit,
-                            reset_at: None,
-                        })));
-                    }
-                }
-                (_, Store::Local) => {
-                    match self.counter(index, budget, digest).reserve(self.host, reserved, self.now)? {
-                        Reserved::Held(held) => {
-                            let remaining = budget.limit.saturating_sub(held.used_after);
-                            plan.output_allowance =
-                                tighter(plan.output_allowance, output_room(budget.unit, price, remaining));
-                            charge.local = Some(held);
-                        }
-                        Reserved::Refused { used, reset_at } => {
-                            self.release(&plan)?;
-                            let reset_at = (budget.window != Window::Session).then_some(reset_at);
-                            return Ok(Ok(Outcome::Refused(Refusal {
-                                budget: index,
-                                used,
-                                limit: budget.limit,
-                                reset_at,
-                            })));
-                        }
-                        Reserved::TooManyCounters => {
-                            self.release(&plan)?;
-                            return Ok(Err(PlanError::TooManyCounters { budget: budget.id.clone() }));
-                        }
-                    }
-                }
-                (_, Store::Global) => {
-                    let id = reservation.map(|r| format!("{r}.{index}"));
-                    charge.draw = Some(Draw::new(index, budget, &scope, reserved, id));
-                }
+            if let Some(held) = &charge.local {
+                let remaining = budget.limit.saturating_sub(held.used_after);
+                plan.output_allowance = tighter(plan.output_allowance, output_room(budget.unit, price, remaining));
             }
             plan.charges.push(charge);
         }
@@ -255,47 +218,54 @@ impl Planner<'_> {
         }
         let mut plan = Plan { fixed: true, ..Plan::default() };
         for (index, scope, reserved) in wanted {
-            let budget = &self.policy.budgets[index];
-            let span = budget.window.span(self.now);
-            let values: Vec<&str> = scope.iter().map(|(_, v)| *v).collect();
-            let digest = shared_slot::digest(&values);
-            let mut charge = Charge {
-                budget: index,
-                reserved,
-                window_start: span.start,
-                local: None,
-                draw: None,
-                digest: digest.clone(),
-            };
-            let refused = |used, reset_at| Refusal { budget: index, used, limit: budget.limit, reset_at };
-            match (budget.window, budget.store) {
-                (Window::Request, _) if reserved > budget.limit => {
-                    self.release(&plan)?;
-                    return Ok(Ok(Outcome::Refused(refused(0, None))));
-                }
-                (Window::Request, _) => {}
-                (_, Store::Local) => {
-                    match self.counter(index, budget, digest).reserve(self.host, reserved, self.now)? {
-                        Reserved::Held(held) => charge.local = Some(held),
-                        Reserved::Refused { used, reset_at } => {
-                            self.release(&plan)?;
-                            let reset_at = (budget.window != Window::Session).then_some(reset_at);
-                            return Ok(Ok(Outcome::Refused(refused(used, reset_at))));
-                        }
-                        Reserved::TooManyCounters => {
-                            self.release(&plan)?;
-                            return Ok(Err(PlanError::TooManyCounters { budget: budget.id.clone() }));
-                        }
-                    }
-                }
-                (_, Store::Global) => {
-                    let id = reservation.map(|r| format!("{r}.{index}"));
-                    charge.draw = Some(Draw::new(index, budget, &scope, reserved, id));
-                }
+            match self.charge(&plan, index, &scope, reserved, reservation)? {
+                Charged::Taken(charge) => plan.charges.push(charge),
+                Charged::Stopped(stop) => return Ok(stop),
             }
-            plan.charges.push(charge);
         }
         Ok(Ok(Outcome::Held(plan)))
+    }
+
+    /// Takes `reserved` from budget `index` for `scope`: checked against a per-request maximum,
+    /// held in the local counter, or prepared as a draw at the rate-limit service. When it
+    /// cannot be taken, everything `plan` holds is given back first.
+    fn charge(
+        &self,
+        plan: &Plan,
+        index: usize,
+        scope: &[(&'static str, &str)],
+        reserved: u64,
+        reservation: Option<&str>,
+    ) -> Result<Charged, HostError> {
+        let budget = &self.policy.budgets[index];
+        let values: Vec<&str> = scope.iter().map(|(_, v)| *v).collect();
+        let digest = shared_slot::digest(&values);
+        let window_start = budget.window.span(self.now).start;
+        let mut charge =
+            Charge { budget: index, reserved, window_start, local: None, draw: None, digest: digest.clone() };
+        let refused =
+            |used, reset_at| Ok(Outcome::Refused(Refusal { budget: index, used, limit: budget.limit, reset_at }));
+        let stop = match (budget.window, budget.store) {
+            (Window::Request, _) if reserved > budget.limit => refused(0, None),
+            (Window::Request, _) => return Ok(Charged::Taken(charge)),
+            (_, Store::Local) => match self.counter(index, budget, digest).reserve(self.host, reserved, self.now)? {
+                Reserved::Held(held) => {
+                    charge.local = Some(held);
+                    return Ok(Charged::Taken(charge));
+                }
+                Reserved::Refused { used, reset_at } => {
+                    refused(used, (budget.window != Window::Session).then_some(reset_at))
+                }
+                Reserved::TooManyCounters => Err(PlanError::TooManyCounters { budget: budget.id.clone() }),
+            },
+            (_, Store::Global) => {
+                let id = reservation.map(|r| format!("{r}.{index}"));
+                charge.draw = Some(Draw::new(index, budget, scope, reserved, id));
+                return Ok(Charged::Taken(charge));
+            }
+        };
+        self.release(plan)?;
+        Ok(Charged::Stopped(stop))
     }
 
     /// A budget's local counter for `digest` in the current window.

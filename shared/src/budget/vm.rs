@@ -96,7 +96,7 @@ impl BudgetVm {
                 section.budgets[i].id
             ));
         }
-        let mcp = if policy.counts_tool_calls() {
+        let mcp = if section.counts_tool_calls() {
             // The calls are read by tool-acl, which must be in the document (and in the chain,
             // before this filter: an MCP request it did not record is refused here).
             let Some(acl) = &document.tool_acl else {
