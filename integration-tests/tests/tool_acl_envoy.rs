@@ -127,8 +127,12 @@ async fn governs_mcp(version: ProtocolVersion, json_answers: bool) {
     let other = approval(&sha, "jti-other", "another-session");
     let d = call(&client, "delete_file", args.clone(), Some(json!({"warden/approval": other}))).await;
     assert_eq!(denial(&d)["reason"], "approval_mismatch");
-    let ok = call(&client, "delete_file", args.clone(), Some(json!({"warden/approval": token.clone()}))).await;
+    let meta = json!({"warden/approval": token.clone(), "trace": "t-approved"});
+    let ok = call(&client, "delete_file", args.clone(), Some(meta)).await;
     assert_ne!(ok["isError"], true, "{ok}");
+    // The server got the call's other _meta, not the approval: spent at the gateway, not its to hold.
+    let seen = bed.mcp.call_metas().last().unwrap().to_string();
+    assert!(seen.contains("t-approved") && !seen.contains("warden/approval") && !seen.contains(&token), "{seen}");
     let d = call(&client, "delete_file", args.clone(), Some(json!({"warden/approval": token}))).await;
     assert_eq!(denial(&d)["reason"], "approval_reused");
 

@@ -90,6 +90,8 @@ fn a_denied_call_is_answered_as_a_tool_error_and_never_forwarded() {
     assert_eq!(status, 200);
     assert_eq!(body["id"], 7);
     assert_eq!(body["result"]["isError"], true);
+    // MCP 2026-07-28 clients refuse a result that does not say it is complete.
+    assert_eq!(body["result"]["resultType"], "complete");
     assert_eq!(body["result"]["_meta"]["warden/denial"]["rule"], "no-system-paths");
     assert_eq!(
         field(&host, "warden.audit", "tool_acl.decision").as_deref(),

@@ -217,7 +217,7 @@ fn delete_call(meta: Option<&str>) -> String {
 fn reply_json(action: &Action) -> Value {
     match action {
         Action::Reply { body, .. } => serde_json::from_str(body).unwrap(),
-        Action::Forward => Value::Null,
+        Action::Forward { .. } => Value::Null,
     }
 }
 
@@ -258,7 +258,11 @@ fn approvals_are_bound_to_the_call_and_usable_once() {
 
     let token = approval(approval_claims(&sha));
     let (action, records) = decide_body(&host, &acl, &planner(), &delete_call(Some(&token)));
-    assert_eq!(action, Action::Forward);
+    // Forwarded without the approval: spent here, it is not the server's to hold.
+    let Action::Forward { rewritten: Some(sent) } = action else { panic!("{action:?}") };
+    let sent: Value = serde_json::from_str(&sent).unwrap();
+    assert_eq!(sent["params"]["_meta"], json!({}));
+    assert_eq!(sent["params"]["arguments"], json!({"path": "/srv/tmp/x"}));
     assert_eq!(records[0]["decision"], "allow;rule=acme-agents-use-files;reason=approved");
     let (action, _) = decide_body(&host, &acl, &planner(), &delete_call(Some(&token)));
     assert_eq!(reply_json(&action)["result"]["_meta"]["warden/denial"]["reason"], "approval_reused");
@@ -282,7 +286,7 @@ fn denials_can_be_json_rpc_errors_and_shadow_mode_forwards() {
 
     let acl = compile(&example().replace("toolAcl:\n", "toolAcl:\n  mode: shadow\n"));
     let (action, records) = decide_body(&MemoryHost::default(), &acl, &planner(), body);
-    assert_eq!(action, Action::Forward);
+    assert_eq!(action, Action::Forward { rewritten: None });
     assert_eq!(records[0]["decision"], "shadow_deny;rule=default;reason=no_rule_allows");
     // Protocol faults are refused even in shadow mode.
     let (action, _) = decide_body(&MemoryHost::default(), &acl, &planner(), "{");
@@ -326,7 +330,7 @@ fn random_and_mutated_bodies_never_panic_and_never_forward_what_was_not_checked(
                 now: now(),
             };
             let decided = decide(&cx, &bytes).unwrap();
-            if decided.action == Action::Forward {
+            if matches!(decided.action, Action::Forward { .. }) {
                 // Whatever goes on parsed, and every call in it was allowed.
                 let text = std::str::from_utf8(&bytes).unwrap();
                 let _: Value = serde_json::from_str(text).unwrap();
@@ -348,7 +352,7 @@ fn only_principals_some_rule_allows_may_reach_a_server() {
     let acl = compile(&example());
     let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"x","version":"1"}}}"#;
     let (action, _) = decide_body(&MemoryHost::default(), &acl, &planner(), initialize);
-    assert_eq!(action, Action::Forward);
+    assert_eq!(action, Action::Forward { rewritten: None });
     let outsider = Caller { tenant: Some("globex".into()), ..planner() };
     let (action, records) = decide_body(&MemoryHost::default(), &acl, &outsider, initialize);
     assert_eq!(reply_json(&action)["error"]["data"]["reason"], "server_not_allowed");
@@ -367,7 +371,7 @@ fn reads_and_prompts_are_recorded_by_what_they_name() {
     let acl = compile(&example());
     let read = r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///srv/notes.txt"}}"#;
     let (action, records) = decide_body(&MemoryHost::default(), &acl, &planner(), read);
-    assert_eq!(action, Action::Forward);
+    assert_eq!(action, Action::Forward { rewritten: None });
     assert_eq!(records[0]["tool"], "file:///srv/notes.txt");
     let prompt = r#"{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"summarise"}}"#;
     let (_, records) = decide_body(&MemoryHost::default(), &acl, &planner(), prompt);

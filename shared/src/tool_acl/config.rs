@@ -35,7 +35,8 @@ pub struct ToolAclConfig {
     #[serde(default)]
     pub servers: Vec<ServerConfig>,
     /// JSON-RPC methods other than `tools/call` that may reach a server. Globs. The default
-    /// lets sessions start and list and read, but nothing else act.
+    /// lets sessions start (`initialize`, or MCP 2026-07-28's `server/discover`) and list and
+    /// read, but nothing else act.
     #[serde(default = "default_methods")]
     pub methods: Vec<String>,
     /// Who may call which tool. Evaluated all together; see `decision::combine`.
@@ -65,6 +66,7 @@ fn default_max_batch() -> usize {
 fn default_methods() -> Vec<String> {
     [
         "initialize",
+        "server/discover",
         "ping",
         "notifications/*",
         "tools/list",

@@ -77,11 +77,14 @@ impl Refusal {
         data
     }
 
-    /// An `isError` tool result for the request `id`.
+    /// An `isError` tool result for the request `id`. MCP 2026-07-28 clients refuse a result
+    /// without `resultType` (that revision's results say whether they are complete); clients of
+    /// earlier revisions ignore the member, as results may carry more than they know.
     pub fn tool_result(&self, id: &RawValue, request_id: &str) -> String {
         let result = json!({
             "content": [{"type": "text", "text": self.message(request_id)}],
             "isError": true,
+            "resultType": "complete",
             "_meta": {"warden/denial": self.data(request_id)},
         });
         jsonrpc::result_response(id, &result.to_string())

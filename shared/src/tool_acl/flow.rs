@@ -98,7 +98,7 @@ impl ToolAclFlow {
             ),
             _ => match mcp::too_large(acl.max_body_bytes).action {
                 McpAction::Reply { body, .. } => body,
-                McpAction::Forward => String::new(),
+                McpAction::Forward { .. } => String::new(),
             },
         };
         let _ = self.decide(Decision::deny(mcp::PROTOCOL_RULE, "body_too_large"));
@@ -297,7 +297,13 @@ impl ToolAclFlow {
                     &self.request_id,
                 )?;
                 match decided.action {
-                    McpAction::Forward => {
+                    McpAction::Forward { rewritten } => {
+                        if let Some(new_body) = rewritten {
+                            self.host.set_request_body(size, new_body.as_bytes())?;
+                            if self.hold && self.has_length {
+                                self.host.set_request_header("content-length", Some(&new_body.len().to_string()))?;
+                            }
+                        }
                         if acl.record_calls {
                             decided.calls.write(&*host)?;
                         }

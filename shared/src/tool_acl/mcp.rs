@@ -7,6 +7,7 @@ use crate::decision::{Decision, Mode, Verdict};
 use crate::host::{Host, HostError};
 use crate::principal::Caller;
 use crate::tool_acl::approval::{self, ApprovedCall};
+use crate::tool_acl::approval_strip;
 use crate::tool_acl::arguments::Arguments;
 use crate::tool_acl::compile::WRITES_BUDGET;
 use crate::tool_acl::compile::{CompiledToolAcl, Server};
@@ -32,8 +33,8 @@ pub const PINNING_RULE: &str = "pinning";
 /// What happens to the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Send it on unchanged.
-    Forward,
+    /// Send it on: unchanged, or `rewritten` without the approvals spent here.
+    Forward { rewritten: Option<String> },
     /// Answer here; the server never sees it.
     Reply { status: u32, body: String },
 }
@@ -182,7 +183,11 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
                 _ => calls.other_ids.push(id.get().to_string()),
             }
         }
-        return Ok(Decided { action: Action::Forward, records, list_ids, other_ids, calls });
+        let rewritten = match approval_strip::without_approvals(body) {
+            Ok(rewritten) => rewritten,
+            Err(e) => return Ok(protocol_reply(400, jsonrpc::PARSE_ERROR, &e.to_string())),
+        };
+        return Ok(Decided { action: Action::Forward { rewritten }, records, list_ids, other_ids, calls });
     }
     let body = match (parsed.batch, replies.len()) {
         (true, n) if n > 0 => format!("[{}]", replies.join(",")),

@@ -3,6 +3,7 @@
 
 pub mod answer;
 pub mod approval;
+pub mod approval_strip;
 pub mod arguments;
 pub mod compile;
 pub mod config;
