@@ -135,6 +135,7 @@ fn a_spent_budget_falls_back_once_then_refuses_in_the_apis_shape() {
     assert_eq!(host.header("x-warden-model").as_deref(), Some("gpt-4o-mini"), "the route is chosen for it");
     assert_eq!(field(&host, "warden.audit", "token_budget.model_requested").as_deref(), Some("gpt-4o"));
     assert_eq!(field(&host, "warden.audit", "token_budget.model_served").as_deref(), Some("gpt-4o-mini"));
+    assert_eq!(field(&host, "warden.audit", "token_budget.fallback_budget").as_deref(), Some("dear"));
     assert_eq!(host.metric("warden.token_budget.fallback"), 1);
     answer(&mut flow, &host, 10, 10);
 

@@ -114,6 +114,8 @@ fn mcp_is_recorded_only_unless_the_server_opts_in() {
     assert_eq!(host.request_body.borrow().as_slice(), body.as_bytes(), "recorded, not changed");
     assert_eq!(host.field(attributes::AUDIT, "redaction.mode").as_deref(), Some("record"));
     assert_eq!(host.field(attributes::AUDIT, "redaction.findings.email.placeholder").as_deref(), Some("1"));
+    // Found, not redacted: the record says nothing was changed.
+    assert_eq!(host.field(attributes::AUDIT, "redaction.decision").unwrap(), "allow;rule=actions;reason=found");
 }
 
 #[test]

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 
+/// The spend table's model column for what MCP requests' tool calls cost.
+const TOOL_CALLS: &str = "(tool calls)";
+
 /// The filters' sections, in chain order.
 const SECTIONS: [&str; 5] = ["identity", "tool_acl", "redaction", "token_budget", "router"];
 
@@ -64,6 +67,8 @@ pub struct Failover {
 pub struct Step {
     pub time: String,
     pub request_id: String,
+    /// The HTTP method (`GET` opens an MCP server's event stream).
+    pub method: String,
     pub path: String,
     pub status: Value,
     pub decisions: Vec<String>,
@@ -141,7 +146,8 @@ pub fn report(lines: &[String], session: Option<&str>) -> Report {
         let budget = record.get("token_budget");
         if let Some(budget) = budget.filter(|b| b.get("tokens").is_some() || b.get("cost_usd").is_some()) {
             let day = text(&line, &["time"]).chars().take(10).collect::<String>();
-            let model = text(budget, &["model_served"]);
+            // A record without a model is an MCP request: what it spent, its tool calls did.
+            let model = budget.get("model_served").map_or(TOOL_CALLS.to_string(), |_| text(budget, &["model_served"]));
             let entry = spend.entry((day.clone(), tenant.clone(), agent.clone(), model.clone())).or_insert(Spend {
                 day,
                 tenant: tenant.clone(),
@@ -156,7 +162,8 @@ pub fn report(lines: &[String], session: Option<&str>) -> Report {
         }
         let mut decisions = Vec::new();
         for section in SECTIONS {
-            let Some(s) = record.get(section) else { continue };
+            // A section without a verdict decided nothing (tool-acl reading a GET's event stream).
+            let Some(s) = record.get(section).filter(|s| s.get("verdict").is_some()) else { continue };
             let verdict = text(s, &["verdict"]);
             if verdict == "deny" || verdict == "shadow_deny" {
                 *denials.entry((section.to_string(), text(s, &["reason"]))).or_default() += 1;
@@ -165,20 +172,20 @@ pub fn report(lines: &[String], session: Option<&str>) -> Report {
         }
         let calls = record.get("tool_acl").and_then(|t| t.get("calls")).and_then(Value::as_array);
         let mut notes = Vec::new();
-        for call in calls.into_iter().flatten().filter(|c| c.get("tool").is_some()) {
+        for call in calls.into_iter().flatten() {
+            let verdict = text(call, &["verdict"]);
+            let (method, reason) = (text(call, &["method"]), text(call, &["reason"]));
+            if call.get("tool").is_none() {
+                notes.push(format!("{method}: {verdict} ({reason})"));
+                continue;
+            }
             let tool = text(call, &["tool"]);
             let entry = tools.entry(tool.clone()).or_default();
             entry.0 += 1;
-            let verdict = text(call, &["verdict"]);
             if verdict == "deny" {
                 entry.1 += 1;
             }
-            notes.push(format!(
-                "{} {tool} [{}]: {verdict} ({})",
-                text(call, &["method"]),
-                text(call, &["class"]),
-                text(call, &["reason"])
-            ));
+            notes.push(format!("{method} {tool} [{}]: {verdict} ({reason})", text(call, &["class"])));
         }
         if let Some(router) = record.get("router") {
             if count(router, &["failovers"]) > 0 || text(router, &["outcome"]) == "no_answer" {
@@ -192,13 +199,22 @@ pub fn report(lines: &[String], session: Option<&str>) -> Report {
             }
         }
         if let Some(budget) = budget {
+            let (requested, served) = (text(budget, &["model_requested"]), text(budget, &["model_served"]));
+            if requested != served && budget.get("model_requested").is_some() {
+                let spent = text(budget, &["fallback_budget"]);
+                notes.push(format!("moved from {requested} to {served}: budget {spent} had no room"));
+            }
             if let Some(cost) = number(budget, &["cost_usd"]).and_then(Value::as_f64) {
-                notes.push(format!(
-                    "{} in + {} out tokens, ${cost:.6} ({})",
-                    count(budget, &["tokens", "input"]),
-                    count(budget, &["tokens", "output"]),
-                    text(budget, &["model_served"])
-                ));
+                if budget.get("model_served").is_none() {
+                    notes.push(format!("${cost:.6} for its tool calls"));
+                } else {
+                    notes.push(format!(
+                        "{} in + {} out tokens, ${cost:.6} ({})",
+                        count(budget, &["tokens", "input"]),
+                        count(budget, &["tokens", "output"]),
+                        text(budget, &["model_served"])
+                    ));
+                }
             }
         }
         if let Some(findings) = record.get("redaction").and_then(|r| r.get("findings")).and_then(Value::as_object) {
@@ -212,6 +228,7 @@ pub fn report(lines: &[String], session: Option<&str>) -> Report {
             story.push(Step {
                 time: text(&line, &["time"]),
                 request_id: text(&line, &["request_id"]),
+                method: text(&line, &["method"]),
                 path: text(&line, &["path"]),
                 status: line.get("status").cloned().unwrap_or(Value::Null),
                 decisions,
@@ -237,7 +254,8 @@ fn table(report: &Report) -> String {
     if let Some(story) = &report.session {
         out.push_str("SESSION STORY\n");
         for step in story {
-            out.push_str(&format!("{} {} {} -> {}\n", step.time, step.request_id, step.path, step.status));
+            let request = format!("{} {} {} {}", step.time, step.request_id, step.method, step.path);
+            out.push_str(&format!("{request} -> {}\n", step.status));
             for line in step.decisions.iter().chain(&step.notes) {
                 out.push_str(&format!("    {line}\n"));
             }
@@ -335,5 +353,41 @@ mod tests {
         assert_eq!(story.len(), 2);
         assert!(story[0].time < story[1].time, "in time order");
         assert!(story[1].notes.iter().any(|n| n == "failover openai>backup (server_error)"), "{story:?}");
+    }
+
+    #[test]
+    fn a_fallback_names_the_budget_that_moved_it() {
+        let mut moved = chat("acme", "s1", "gpt-4o-mini", 10, 0.001);
+        moved["token_budget"]["model_requested"] = "gpt-4o".into();
+        moved["token_budget"]["fallback_budget"] = "ticket-gpt-4o".into();
+        let r = report(&[line("2026-11-30T01:00:00Z", moved)], Some("s1"));
+        let notes = &r.session.unwrap()[0].notes;
+        assert!(
+            notes.contains(&"moved from gpt-4o to gpt-4o-mini: budget ticket-gpt-4o had no room".to_string()),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn an_mcp_sessions_story_names_methods_streams_and_what_tool_calls_cost() {
+        let principal = serde_json::json!({"agent": "a", "tenant": "t", "session": "s1"});
+        let listed = serde_json::json!({"v": 1, "principal": principal,
+            "tool_acl": {"verdict": "allow", "rule": "methods", "reason": "method_allowed",
+                "calls": [{"method": "tools/list", "verdict": "allow", "reason": "method_allowed"}]}});
+        // tool-acl reads a GET's event stream: its section names the server and decides nothing.
+        let stream = serde_json::json!({"v": 1, "principal": principal, "tool_acl": {"server": "orders"}});
+        let refund = serde_json::json!({"v": 1, "principal": principal,
+            "tool_acl": {"verdict": "allow", "rule": "r", "reason": "approved",
+                "calls": [{"method": "tools/call", "tool": "issue_refund", "class": "write", "verdict": "allow", "reason": "approved"}]},
+            "token_budget": {"verdict": "allow", "rule": "refunds", "reason": "within_budget", "cost_usd": 0.5}});
+        let get = serde_json::json!({"time": "2026-11-30T01:00:01Z", "method": "GET", "warden": stream.to_string()});
+        let lines = vec![line("2026-11-30T01:00:00Z", listed), get.to_string(), line("2026-11-30T01:00:02Z", refund)];
+        let r = report(&lines, Some("s1"));
+        let story = r.session.unwrap();
+        assert_eq!(story[0].notes, vec!["tools/list: allow (method_allowed)"]);
+        assert_eq!((story[1].method.as_str(), story[1].decisions.len()), ("GET", 0), "{story:?}");
+        assert!(story[2].notes.contains(&"$0.500000 for its tool calls".to_string()), "{story:?}");
+        assert_eq!((r.spend[0].model.as_str(), r.spend[0].cost_usd), (TOOL_CALLS, 0.5));
+        assert_eq!(r.tools, vec![ToolCount { tool: "issue_refund".into(), calls: 1, denied: 0 }]);
     }
 }

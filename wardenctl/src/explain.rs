@@ -277,10 +277,9 @@ fn token_budget(policy: &CompiledPolicy, request: &Request, caller: &Caller) -> 
             return Some(explained("token-budget", "deny", &budget.id, "no_scope", why.to_string()));
         }
         detail.push(format!(
-            "{} ({} {:?} per {:?}, {:?}{})",
+            "{} ({} per {:?}, {:?}{})",
             budget.id,
-            budget.limit,
-            budget.unit,
+            limit_text(budget.unit, budget.limit),
             budget.window,
             budget.store,
             budget.fallback_model.as_deref().map(|m| format!(", then {m}")).unwrap_or_default()
@@ -297,6 +296,14 @@ fn token_budget(policy: &CompiledPolicy, request: &Request, caller: &Caller) -> 
     let rule = applying.iter().map(|b| b.id.as_str()).collect::<Vec<_>>().join(",");
     detail.push("counters not consulted".into());
     Some(explained("token-budget", "allow", &rule, "budgets_apply", detail.join("; ")))
+}
+
+/// A budget's limit in its unit: dollars for a cost (counted in micro-USD), else the count.
+fn limit_text(unit: Unit, limit: u64) -> String {
+    match unit {
+        Unit::CostUsd => format!("${:.4}", limit as f64 / 1e6),
+        other => format!("{limit} {other:?}"),
+    }
 }
 
 /// An MCP `tools/call` on a VM whose budgets count tool calls: the budgets it would draw on.

@@ -406,6 +406,8 @@ impl BudgetFlow {
         if let Some(fallback) = fallback {
             self.fallback_tried = true;
             let _ = self.host.increment(metrics::FALLBACK, 1);
+            // The audit says which budget moved the request, not only what it was charged to.
+            self.record.set("fallback_budget", budget.id.as_str());
             // Counted as the requested model was: bounded first unless that would cost more.
             self.exact = self.counts_exactly_first(vm);
             let request = ModelRequest::parse(self.api.unwrap_or(Api::ChatCompletions), &self.body);

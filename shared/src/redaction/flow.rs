@@ -278,7 +278,13 @@ impl RedactionFlow {
                 record.set("blocked_class", class);
             }
             None => {
-                record.decision(&Decision::allow(rule, if redactor.found_any() { "redacted" } else { "clean" }));
+                // Where the policy only records (MCP servers by default), nothing was changed.
+                let reason = match (redactor.found_any(), redactor.record_only()) {
+                    (false, _) => "clean",
+                    (true, true) => "found",
+                    (true, false) => "redacted",
+                };
+                record.decision(&Decision::allow(rule, reason));
             }
         }
         record.write(&*self.host, policy.audit_format, Section::Redaction)?;
