@@ -12,7 +12,7 @@ FILTERS := identity tool-acl token-budget router redaction
 TEST_FILTERS := warden-noop-filter warden-probe-filter
 PY := .venv/py/bin/python
 PIP := .venv/py/bin/pip
-PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4 anthropic==2.10.0 faker==40.54.0 cel-python==0.5.0 kubernetes-validate==1.37.0
+PY_PACKAGES := jsonschema==4.26.0 PyYAML==6.0.4 anthropic==2.10.0 openai==3.51.0 mcp==2.3.0 faker==40.54.0 cel-python==0.5.0 kubernetes-validate==1.37.0
 ENVOY_BINS := $(foreach v,$(ENVOY_VERSIONS),.venv/envoy/$(v)/envoy/_bin/envoy)
 WASM := $(foreach f,$(FILTERS),target/wasm32-wasip1/release/warden_$(subst -,_,$(f)).wasm) target/wasm32-wasip1/release/warden.wasm
 TEST := cargo test --locked
@@ -20,9 +20,10 @@ TEST := cargo test --locked
 .PHONY: help setup setup-bench build test test-unit test-harness test-e2e run run-router run-redaction run-identity run-tools run-budget demo validate oci bench fuzz fmt lint clean
 
 help:
-	@echo "make demo      one agent session through Warden's chain on loopback (identity -> tool-acl -> token-budget,"
-	@echo "               with an MCP server, mock model providers, the rate-limit service and Redis), then each"
-	@echo "               filter's own demo: allowed, denied and budgeted requests and their audit lines"
+	@echo "make demo      a support agent (the official openai, anthropic and mcp SDKs) works a ticket through"
+	@echo "               Warden's chain on loopback (an MCP orders server, mock model providers, the rate-limit"
+	@echo "               service, Redis) and wardenctl audit tells its story; then one session through the"
+	@echo "               chain demo's policy, and each filter's own demo with its audit lines"
 	@echo "make run       the chain, left running for your own requests (Ctrl-C stops it)"
 	@echo "make run-router Envoy + the router alone, with mock providers, left running likewise"
 	@echo "make run-redaction Envoy + identity + redaction, with an echoing provider, left running likewise"
@@ -90,7 +91,7 @@ test-harness:
 test-e2e:
 	@for v in $(ENVOY_VERSIONS); do \
 	  echo "== end-to-end on Envoy $$v"; \
-	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy --test token_budget_envoy --test attacks_envoy --test chain_envoy --test router_envoy --test redaction_envoy --test ecds_envoy || exit 1; \
+	  WARDEN_ENVOY_VERSION=$$v $(TEST) -p warden-integration-tests --test identity_envoy --test tool_acl_envoy --test token_budget_envoy --test attacks_envoy --test chain_envoy --test router_envoy --test redaction_envoy --test ecds_envoy --test support_agent_envoy || exit 1; \
 	done
 
 # Istio: the single-gateway examples, and one directory per namespace (a policy.yaml, the
@@ -134,6 +135,7 @@ run-budget: build
 	examples/token-budget/run.sh
 
 demo: build
+	examples/support-agent/run.sh --demo
 	examples/warden/run.sh --demo
 	examples/router/run.sh --demo
 	examples/redaction/run.sh --demo

@@ -26,6 +26,18 @@ require_free_ports() {
   done
 }
 
+# Starts Redis on REDIS_PORT and Warden's rate-limit service on PORT in front of it (mutual TLS
+# with the gateway's test certificates), in the background; RATELIMIT_PID is the service's.
+start_ratelimit() {
+  local port=$1 redis_port=$2
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$LOGS/redis.log" 2>&1 &
+  sleep 0.3
+  target/debug/warden-ratelimit --listen "127.0.0.1:$port" --redis "redis://127.0.0.1:$redis_port/0" \
+    --tls-cert testdata/tls/ratelimit.pem --tls-key testdata/tls/ratelimit.key --client-ca testdata/tls/ratelimit-ca.pem \
+    >"$LOGS/ratelimit.log" 2>&1 &
+  RATELIMIT_PID=$!
+}
+
 # Starts Envoy with CONFIG in the background and waits until its admin port ADMIN is ready.
 # Envoy's stdout is the audit log (one JSON record per request); its own log goes to stderr.
 start_envoy() {

@@ -14,12 +14,8 @@ cd "$(dirname "$0")/../.."
 MODE=${1:-}
 source examples/common.sh
 require_free_ports 10002 9903 18092 18094 18095
-redis-server --port 18095 --bind 127.0.0.1 --save '' --appendonly no >"$LOGS/redis.log" 2>&1 &
 "$DEV" serve-models --port 18092 --output-tokens 40 >"$LOGS/dev.log" 2>&1 &
-sleep 0.3
-target/debug/warden-ratelimit --listen 127.0.0.1:18094 --redis redis://127.0.0.1:18095/0 \
-  --tls-cert testdata/tls/ratelimit.pem --tls-key testdata/tls/ratelimit.key --client-ca testdata/tls/ratelimit-ca.pem >"$LOGS/ratelimit.log" 2>&1 &
-RATELIMIT_PID=$!
+start_ratelimit 18094 18095
 start_envoy envoy/token-budget.yaml 9903
 
 PLANNER=wk-planner-7f3a9c1e5b2d4068

@@ -15,12 +15,8 @@ cd "$(dirname "$0")/../.."
 MODE=${1:-}
 source examples/common.sh
 require_free_ports 10000 9900 18090 18091 18096 18094 18095
-redis-server --port 18095 --bind 127.0.0.1 --save '' --appendonly no >"$LOGS/redis.log" 2>&1 &
 "$DEV" serve-chain --mcp-port 18090 --provider-port 18091 --mini-port 18096 >"$LOGS/dev.log" 2>&1 &
-sleep 0.3
-target/debug/warden-ratelimit --listen 127.0.0.1:18094 --redis redis://127.0.0.1:18095/0 \
-  --tls-cert testdata/tls/ratelimit.pem --tls-key testdata/tls/ratelimit.key --client-ca testdata/tls/ratelimit-ca.pem \
-  >"$LOGS/ratelimit.log" 2>&1 &
+start_ratelimit 18094 18095
 start_envoy envoy/warden.yaml 9900
 
 PLANNER=wk-planner-7f3a9c1e5b2d4068
