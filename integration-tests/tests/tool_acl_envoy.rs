@@ -220,6 +220,24 @@ async fn malformed_and_oversized_mcp_requests_are_refused_in_json_rpc() {
             .unwrap();
     assert_eq!(response.status(), 413);
     assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], -32600);
+    // MCP 2026-07-28's routing headers naming another tool than the body: a route or server
+    // keyed on them would act on a call that was never decided.
+    let allowed =
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/a"}}}"#;
+    let response = client
+        .post(&url)
+        .header("x-api-key", PLANNER_KEY)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "delete_file")
+        .body(allowed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], -32600);
     assert!(bed.mcp.calls().is_empty());
 }
 

@@ -114,7 +114,9 @@ fn a_listing_answer_is_filtered_and_its_length_dropped() {
         {"name": "read_file", "inputSchema": {"type": "object"}},
         {"name": "exec_shell", "inputSchema": {"type": "object"}}
     ]);
-    let answer = json!({"jsonrpc": "2.0", "id": 3, "result": {"tools": tools}}).to_string();
+    // MCP 2026-07-28: a listing may say shared caches can keep it; filtered, it is this caller's.
+    let answer = json!({"jsonrpc": "2.0", "id": 3, "result": {"tools": tools, "cacheScope": "public", "ttlMs": 60000}})
+        .to_string();
     *host.response_body.borrow_mut() = answer.as_bytes().to_vec();
     assert_eq!(flow.on_response_body(answer.len() / 2, false), Action::Pause, "held whole");
     assert_eq!(flow.on_response_body(answer.len(), true), Action::Continue);
@@ -122,6 +124,8 @@ fn a_listing_answer_is_filtered_and_its_length_dropped() {
     let names: Vec<&str> =
         filtered["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["read_file"], "a tool no rule allows is never shown");
+    assert_eq!(filtered["result"]["cacheScope"], "private");
+    assert_eq!(filtered["result"]["ttlMs"], 60000);
     assert_eq!(host.metric("warden.tool_acl.tools_hidden"), 1);
 }
 
@@ -216,6 +220,40 @@ fn released_headers_go_first_and_a_shrinking_body_loses_its_length() {
             .to_string();
     assert_eq!(post(&mut flow, &host, &request), (Action::Continue, Action::Continue));
     assert_eq!(host.header("content-length"), None);
+    // An MCP call may lose its approval before it is forwarded: its length goes too.
+    let host = self::host("POST", "/mcp/files", &[]);
+    let mut flow = self::flow(&policy, &host);
+    assert_eq!(post(&mut flow, &host, &call(1, "read_file", "/srv/a")), (Action::Continue, Action::Continue));
+    assert_eq!(host.header("content-length"), None);
+}
+
+#[test]
+fn routing_headers_must_name_what_the_body_does() {
+    // MCP 2026-07-28 repeats the method and the tool in headers a server or a route may act on.
+    let agreeing = host("POST", "/mcp/files", &[("mcp-method", "tools/call"), ("mcp-name", "read_file")]);
+    let mut flow = flow(&example_policy(), &agreeing);
+    assert_eq!(post(&mut flow, &agreeing, &call(1, "read_file", "/srv/a")).1, Action::Continue);
+    let steering = host("POST", "/mcp/files", &[("mcp-method", "tools/call"), ("mcp-name", "delete_file")]);
+    let mut flow = self::flow(&example_policy(), &steering);
+    assert_eq!(post(&mut flow, &steering, &call(1, "read_file", "/srv/a")).1, Action::Pause);
+    let (status, answer) = reply(&steering);
+    assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(-32600)), "{answer}");
+    assert_eq!(
+        field(&steering, "warden.audit", "tool_acl.decision").as_deref(),
+        Some("deny;rule=protocol;reason=routing_header_mismatch")
+    );
+}
+
+#[test]
+fn a_body_that_cannot_be_rewritten_is_refused_before_anything_is_decided() {
+    // A duplicate member the call's own fields do not name: refused whole, no call counted.
+    let host = host("POST", "/mcp/files", &[]);
+    let mut flow = flow(&example_policy(), &host);
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/a"},"_meta":{"k":1,"k":2}}}"#;
+    assert_eq!(post(&mut flow, &host, body).1, Action::Pause);
+    let (status, answer) = reply(&host);
+    assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(-32600)), "{answer}");
+    assert_eq!(host.metric("warden.tool_acl.allowed"), 0);
 }
 
 #[test]

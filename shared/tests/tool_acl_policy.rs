@@ -12,6 +12,7 @@ use warden_policy::tool_acl::compile::CompiledToolAcl;
 use warden_policy::tool_acl::evaluate::{evaluate, Call, Hint, Outcome};
 use warden_policy::tool_acl::mcp::{decide, Action, Context};
 use warden_policy::tool_acl::risk::Risk;
+use warden_policy::tool_acl::routing_headers::RoutingHeaders;
 
 const NOW: u64 = 1_800_000_000;
 
@@ -161,7 +162,8 @@ fn host_with_pin(tool: &str, annotations: Value) -> MemoryHost {
 }
 
 fn decide_body(host: &MemoryHost, acl: &CompiledToolAcl, caller: &Caller, body: &str) -> (Action, Vec<Value>) {
-    let cx = Context { host, acl, server: &acl.servers[0], caller, request_id: "req-9", now: now() };
+    let routing = RoutingHeaders::default();
+    let cx = Context { host, acl, server: &acl.servers[0], caller, request_id: "req-9", now: now(), routing: &routing };
     let decided = decide(&cx, body.as_bytes()).unwrap();
     let records = decided
         .records
@@ -300,7 +302,9 @@ fn random_and_mutated_bodies_never_panic_and_never_forward_what_was_not_checked(
     let seeds = [
         r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/a"}}}"#,
         r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","method":"notifications/initialized"}]"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file", "arguments":{"path":"/srv/a"}, "_meta":{"progressToken":1, "warden/approval":"x.y.z"}}}"#,
     ];
+    let routing = RoutingHeaders::default();
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
         state ^= state << 13;
@@ -328,13 +332,27 @@ fn random_and_mutated_bodies_never_panic_and_never_forward_what_was_not_checked(
                 caller: &planner(),
                 request_id: "r",
                 now: now(),
+                routing: &routing,
             };
             let decided = decide(&cx, &bytes).unwrap();
-            if matches!(decided.action, Action::Forward { .. }) {
+            if let Action::Forward { rewritten } = &decided.action {
                 // Whatever goes on parsed, and every call in it was allowed.
                 let text = std::str::from_utf8(&bytes).unwrap();
-                let _: Value = serde_json::from_str(text).unwrap();
+                let sent: Value = serde_json::from_str(text).unwrap();
                 assert!(decided.records.iter().all(|r| r.decision.verdict == warden_policy::decision::Verdict::Allow));
+                // What is forwarded is what was sent, less any approval.
+                let mut expected = sent.clone();
+                let messages = match &mut expected {
+                    Value::Array(items) => items.iter_mut().collect::<Vec<_>>(),
+                    one => vec![one],
+                };
+                for message in messages {
+                    if let Some(meta) = message.pointer_mut("/params/_meta").and_then(Value::as_object_mut) {
+                        meta.remove("warden/approval");
+                    }
+                }
+                let forwarded = rewritten.as_deref().map_or(sent, |r| serde_json::from_str(r).unwrap());
+                assert_eq!(forwarded, expected, "{text}");
             }
         }
     }

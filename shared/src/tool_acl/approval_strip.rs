@@ -3,7 +3,8 @@
 //! An approval (`params._meta["warden/approval"]`) is Warden's credential: it is checked and
 //! used up here, the server has no use for it, and a server holding it could show it where it
 //! was not meant to go. So it is taken out of every message, as identity takes out the agent's
-//! key; everything else in the message is kept byte for byte.
+//! key; every other member and value is kept as sent, in order (the whitespace between the
+//! members of the objects rewritten is not).
 
 use crate::strict_json::{StrictJsonError, StrictObject};
 use crate::tool_acl::approval::META_KEY;
@@ -84,6 +85,17 @@ mod tests {
             sent,
             r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"issue_refund","arguments":{"amount": 1.50},"_meta":{"progressToken":3}}}"#
         );
+    }
+
+    #[test]
+    fn whitespace_and_escaped_member_names_keep_the_document() {
+        let body = br#" { "jsonrpc" : "2.0", "id" : 1, "method" : "tools/call",
+            "par\u0061ms" : { "name" : "t", "arguments" : { "a" : [1, 2] },
+              "_meta" : { "warden\/approval" : "eyJ.x.y", "k" : "v" } } } "#;
+        let sent: serde_json::Value = serde_json::from_str(&without_approvals(body).unwrap().unwrap()).unwrap();
+        let expected = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "t", "arguments": {"a": [1, 2]}, "_meta": {"k": "v"}}});
+        assert_eq!(sent, expected);
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::answer::AnswerFilter;
 use super::compile::CompiledToolAcl;
 use super::config::Unmatched;
 use super::mcp::{self, Action as McpAction, Context as McpContext};
+use super::routing_headers::{self, RoutingHeaders};
 use super::{inflight, llm, metrics, record};
 use crate::attributes;
 use crate::audit::Record;
@@ -43,6 +44,7 @@ pub struct ToolAclFlow {
     response_size: usize,
     /// The request's `Mcp-Session-Id`.
     mcp_session: Option<String>,
+    routing: RoutingHeaders,
     /// Request headers are held until the body is decided (`requestHeaders: hold`).
     hold: bool,
     /// The request came with a `content-length`, which a rewritten body must keep right.
@@ -64,6 +66,7 @@ impl ToolAclFlow {
             request_size: 0,
             response_size: 0,
             mcp_session: None,
+            routing: RoutingHeaders::default(),
             hold,
             has_length: false,
             record: Record::new(),
@@ -221,6 +224,10 @@ impl ToolAclFlow {
             return Ok(Action::Continue);
         }
         self.mcp_session = header(MCP_SESSION_HEADER).map(String::from);
+        self.routing = RoutingHeaders {
+            method: header(routing_headers::METHOD_HEADER).map(String::from),
+            name: header(routing_headers::NAME_HEADER).map(String::from),
+        };
         // Only POSTs carry JSON-RPC messages or model requests. A GET opens the server's event
         // stream, which is read (see `server_stream`); a DELETE ends a session.
         if method != "POST" {
@@ -254,9 +261,15 @@ impl ToolAclFlow {
         if self.hold {
             return Ok(Action::Pause);
         }
-        if self.target == Target::Llm && llm::may_rewrite_request(acl) {
-            // The headers are gone by the time the body may shrink (tools removed): the length
-            // is dropped and Envoy frames the body itself.
+        let may_shrink = match self.target {
+            Target::Llm => llm::may_rewrite_request(acl),
+            // An approval is taken out of the call before it is forwarded.
+            Target::Mcp(_) => acl.approvals.is_some(),
+            Target::Pass => false,
+        };
+        if may_shrink {
+            // The headers are gone by the time the body may shrink: the length is dropped and
+            // Envoy frames the body itself.
             self.host.set_request_header("content-length", None)?;
         }
         Ok(Action::Continue)
@@ -285,6 +298,7 @@ impl ToolAclFlow {
                     caller: &self.caller,
                     request_id: &self.request_id,
                     now: host.now(),
+                    routing: &self.routing,
                 };
                 let decided = mcp::decide(&cx, &body)?;
                 record::write(

@@ -217,6 +217,9 @@ fn filter_result(cx: &ListContext, result: &str) -> Result<(String, Filtered), L
             out.push('[');
             out.push_str(&kept.join(","));
             out.push(']');
+        } else if key == "cacheScope" {
+            // MCP 2026-07-28: this listing is this caller's, never one a shared cache may serve.
+            out.push_str("\"private\"");
         } else {
             out.push_str(value.get());
         }

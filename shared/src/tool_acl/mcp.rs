@@ -18,6 +18,7 @@ use crate::tool_acl::jsonrpc::{self, parse_body, Message};
 use crate::tool_acl::limits::{check_loop, LimitVerdict};
 use crate::tool_acl::pins;
 use crate::tool_acl::risk::Risk;
+use crate::tool_acl::routing_headers::RoutingHeaders;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -86,6 +87,8 @@ pub struct Context<'a> {
     pub caller: &'a Caller,
     pub request_id: &'a str,
     pub now: SystemTime,
+    /// `Mcp-Method` and `Mcp-Name` as sent (MCP 2026-07-28), which must say what the body says.
+    pub routing: &'a RoutingHeaders,
 }
 
 enum Step {
@@ -116,6 +119,17 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
     let parsed = match parse_body(body, cx.acl.max_batch) {
         Ok(parsed) => parsed,
         Err(e) => return Ok(protocol_reply(400, e.code(), &e.to_string())),
+    };
+    if let Some(detail) = cx.routing.disagreement(&parsed) {
+        let mut refused = protocol_reply(400, jsonrpc::INVALID_REQUEST, detail);
+        refused.records[0].decision.reason = "routing_header_mismatch";
+        return Ok(refused);
+    }
+    // What the server would be sent, worked out before any decision has an effect (an
+    // approval used, a call counted): a body this cannot rewrite is refused untouched.
+    let without_approvals = match approval_strip::without_approvals(body) {
+        Ok(rewritten) => rewritten,
+        Err(e) => return Ok(protocol_reply(400, jsonrpc::INVALID_REQUEST, &e.to_string())),
     };
     let mut steps = Vec::with_capacity(parsed.messages.len());
     let (mut list_ids, mut other_ids) = (Vec::new(), Vec::new());
@@ -183,11 +197,8 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
                 _ => calls.other_ids.push(id.get().to_string()),
             }
         }
-        let rewritten = match approval_strip::without_approvals(body) {
-            Ok(rewritten) => rewritten,
-            Err(e) => return Ok(protocol_reply(400, jsonrpc::PARSE_ERROR, &e.to_string())),
-        };
-        return Ok(Decided { action: Action::Forward { rewritten }, records, list_ids, other_ids, calls });
+        let action = Action::Forward { rewritten: without_approvals };
+        return Ok(Decided { action, records, list_ids, other_ids, calls });
     }
     let body = match (parsed.batch, replies.len()) {
         (true, n) if n > 0 => format!("[{}]", replies.join(",")),

@@ -24,4 +24,5 @@ pub mod pins;
 pub mod record;
 pub mod request_id;
 pub mod risk;
+pub mod routing_headers;
 pub mod stream;
