@@ -26,12 +26,24 @@ require_free_ports() {
   done
 }
 
+# Waits until something listens on 127.0.0.1:PORT (up to 10 s); otherwise prints LOG and exits.
+wait_port() {
+  local port=$1 name=$2 log=$3
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "$name did not start on port $port:" >&2
+  cat "$log" >&2
+  exit 1
+}
+
 # Starts Redis on REDIS_PORT and Warden's rate-limit service on PORT in front of it (mutual TLS
 # with the gateway's test certificates), in the background; RATELIMIT_PID is the service's.
 start_ratelimit() {
   local port=$1 redis_port=$2
   redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >"$LOGS/redis.log" 2>&1 &
-  sleep 0.3
+  wait_port "$redis_port" Redis "$LOGS/redis.log"
   target/debug/warden-ratelimit --listen "127.0.0.1:$port" --redis "redis://127.0.0.1:$redis_port/0" \
     --tls-cert testdata/tls/ratelimit.pem --tls-key testdata/tls/ratelimit.key --client-ca testdata/tls/ratelimit-ca.pem \
     >"$LOGS/ratelimit.log" 2>&1 &

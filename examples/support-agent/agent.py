@@ -110,7 +110,7 @@ async def orders_session(args, headers):
             try:
                 result = await orders.call_tool("issue_refund", call, meta={"warden/approval": approval})
                 show(f"{order_id}: {result.content[0].text}")
-                expect(not result.is_error, f"the refund of {order_id}")
+                expect(order_id != "A-1004" and not result.is_error, f"the refund of {order_id}, and no fourth")
             except MCPError as refused:
                 # token-budget answers in JSON-RPC: the SDK raises it.
                 data = refused.error.data or {}

@@ -36,11 +36,12 @@ start_ratelimit "$RATELIMIT" "$REDIS"
 "$DEV" serve-providers --openai-port "$OPENAI" --backup-port "$BACKUP" --anthropic-port "$ANTHROPIC" \
   --local-port "$LOCAL" --echo --output-tokens 300 >"$LOGS/providers.log" 2>&1 &
 .venv/py/bin/python "$HERE/orders_server.py" --port "$ORDERS" >"$LOGS/orders.log" 2>&1 &
-start_envoy "$LOGS/envoy.json" "$ADMIN"
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$ORDERS") 2>/dev/null && break
-  sleep 0.1
+wait_port "$RATELIMIT" "the rate-limit service" "$LOGS/ratelimit.log"
+for port in "$OPENAI" "$BACKUP" "$ANTHROPIC" "$LOCAL"; do
+  wait_port "$port" "a mock provider" "$LOGS/providers.log"
 done
+wait_port "$ORDERS" "the orders MCP server" "$LOGS/orders.log"
+start_envoy "$LOGS/envoy.json" "$ADMIN"
 
 # The token of the user the agent acts for, as the shop's identity provider would issue it.
 USER_TOKEN=$("$DEV" token --sub ann@acme.test --tenant acme --user --key ec)

@@ -4,7 +4,8 @@
 //! this test checks what the operator sees afterwards, the session's audit story.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::{Command, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use warden_integration_tests::{ports, repo};
 
@@ -23,29 +24,48 @@ fn free_port_run(n: u16) -> u16 {
     panic!("no {n} consecutive free ports");
 }
 
+/// The demo's process group: unless the script ended by itself (its trap stops what it
+/// started), everything in it is stopped with the test, TERM first for that trap, then KILL.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let group = format!("-{}", self.0.id());
+        for signal in ["-TERM", "-KILL"] {
+            let _ = Command::new("kill").args([signal, "--", &group]).stderr(Stdio::null()).status();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs the demo; returns its output once it has ended (stopped after 5 minutes).
 fn run_demo() -> String {
     let root = repo::root();
     let out = tempfile_path("support-agent-demo.out");
     let file = std::fs::File::create(&out).unwrap();
-    let mut child = Command::new(root.join("examples/support-agent/run.sh"))
-        .arg("--demo")
-        .current_dir(&root)
-        .env("WARDEN_PORT_BASE", free_port_run(10).to_string())
-        .env("WARDEN_ENVOY_VERSION", repo::envoy_version())
-        .stdout(Stdio::from(file.try_clone().unwrap()))
-        .stderr(Stdio::from(file))
-        .spawn()
-        .unwrap();
+    let mut demo = Demo(
+        Command::new(root.join("examples/support-agent/run.sh"))
+            .arg("--demo")
+            .process_group(0)
+            .current_dir(&root)
+            .env("WARDEN_PORT_BASE", free_port_run(10).to_string())
+            .env("WARDEN_ENVOY_VERSION", repo::envoy_version())
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap(),
+    );
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = demo.0.try_wait().unwrap() {
             break status;
         }
         if started.elapsed() > Duration::from_secs(300) {
-            // TERM: the script's trap stops everything it started.
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let _ = child.wait();
+            drop(demo);
             panic!("the demo did not end in 5 minutes:\n{}", std::fs::read_to_string(&out).unwrap());
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -171,6 +171,8 @@ pub fn report(lines: &[String], session: Option<&str>) -> Report {
             decisions.push(format!("{section}: {verdict} {} ({})", text(s, &["rule"]), text(s, &["reason"])));
         }
         let calls = record.get("tool_acl").and_then(|t| t.get("calls")).and_then(Value::as_array);
+        // A call tool-acl allowed that a budget then refused was not made either.
+        let budget_refused = budget.is_some_and(|b| text(b, &["verdict"]) == "deny");
         let mut notes = Vec::new();
         for call in calls.into_iter().flatten() {
             let verdict = text(call, &["verdict"]);
@@ -182,7 +184,7 @@ pub fn report(lines: &[String], session: Option<&str>) -> Report {
             let tool = text(call, &["tool"]);
             let entry = tools.entry(tool.clone()).or_default();
             entry.0 += 1;
-            if verdict == "deny" {
+            if verdict == "deny" || budget_refused {
                 entry.1 += 1;
             }
             notes.push(format!("{method} {tool} [{}]: {verdict} ({reason})", text(call, &["class"])));
@@ -199,8 +201,10 @@ pub fn report(lines: &[String], session: Option<&str>) -> Report {
             }
         }
         if let Some(budget) = budget {
-            let (requested, served) = (text(budget, &["model_requested"]), text(budget, &["model_served"]));
-            if requested != served && budget.get("model_requested").is_some() {
+            // Only a fallback moves a request (with the router, the model served may be another
+            // name for the same alias without any budget involved).
+            if budget.get("fallback_budget").is_some() {
+                let (requested, served) = (text(budget, &["model_requested"]), text(budget, &["model_served"]));
                 let spent = text(budget, &["fallback_budget"]);
                 notes.push(format!("moved from {requested} to {served}: budget {spent} had no room"));
             }
@@ -360,12 +364,14 @@ mod tests {
         let mut moved = chat("acme", "s1", "gpt-4o-mini", 10, 0.001);
         moved["token_budget"]["model_requested"] = "gpt-4o".into();
         moved["token_budget"]["fallback_budget"] = "ticket-gpt-4o".into();
-        let r = report(&[line("2026-11-30T01:00:00Z", moved)], Some("s1"));
-        let notes = &r.session.unwrap()[0].notes;
-        assert!(
-            notes.contains(&"moved from gpt-4o to gpt-4o-mini: budget ticket-gpt-4o had no room".to_string()),
-            "{notes:?}"
-        );
+        // An alias the router serves under the target's own model name moved nothing.
+        let mut aliased = chat("acme", "s1", "gpt-4o-2024-08-06", 10, 0.001);
+        aliased["token_budget"]["model_requested"] = "gpt-4o".into();
+        let lines = [line("2026-11-30T01:00:00Z", moved), line("2026-11-30T01:00:01Z", aliased)];
+        let story = report(&lines, Some("s1")).session.unwrap();
+        let moved_line = "moved from gpt-4o to gpt-4o-mini: budget ticket-gpt-4o had no room".to_string();
+        assert!(story[0].notes.contains(&moved_line), "{story:?}");
+        assert!(!story[1].notes.iter().any(|n| n.starts_with("moved")), "{story:?}");
     }
 
     #[test]
@@ -380,14 +386,23 @@ mod tests {
             "tool_acl": {"verdict": "allow", "rule": "r", "reason": "approved",
                 "calls": [{"method": "tools/call", "tool": "issue_refund", "class": "write", "verdict": "allow", "reason": "approved"}]},
             "token_budget": {"verdict": "allow", "rule": "refunds", "reason": "within_budget", "cost_usd": 0.5}});
+        let mut over_budget = refund.clone();
+        over_budget["token_budget"] =
+            serde_json::json!({"verdict": "deny", "rule": "refunds", "reason": "budget_exhausted"});
         let get = serde_json::json!({"time": "2026-11-30T01:00:01Z", "method": "GET", "warden": stream.to_string()});
-        let lines = vec![line("2026-11-30T01:00:00Z", listed), get.to_string(), line("2026-11-30T01:00:02Z", refund)];
+        let lines = vec![
+            line("2026-11-30T01:00:00Z", listed),
+            get.to_string(),
+            line("2026-11-30T01:00:02Z", refund),
+            line("2026-11-30T01:00:03Z", over_budget),
+        ];
         let r = report(&lines, Some("s1"));
         let story = r.session.unwrap();
         assert_eq!(story[0].notes, vec!["tools/list: allow (method_allowed)"]);
         assert_eq!((story[1].method.as_str(), story[1].decisions.len()), ("GET", 0), "{story:?}");
         assert!(story[2].notes.contains(&"$0.500000 for its tool calls".to_string()), "{story:?}");
         assert_eq!((r.spend[0].model.as_str(), r.spend[0].cost_usd), (TOOL_CALLS, 0.5));
-        assert_eq!(r.tools, vec![ToolCount { tool: "issue_refund".into(), calls: 1, denied: 0 }]);
+        // The call a budget refused after tool-acl allowed it was not made: denied.
+        assert_eq!(r.tools, vec![ToolCount { tool: "issue_refund".into(), calls: 2, denied: 1 }]);
     }
 }

@@ -137,29 +137,104 @@ fn mcp_call() -> String {
     json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_file", "arguments": {"path": "/srv/notes.txt", "content": "x".repeat(pad)}}}).to_string()
 }
 
-pub async fn chain(version: &str) -> Result<Value> {
-    let server = upstream().await?;
+/// `envoy/warden.yaml` with `workers` workers, every cluster sent to the bench's upstream.
+fn envoy_builder(version: &str, upstream_port: u16, policy: &str, workers: u32) -> EnvoyBuilder {
+    let mut b = Envoy::builder(CONFIG)
+        .version(version)
+        .concurrency(workers)
+        .env("OPENAI_API_KEY", "sk-bench")
+        .env("ANTHROPIC_API_KEY", "sk-bench")
+        .policy("warden.router_attempt", policy);
+    for cluster in ["mcp_files", "llm", "llm_mini", "ratelimit"] {
+        b = b.cluster(cluster, upstream_port);
+    }
+    b
+}
+
+/// The bench's agent: the policy, an RS256 token its identity section accepts, and the JWKS.
+fn bench_agent() -> Result<(String, String, String)> {
     let rsa = tokens::rsa(Algorithm::RS256);
-    let policy = policy(&tokens::jwks(&[&rsa]))?;
+    let jwks = tokens::jwks(&[&rsa]);
+    let policy = policy(&jwks)?;
     let now = tokens::now_secs();
     let token = tokens::token(
         &rsa,
         &json!({"iss": "https://idp.warden.test", "aud": "warden-gateway", "sub": "agent-bench", "iat": now, "exp": now + 7200, "tenant": "acme"}),
     );
-    let builder = |workers: u32| {
-        let mut b = Envoy::builder(CONFIG)
-            .version(version)
-            .concurrency(workers)
-            .env("OPENAI_API_KEY", "sk-bench")
-            .env("ANTHROPIC_API_KEY", "sk-bench")
-            // The providers' hop keeps the shipped policy (its attempt plugin runs only when the
-            // router sends a request there).
-            .policy("warden.router_attempt", &policy);
-        for cluster in ["mcp_files", "llm", "llm_mini", "ratelimit"] {
-            b = b.cluster(cluster, server.port);
-        }
-        b
-    };
+    Ok((policy, token, jwks))
+}
+
+/// Memory per worker, measured: the chain at 1, 2 and 4 workers, idle and then after chat
+/// completions on many connections (the kernel spreads them over every worker's listener), since
+/// each VM builds token-budget's vocabularies and redaction's detectors on first use. What one
+/// more worker costs is the slope between 1 and 4 workers. Writes `target/bench/memory.json`.
+pub async fn memory(version: &str) -> Result<Value> {
+    let server = upstream().await?;
+    let (policy, token, _) = bench_agent()?;
+    let mut rows = Vec::new();
+    for workers in [1u32, 2, 4] {
+        let envoy = FILTERS
+            .iter()
+            .fold(envoy_builder(version, server.port, &policy, workers), |b, f| b.policy(f, &policy))
+            .start()
+            .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle = rss_kib(envoy.pid());
+        let traffic = Load {
+            connections: 64,
+            duration: Duration::from_secs(3),
+            headers: vec![
+                ("authorization".to_string(), format!("Bearer {token}")),
+                ("content-type".to_string(), "application/json".to_string()),
+            ],
+            body: Some(chat_body(2048)),
+        };
+        run_all(&traffic, &[format!("{}/v1/chat/completions", envoy.url("agents"))]).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        rows.push(json!({
+            "workers": workers,
+            "idle_rss_mib": (idle as f64 / 1024.0).round(),
+            "warm_rss_mib": (rss_kib(envoy.pid()) as f64 / 1024.0).round(),
+            "wasm_vms": envoy.stat("wasm.envoy.wasm.runtime.v8.active").await,
+        }));
+    }
+    let warm = |i: usize| rows[i]["warm_rss_mib"].as_f64().unwrap_or(0.0);
+    let idle = |i: usize| rows[i]["idle_rss_mib"].as_f64().unwrap_or(0.0);
+    Ok(json!({
+        "envoy_version": version,
+        "by_workers": rows,
+        "warm_mib_per_worker": ((warm(2) - warm(0)) / 3.0).round(),
+        "idle_mib_per_worker": ((idle(2) - idle(0)) / 3.0).round(),
+    }))
+}
+
+pub fn print_memory(r: &Value) {
+    println!(
+        "
+memory: Envoy {}, the chain of {CONFIG}, RSS in MiB",
+        r["envoy_version"]
+    );
+    println!("{:>7} {:>6} {:>6} {:>8}", "workers", "idle", "warm", "Wasm VMs");
+    for row in r["by_workers"].as_array().into_iter().flatten() {
+        let cell = |key: &str| row[key].to_string();
+        println!(
+            "{:>7} {:>6} {:>6} {:>8}",
+            cell("workers"),
+            cell("idle_rss_mib"),
+            cell("warm_rss_mib"),
+            cell("wasm_vms")
+        );
+    }
+    println!(
+        "per worker (1 -> 4 workers): {} MiB warm, {} MiB idle",
+        r["warm_mib_per_worker"], r["idle_mib_per_worker"]
+    );
+}
+
+pub async fn chain(version: &str) -> Result<Value> {
+    let server = upstream().await?;
+    let (policy, token, jwks) = bench_agent()?;
+    let builder = |workers: u32| envoy_builder(version, server.port, &policy, workers);
     let sides = |workers: u32| -> [EnvoyBuilder; 3] {
         // Without the router, the model route goes straight to the provider's cluster.
         let bare = FILTERS
@@ -288,7 +363,7 @@ typed_config:
     - match: {{ prefix: / }}
       requires: {{ provider_name: bench }}
 "#,
-        tokens::jwks(&[&rsa])
+        jwks
     );
     let native = FILTERS
         .iter()

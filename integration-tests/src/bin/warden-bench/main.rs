@@ -1,6 +1,6 @@
 //! `make bench`: each Warden filter against the same Envoy without it, in one run.
-//! `WARDEN_BENCH_ONLY=identity`, `=tool-acl`, `=token-budget`, `=router`, `=redaction` or `=chain`
-//! runs one.
+//! `WARDEN_BENCH_ONLY=identity`, `=tool-acl`, `=token-budget`, `=router`, `=redaction`, `=chain`
+//! or `=memory` (the chain's memory per worker) runs one.
 
 mod chain;
 mod identity;
@@ -64,6 +64,12 @@ async fn main() -> Result<()> {
         std::fs::write(out.join("chain.json"), serde_json::to_string_pretty(&result)?)?;
         chain::print_table(&result);
         println!("\nwritten: target/bench/chain.json");
+    }
+    if only.is_empty() || only == "memory" {
+        let result = chain::memory(&version).await.context("memory benchmark")?;
+        std::fs::write(out.join("memory.json"), serde_json::to_string_pretty(&result)?)?;
+        chain::print_memory(&result);
+        println!("\nwritten: target/bench/memory.json");
     }
     Ok(())
 }
