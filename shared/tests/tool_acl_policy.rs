@@ -277,6 +277,30 @@ fn approvals_are_bound_to_the_call_and_usable_once() {
 }
 
 #[test]
+fn a_body_refused_for_another_message_spends_no_approval_and_counts_no_call() {
+    // One call per session: a call left counted by a refused body would use it up.
+    let acl = compile(&example().replace("maxCallsPerSession: 100", "maxCallsPerSession: 1"));
+    let host = MemoryHost::default();
+    let asked = reply_json(&decide_body(&host, &acl, &planner(), &delete_call(None)).0)["result"]["_meta"]
+        ["warden/denial"]
+        .clone();
+    let token = approval(approval_claims(asked["requires"]["approval"]["args_sha256"].as_str().unwrap()));
+    let approved: Value = serde_json::from_str(&delete_call(Some(&token))).unwrap();
+    let denied =
+        json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": "exec_shell", "arguments": {}}});
+    let batch = json!([approved, denied]).to_string();
+    let (action, records) = decide_body(&host, &acl, &planner(), &batch);
+    assert!(matches!(action, Action::Reply { .. }), "{action:?}");
+    assert_eq!(records[0]["decision"], "allow;rule=acme-agents-use-files;reason=approved");
+    // The approved call alone: its approval was not spent, its count was given back.
+    let (action, _) = decide_body(&host, &acl, &planner(), &delete_call(Some(&token)));
+    assert!(matches!(action, Action::Forward { .. }), "{}", reply_json(&action));
+    // Forwarded, it counts: the session's one call is used.
+    let (action, _) = decide_body(&host, &acl, &planner(), &delete_call(Some(&token)));
+    assert_eq!(reply_json(&action)["result"]["_meta"]["warden/denial"]["reason"], "session_call_limit");
+}
+
+#[test]
 fn denials_can_be_json_rpc_errors_and_shadow_mode_forwards() {
     let acl = compile(&example().replace("toolAcl:\n", "toolAcl:\n  denyAs: jsonRpcError\n"));
     let body = r#"{"jsonrpc":"2.0","id":"x-1","method":"tools/call","params":{"name":"exec_shell","arguments":{}}}"#;

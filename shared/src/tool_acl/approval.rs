@@ -49,28 +49,31 @@ pub struct ApprovedCall<'a> {
     pub args_sha256: &'a str,
 }
 
-/// Verifies `token` for this call and marks its id used. A host fault is returned apart, for
-/// the failure mode to decide.
-pub fn redeem(
-    host: &dyn Host,
+/// An approval that holds for this call, not yet spent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub jti: String,
+    pub exp: u64,
+}
+
+/// Verifies `token` for this call without spending it (nothing is written): see [`spend`].
+pub fn verify(
     approvals: &Approvals,
     token: &str,
     caller: &Caller,
     call: &ApprovedCall,
     now: SystemTime,
-) -> Result<Result<(), ApprovalError>, HostError> {
-    let verified = match jwt::verify(token, &approvals.verifier, &[0], &NoRemoteKeys, &CLAIMS, now) {
-        Ok(v) => v,
-        Err(e) => return Ok(Err(ApprovalError::Invalid(e.reason()))),
-    };
+) -> Result<Verified, ApprovalError> {
+    let verified = jwt::verify(token, &approvals.verifier, &[0], &NoRemoteKeys, &CLAIMS, now)
+        .map_err(|e| ApprovalError::Invalid(e.reason()))?;
     let claim = |name: &str| -> Option<&str> {
         verified.claims.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.first()).map(String::as_str)
     };
     let (Some(exp), Some(iat)) = (verified.times.exp, verified.times.iat) else {
-        return Ok(Err(ApprovalError::Invalid("approval_needs_exp_and_iat")));
+        return Err(ApprovalError::Invalid("approval_needs_exp_and_iat"));
     };
     if exp - iat > approvals.max_age.as_secs_f64() {
-        return Ok(Err(ApprovalError::TooLong));
+        return Err(ApprovalError::TooLong);
     }
     let tool = format!("{}/{}", call.server, call.tool);
     let checks: [(&str, Option<&str>, &'static str); 5] = [
@@ -83,13 +86,25 @@ pub fn redeem(
     for (name, want, what) in checks {
         // A part of the principal that is absent must be absent from the approval too.
         if claim(name) != want {
-            return Ok(Err(ApprovalError::NotForThisCall(what)));
+            return Err(ApprovalError::NotForThisCall(what));
         }
     }
     let Some(jti) = claim("jti").filter(|j| !j.is_empty()) else {
-        return Ok(Err(ApprovalError::Invalid("approval_needs_jti")));
+        return Err(ApprovalError::Invalid("approval_needs_jti"));
     };
-    mark_used(host, approvals, jti, exp as u64, now)
+    Ok(Verified { jti: jti.to_string(), exp: exp as u64 })
+}
+
+/// Marks a verified approval used, once: a second spend of the same id (a replay, or the same
+/// approval raced on another worker) is `AlreadyUsed`. A host fault is returned apart, for the
+/// failure mode to decide.
+pub fn spend(
+    host: &dyn Host,
+    approvals: &Approvals,
+    verified: &Verified,
+    now: SystemTime,
+) -> Result<Result<(), ApprovalError>, HostError> {
+    mark_used(host, approvals, &verified.jti, verified.exp, now)
 }
 
 fn mark_used(

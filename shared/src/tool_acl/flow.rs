@@ -7,7 +7,7 @@ use super::answer::AnswerFilter;
 use super::compile::CompiledToolAcl;
 use super::config::Unmatched;
 use super::mcp::{self, Action as McpAction, Context as McpContext};
-use super::routing_headers::{self, RoutingHeaders};
+use super::routing_headers::RoutingHeaders;
 use super::{inflight, llm, metrics, record};
 use crate::attributes;
 use crate::audit::Record;
@@ -224,10 +224,7 @@ impl ToolAclFlow {
             return Ok(Action::Continue);
         }
         self.mcp_session = header(MCP_SESSION_HEADER).map(String::from);
-        self.routing = RoutingHeaders {
-            method: header(routing_headers::METHOD_HEADER).map(String::from),
-            name: header(routing_headers::NAME_HEADER).map(String::from),
-        };
+        self.routing = RoutingHeaders::read(&headers);
         // Only POSTs carry JSON-RPC messages or model requests. A GET opens the server's event
         // stream, which is read (see `server_stream`); a DELETE ends a session.
         if method != "POST" {
@@ -263,8 +260,8 @@ impl ToolAclFlow {
         }
         let may_shrink = match self.target {
             Target::Llm => llm::may_rewrite_request(acl),
-            // An approval is taken out of the call before it is forwarded.
-            Target::Mcp(_) => acl.approvals.is_some(),
+            // An approval (Warden's key, configured or not) is taken out before forwarding.
+            Target::Mcp(_) => true,
             Target::Pass => false,
         };
         if may_shrink {

@@ -1,12 +1,12 @@
 //! An MCP request body decided: every message in it checked against the policy before any of
 //! it may reach the server.
 
-use crate::budget::plan::{Outcome as Counted, PlanError, Planner};
+use crate::budget::plan::{Outcome as Counted, Plan, PlanError, Planner};
 use crate::budget::tool_call::{ToolCall, ToolCalls};
 use crate::decision::{Decision, Mode, Verdict};
 use crate::host::{Host, HostError};
 use crate::principal::Caller;
-use crate::tool_acl::approval::{self, ApprovedCall};
+use crate::tool_acl::approval::{self, ApprovedCall, Verified};
 use crate::tool_acl::approval_strip;
 use crate::tool_acl::arguments::Arguments;
 use crate::tool_acl::compile::WRITES_BUDGET;
@@ -92,8 +92,28 @@ pub struct Context<'a> {
 }
 
 enum Step {
-    Pass(Record),
+    Pass(Record, Box<Pending>),
     Refuse { refusal: Refusal, record: Record, as_tool_result: bool },
+}
+
+/// What a message that passes still has to do once the whole body is known to go on: spend
+/// its approval, keep its call counted. A body refused for another of its messages leaves
+/// neither behind, so an approval is never used up, nor a call counted, for nothing.
+#[derive(Default)]
+struct Pending {
+    /// The approval, and the refusal to answer with if it cannot be spent after all.
+    approval: Option<(Verified, Refusal)>,
+    /// The call's reservation in the session limits, for the caller it was counted for.
+    counted: Option<(Caller, Plan)>,
+}
+
+impl Pending {
+    /// Gives back what was counted: the call is not made.
+    fn release(&self, cx: &Context) -> Result<(), HostError> {
+        let (Some((caller, plan)), Some(budgets)) = (&self.counted, &cx.acl.limits.budgets) else { return Ok(()) };
+        let now = cx.now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        Planner { policy: budgets, host: cx.host, caller, now }.release(plan)
+    }
 }
 
 /// A protocol fault: always refused (shadow mode included), since a server could read a
@@ -143,6 +163,28 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
         }
         steps.push(step);
     }
+    // Approvals are spent only for a body that goes on (in shadow mode every body does). One
+    // that cannot be spent now (used meanwhile: a replay raced on another worker) refuses its
+    // message after all.
+    let policy_refused = steps.iter().any(|s| matches!(s, Step::Refuse { .. }));
+    if !policy_refused || cx.acl.mode == Mode::Shadow {
+        for step in &mut steps {
+            let Step::Pass(record, pending) = step else { continue };
+            let (Some((verified, refusal)), Some(approvals)) = (pending.approval.take(), cx.acl.approvals.as_ref())
+            else {
+                continue;
+            };
+            if let Err(e) = approval::spend(cx.host, approvals, &verified, cx.now)? {
+                pending.release(cx)?;
+                let refusal = Refusal { reason: e.reason(), ..refusal };
+                let mut record = record.clone();
+                record.decision.verdict = Verdict::Deny;
+                record.decision.reason = e.reason();
+                let as_tool_result = cx.acl.deny_as == DenyAs::ToolResult;
+                *step = Step::Refuse { refusal, record, as_tool_result };
+            }
+        }
+    }
 
     let refused = steps.iter().any(|s| matches!(s, Step::Refuse { .. }));
     // Shadow mode lets policy denials through, never protocol faults: a server could read a
@@ -154,12 +196,16 @@ pub fn decide(cx: &Context, body: &[u8]) -> Result<Decided, HostError> {
     let mut replies = Vec::new();
     let first_refusal = steps.iter().find_map(|s| match s {
         Step::Refuse { refusal, .. } => Some(refusal.clone()),
-        Step::Pass(_) => None,
+        Step::Pass(..) => None,
     });
     for (step, message) in steps.into_iter().zip(&parsed.messages) {
         match step {
-            Step::Pass(record) => {
-                // In a refused batch nothing is forwarded: each request is answered.
+            Step::Pass(record, pending) => {
+                // In a refused batch nothing is forwarded: each request is answered, and what
+                // its calls counted is given back.
+                if refused && !shadow {
+                    pending.release(cx)?;
+                }
                 if let (true, false, Some(id), Some(first)) = (refused, shadow, message.id(), &first_refusal) {
                     if matches!(message, Message::Request { .. }) {
                         let mut batch = first.clone();
@@ -232,7 +278,7 @@ fn decide_message(cx: &Context, message: &Message) -> Result<Step, HostError> {
     let method = match message {
         // The client answering the server (sampling, elicitation): nothing acts.
         Message::Response { .. } => {
-            return Ok(Step::Pass(record("response", Verdict::Allow, METHODS_RULE, "response")))
+            return Ok(Step::Pass(record("response", Verdict::Allow, METHODS_RULE, "response"), Box::default()))
         }
         Message::Request { method, .. } | Message::Notification { method, .. } => method.as_ref(),
     };
@@ -261,7 +307,7 @@ fn decide_message(cx: &Context, message: &Message) -> Result<Step, HostError> {
                 return Ok(Step::Refuse { refusal, record: rec, as_tool_result: false });
             }
         }
-        return Ok(Step::Pass(rec));
+        return Ok(Step::Pass(rec, Box::default()));
     }
     let refusal = Refusal::new(METHODS_RULE, "method_not_allowed");
     Ok(Step::Refuse {
@@ -329,6 +375,7 @@ fn decide_call(cx: &Context, params: Option<&str>) -> Result<Step, HostError> {
 
     let call = Call { server: &server.name, tool, risk, arguments: Some(&arguments.value) };
     let outcome = evaluate(cx.acl, cx.caller, &call);
+    let mut pending = Pending::default();
     rec.decision.rule = outcome.rule().to_string();
     match outcome {
         Outcome::Deny { rule, reason, hint } => {
@@ -348,8 +395,10 @@ fn decide_call(cx: &Context, params: Option<&str>) -> Result<Step, HostError> {
                 return refuse(ask("approval_required"), &mut rec);
             };
             let approved = ApprovedCall { server: &server.name, tool, args_sha256: &arguments.sha256 };
-            if let Err(e) = approval::redeem(cx.host, approvals, token, cx.caller, &approved, cx.now)? {
-                return refuse(ask(e.reason()), &mut rec);
+            match approval::verify(approvals, token, cx.caller, &approved, cx.now) {
+                // Spent once the whole body is known to go on (see `decide`).
+                Ok(verified) => pending.approval = Some((verified, ask("approval_reused"))),
+                Err(e) => return refuse(ask(e.reason()), &mut rec),
             }
             rec.decision.reason = "approved";
         }
@@ -369,7 +418,7 @@ fn decide_call(cx: &Context, params: Option<&str>) -> Result<Step, HostError> {
                 let planner = Planner { policy: budgets, host: cx.host, caller: &caller, now };
                 let call = ToolCall { id: String::new(), server: server.name.clone(), tool: tool.to_string(), risk };
                 match planner.reserve_calls(std::slice::from_ref(&call), None)? {
-                    Ok(Counted::Held(plan)) => Some((planner, plan)),
+                    Ok(Counted::Held(plan)) => Some(plan),
                     Ok(Counted::Refused(refusal)) => {
                         let verdict = if budgets.budgets[refusal.budget].id == WRITES_BUDGET {
                             LimitVerdict::TooManyWrites
@@ -392,12 +441,13 @@ fn decide_call(cx: &Context, params: Option<&str>) -> Result<Step, HostError> {
             let verdict = check_loop(cx.host, limits, agent, &session, &call_key, cx.now)?;
             if verdict != LimitVerdict::Within {
                 // A call refused here is not counted.
-                if let Some((planner, plan)) = &counted {
-                    planner.release(plan)?;
+                if let (Some(plan), Some(budgets)) = (&counted, &limits.budgets) {
+                    Planner { policy: budgets, host: cx.host, caller: &caller, now }.release(plan)?;
                 }
                 return refuse(Refusal::new(LIMITS_RULE, verdict.reason()), &mut rec);
             }
         }
+        pending.counted = counted.map(|plan| (caller, plan));
     }
-    Ok(Step::Pass(rec))
+    Ok(Step::Pass(rec, Box::new(pending)))
 }
