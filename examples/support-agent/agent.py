@@ -48,9 +48,9 @@ def expect(holds, what):
         sys.exit(f"agent.py: expected {what}")
 
 
-def served(completion):
+def served(answer):
     """Who answered: the mock providers sign their answers (`served_by`)."""
-    return (completion.model_extra or {}).get("served_by")
+    return (answer.model_extra or {}).get("served_by")
 
 
 def approve(approver, denial, session):
@@ -157,8 +157,8 @@ def main():
     message = claude.messages.create(model="claude-sonnet-4", max_tokens=300, messages=[
         {"role": "user", "content": "Draft a reply: A-1001, A-1002 and A-1003 refunded, A-1004 needs a supervisor."},
     ])
-    show(f"served by {(message.model_extra or {}).get('served_by')} as {message.model}, usage {message.usage.input_tokens} in / {message.usage.output_tokens} out")
-    expect((message.model_extra or {}).get("served_by") == "anthropic", "anthropic")
+    show(f"served by {served(message)} as {message.model}, usage {message.usage.input_tokens} in / {message.usage.output_tokens} out")
+    expect(served(message) == "anthropic", "anthropic")
 
     step("router: the first gpt-4o provider fails (503); the gateway fails over to the backup account")
     answer = gpt.chat.completions.create(

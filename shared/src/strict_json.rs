@@ -86,6 +86,23 @@ impl<'a> StrictObject<'a> {
         self.raw(key).is_some()
     }
 
+    /// The object written again, members in document order, each value as `value` gives it
+    /// (`None` leaves the member out). Names are written as JSON strings; no whitespace.
+    pub fn rewritten<'v>(&self, mut value: impl FnMut(&str, &'a RawValue) -> Option<Cow<'v, str>>) -> String {
+        let mut out = String::from("{");
+        for (name, raw) in &self.members {
+            let Some(written) = value(name, raw) else { continue };
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::Value::String(name.to_string()).to_string());
+            out.push(':');
+            out.push_str(&written);
+        }
+        out.push('}');
+        out
+    }
+
     /// Decodes one member; `Ok(None)` when it is absent.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StrictJsonError> {
         match self.raw(key) {

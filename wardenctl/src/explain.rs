@@ -8,6 +8,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 use warden_policy::budget::config::Unit;
 use warden_policy::budget::plan::PlanError;
+use warden_policy::budget::reply;
 use warden_policy::budget::tool_call::ToolCall;
 use warden_policy::budget::vm::BudgetVm;
 use warden_policy::compiled_policy::CompiledPolicy;
@@ -298,10 +299,10 @@ fn token_budget(policy: &CompiledPolicy, request: &Request, caller: &Caller) -> 
     Some(explained("token-budget", "allow", &rule, "budgets_apply", detail.join("; ")))
 }
 
-/// A budget's limit in its unit: dollars for a cost (counted in micro-USD), else the count.
+/// A budget's limit: dollars for a cost, else the count and its unit.
 fn limit_text(unit: Unit, limit: u64) -> String {
     match unit {
-        Unit::CostUsd => format!("${:.4}", limit as f64 / 1e6),
+        Unit::CostUsd => reply::amount(unit, limit),
         other => format!("{limit} {other:?}"),
     }
 }
@@ -329,7 +330,9 @@ fn tool_call_budgets(vm: &BudgetVm, request: &Request, caller: &Caller) -> Optio
             return Some(explained("token-budget", "deny", &budget.id, "no_scope", why.to_string()));
         }
         let takes = match budget.unit {
-            Unit::CostUsd => format!("${:.4} of ${:.4}", priced as f64 / 1e6, budget.limit as f64 / 1e6),
+            Unit::CostUsd => {
+                format!("{} of {}", reply::amount(budget.unit, priced), reply::amount(budget.unit, budget.limit))
+            }
             _ => format!("1 of {} calls", budget.limit),
         };
         detail.push(format!("{} ({takes} per {:?}, {:?})", budget.id, budget.window, budget.store));

@@ -9,6 +9,15 @@ use crate::error_body;
 use crate::model_api::Api;
 use crate::tool_acl::jsonrpc::POLICY_DENIED;
 
+/// An amount of a budget's unit as people read it: dollars for a cost (counted in micro-USD),
+/// else the count.
+pub fn amount(unit: Unit, n: u64) -> String {
+    match unit {
+        Unit::CostUsd => format!("${:.4}", n as f64 / 1e6),
+        _ => n.to_string(),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u32,
@@ -74,10 +83,7 @@ pub fn refused(
         Unit::CostUsd => ("cost", "cost"),
         _ => ("tokens", "tokens"),
     };
-    let shown = |n: u64| match budget.unit {
-        Unit::CostUsd => format!("${:.4}", n as f64 / 1e6),
-        _ => n.to_string(),
-    };
+    let shown = |n: u64| amount(budget.unit, n);
     let message = if refusal.reset_at.is_none() && budget.window == Window::Request {
         format!("the request needs more than budget {:?} allows per request ({})", budget.id, shown(budget.limit))
     } else {

@@ -54,22 +54,7 @@ fn object(raw: Option<&RawValue>) -> Result<Option<StrictObject<'_>>, StrictJson
 
 /// The object with member `key` given a new value, or left out (`None`).
 fn replaced(object: &StrictObject, key: &str, value: Option<&str>) -> String {
-    let mut out = String::from("{");
-    for (name, raw) in object.members() {
-        let raw = match (name == key, value) {
-            (true, None) => continue,
-            (true, Some(value)) => value,
-            (false, _) => raw.get(),
-        };
-        if out.len() > 1 {
-            out.push(',');
-        }
-        out.push_str(&serde_json::Value::String(name.to_string()).to_string());
-        out.push(':');
-        out.push_str(raw);
-    }
-    out.push('}');
-    out
+    object.rewritten(|name, raw| if name == key { value.map(Cow::Borrowed) } else { Some(Cow::Borrowed(raw.get())) })
 }
 
 #[cfg(test)]

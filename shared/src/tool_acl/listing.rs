@@ -205,26 +205,15 @@ fn filter_result(cx: &ListContext, result: &str) -> Result<(String, Filtered), L
             filtered.hidden += 1;
         }
     }
-    let mut out = String::with_capacity(result.len());
-    out.push('{');
-    for (i, (key, value)) in object.members().iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&serde_json::Value::String(key.to_string()).to_string());
-        out.push(':');
-        if key == "tools" {
-            out.push('[');
-            out.push_str(&kept.join(","));
-            out.push(']');
-        } else if key == "cacheScope" {
+    let tools = format!("[{}]", kept.join(","));
+    let out = object.rewritten(|key, value| {
+        Some(Cow::Borrowed(match key {
+            "tools" => tools.as_str(),
             // MCP 2026-07-28: this listing is this caller's, never one a shared cache may serve.
-            out.push_str("\"private\"");
-        } else {
-            out.push_str(value.get());
-        }
-    }
-    out.push('}');
+            "cacheScope" => "\"private\"",
+            _ => value.get(),
+        }))
+    });
     Ok((out, filtered))
 }
 

@@ -279,34 +279,22 @@ fn rebuild(object: &StrictObject, kept: &[(&str, Vec<&RawValue>)], removed: &[St
         })
     };
     let choice_removed = names_removed("tool_choice") || names_removed("function_call");
-    let mut out = String::from("{");
-    let mut first = true;
-    for (key, value) in object.members() {
-        let replacement = kept.iter().find(|(k, _)| k == key).map(|(_, tools)| tools);
-        let drop = match key.as_ref() {
-            "tools" | "functions" => replacement.is_some_and(|t| t.is_empty()),
-            "tool_choice" | "function_call" => none_left || choice_removed,
-            "parallel_tool_calls" => none_left,
-            _ => false,
-        };
-        if drop {
-            continue;
-        }
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(&serde_json::Value::String(key.to_string()).to_string());
-        out.push(':');
-        match replacement {
-            Some(tools) => {
-                out.push('[');
-                out.push_str(&tools.iter().map(|t| t.get()).collect::<Vec<_>>().join(","));
-                out.push(']');
+    object
+        .rewritten(|key, value| {
+            let replacement = kept.iter().find(|(k, _)| *k == key).map(|(_, tools)| tools);
+            let drop = match key {
+                "tools" | "functions" => replacement.is_some_and(|t| t.is_empty()),
+                "tool_choice" | "function_call" => none_left || choice_removed,
+                "parallel_tool_calls" => none_left,
+                _ => false,
+            };
+            if drop {
+                return None;
             }
-            None => out.push_str(value.get()),
-        }
-    }
-    out.push('}');
-    out.into_bytes()
+            Some(match replacement {
+                Some(tools) => Cow::Owned(format!("[{}]", tools.iter().map(|t| t.get()).collect::<Vec<_>>().join(","))),
+                None => Cow::Borrowed(value.get()),
+            })
+        })
+        .into_bytes()
 }

@@ -413,7 +413,7 @@ fn decide_call(cx: &Context, params: Option<&str>) -> Result<Step, HostError> {
         // The call limits: budgets of the budget engine, counted per session (or agent).
         let caller = Caller { session: Some(session.clone()), ..cx.caller.clone() };
         let now = cx.now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let counted = match &limits.budgets {
+        let held = match &limits.budgets {
             Some(budgets) => {
                 let planner = Planner { policy: budgets, host: cx.host, caller: &caller, now };
                 let call = ToolCall { id: String::new(), server: server.name.clone(), tool: tool.to_string(), risk };
@@ -435,19 +435,17 @@ fn decide_call(cx: &Context, params: Option<&str>) -> Result<Step, HostError> {
             }
             None => None,
         };
+        pending.counted = held.map(|plan| (caller, plan));
         if limits.loop_max_repeats > 0 {
             let call_key = format!("{}/{tool}/{}", server.name, arguments.sha256);
             let agent = cx.caller.agent.as_deref().unwrap_or_default();
             let verdict = check_loop(cx.host, limits, agent, &session, &call_key, cx.now)?;
             if verdict != LimitVerdict::Within {
                 // A call refused here is not counted.
-                if let (Some(plan), Some(budgets)) = (&counted, &limits.budgets) {
-                    Planner { policy: budgets, host: cx.host, caller: &caller, now }.release(plan)?;
-                }
+                pending.release(cx)?;
                 return refuse(Refusal::new(LIMITS_RULE, verdict.reason()), &mut rec);
             }
         }
-        pending.counted = counted.map(|plan| (caller, plan));
     }
     Ok(Step::Pass(rec, Box::new(pending)))
 }
